@@ -1,0 +1,185 @@
+"""Stored articles: idempotent upsert (by guid, else URL) and selection by topic and time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlite_utils import Database
+
+from newsletter import topics as topics_mod
+from newsletter.clock import from_iso, now_iso, to_iso
+
+
+@dataclass
+class ArticleIn:
+    """An article as read from a source, before it is stored."""
+
+    url: str
+    title: str
+    published: datetime  # time-zone aware
+    guid: str = ""
+    summary: str = ""
+    category: str | None = None
+    topics: list[str] = field(default_factory=list)  # topic names as tagged
+    image: str | None = None
+    image_alt: str | None = None
+    source: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.guid or self.url
+
+
+@dataclass(frozen=True)
+class Article:
+    id: int
+    url: str
+    title: str
+    summary: str
+    published: datetime
+    category: str | None
+    image: str | None
+    image_alt: str | None
+    topics: tuple[str, ...]  # slugs
+
+    def as_json(self) -> dict:
+        return {
+            "url": self.url,
+            "title": self.title,
+            "summary": self.summary,
+            "published": self.published.isoformat(),
+            "category": self.category,
+            "topics": list(self.topics),
+            "image": self.image,
+            "image_alt": self.image_alt,
+        }
+
+
+_FIELDS = ("url", "title", "summary", "published", "category", "image", "image_alt")
+
+
+def upsert(db: Database, art: ArticleIn) -> str:
+    """Store one article; returns ``imported``, ``updated`` or ``unchanged``.
+
+    The caller owns the transaction (one per source).
+    """
+    values = {
+        "url": art.url,
+        "title": art.title,
+        "summary": art.summary or "",
+        "published": to_iso(art.published),
+        "category": art.category,
+        "image": art.image,
+        "image_alt": art.image_alt,
+    }
+    topic_ids = sorted({topics_mod.ensure_topic(db, name).id for name in art.topics})
+    row = db.execute(
+        f"SELECT id, {', '.join(_FIELDS)} FROM articles WHERE guid = ?", [art.key]
+    ).fetchone()
+    if row is None:
+        cursor = db.execute(
+            "INSERT INTO articles (guid, url, title, summary, published, category, image,"
+            " image_alt, source, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [art.key, *values.values(), art.source, now_iso(), now_iso()],
+        )
+        article_id = cursor.lastrowid
+        _add_topics(db, article_id, topic_ids)
+        return "imported"
+    article_id = row[0]
+    stored = dict(zip(_FIELDS, row[1:], strict=True))
+    existing_topics = {
+        r[0]
+        for r in db.execute(
+            "SELECT topic_id FROM article_topics WHERE article_id = ?", [article_id]
+        )
+    }
+    if stored == values and set(topic_ids) <= existing_topics:
+        return "unchanged"
+    db.execute(
+        f"UPDATE articles SET {', '.join(f'{k} = ?' for k in values)}, updated = ? WHERE id = ?",
+        [*values.values(), now_iso(), article_id],
+    )
+    # Topics only accumulate: a tag added by hand (--topic) must survive a re-import.
+    _add_topics(db, article_id, topic_ids)
+    return "updated"
+
+
+def _add_topics(db: Database, article_id: int, topic_ids: Sequence[int]) -> None:
+    for tid in topic_ids:
+        db.execute(
+            "INSERT OR IGNORE INTO article_topics (article_id, topic_id) VALUES (?, ?)",
+            [article_id, tid],
+        )
+
+
+def select(
+    db: Database,
+    topic_ids: Sequence[int] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    *,
+    since_exclusive: bool = False,
+) -> list[Article]:
+    """Articles newest first; ``since``/``until`` are aware datetimes (until exclusive)."""
+    where: list[str] = []
+    params: list[object] = []
+    if topic_ids:
+        marks = ", ".join("?" for _ in topic_ids)
+        where.append(f"a.id IN (SELECT article_id FROM article_topics WHERE topic_id IN ({marks}))")
+        params.extend(topic_ids)
+    if since is not None:
+        where.append("a.published > ?" if since_exclusive else "a.published >= ?")
+        params.append(to_iso(since))
+    if until is not None:
+        where.append("a.published < ?")
+        params.append(to_iso(until))
+    sql = (
+        "SELECT a.id, a.url, a.title, a.summary, a.published, a.category, a.image, a.image_alt,"
+        " (SELECT group_concat(t.slug, ' ') FROM article_topics at"
+        "  JOIN topics t ON t.id = at.topic_id WHERE at.article_id = a.id) AS slugs"
+        " FROM articles a"
+    )
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY a.published DESC, a.id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return [_article(row) for row in db.execute(sql, params)]
+
+
+def by_ids(db: Database, ids: Sequence[int]) -> list[Article]:
+    """Articles in the order of ``ids``."""
+    if not ids:
+        return []
+    found = {a.id: a for a in _all_with_ids(db, ids)}
+    return [found[i] for i in ids if i in found]
+
+
+def _all_with_ids(db: Database, ids: Sequence[int]) -> list[Article]:
+    marks = ", ".join("?" for _ in ids)
+    sql = (
+        "SELECT a.id, a.url, a.title, a.summary, a.published, a.category, a.image, a.image_alt,"
+        " (SELECT group_concat(t.slug, ' ') FROM article_topics at"
+        "  JOIN topics t ON t.id = at.topic_id WHERE at.article_id = a.id) AS slugs"
+        f" FROM articles a WHERE a.id IN ({marks})"
+    )
+    return [_article(row) for row in db.execute(sql, list(ids))]
+
+
+def _article(row: tuple) -> Article:
+    slugs = tuple(sorted((row[8] or "").split())) if row[8] else ()
+    return Article(
+        id=row[0],
+        url=row[1],
+        title=row[2],
+        summary=row[3],
+        published=from_iso(row[4]),
+        category=row[5],
+        image=row[6],
+        image_alt=row[7],
+        topics=slugs,
+    )

@@ -1,0 +1,104 @@
+"""The ``newsletter`` command line: parses, calls the core, prints. No logic lives here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from newsletter import __version__
+from newsletter.cli import articles, build, send, serve, subscribers, topics
+from newsletter.cli.common import State, state
+from newsletter.config import config_path, load_settings, write_template
+from newsletter.db import open_db
+from newsletter.errors import NewsletterError
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one clear line on stderr; the caller raises the returned Exit (code 1)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+class NewsletterGroup(TyperGroup):
+    """Turns every NewsletterError raised by a command into a one-line error, exit 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as exc:
+            raise fail(str(exc)) from None
+
+
+app = typer.Typer(
+    cls=NewsletterGroup,
+    help="Compose and mail topic newsletters.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"newsletter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Settings file (env NEWSLETTER_CONFIG; default newsletter.toml)"
+        ),
+    ] = None,
+    db: Annotated[
+        Path | None,
+        typer.Option("--db", help="SQLite database (env NEWSLETTER_DB; default subscribers.db)"),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Compose and mail topic newsletters.
+
+    Example: newsletter articles import feed.xml && newsletter build --topic Vaikuttavuus
+    """
+    path = config_path(config)
+    try:
+        settings = load_settings(path)
+    except NewsletterError as exc:
+        raise fail(str(exc)) from None
+    if db is not None:
+        settings = settings.with_overrides(db=db)
+    ctx.obj = State(settings=settings, config_path=path)
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Write a commented newsletter.toml and create the database.
+
+    Example: newsletter init
+    """
+    current = state(ctx)
+    if not current.config_path.exists():
+        write_template(current.config_path)
+        typer.echo(f"wrote {current.config_path}")
+    else:
+        typer.echo(f"{current.config_path} exists; left as it is")
+    settings = load_settings(current.config_path)
+    database = settings.db if ctx.find_root().params.get("db") is None else current.settings.db
+    open_db(database).close()
+    typer.echo(f"database ready: {database}")
+
+
+for module in (topics, articles, build, subscribers, send, serve):
+    module.register(app)
+
+
+def main() -> None:
+    app(prog_name="newsletter")

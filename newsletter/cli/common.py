@@ -1,0 +1,46 @@
+"""What every command module shares: the loaded settings, the database, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from sqlite_utils import Database
+
+from newsletter.config import Settings
+from newsletter.db import open_db
+
+
+@dataclass
+class State:
+    settings: Settings
+    config_path: Path
+    _db: Database | None = field(default=None, repr=False)
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = open_db(self.settings.db)
+        return self._db
+
+
+def state(ctx: typer.Context) -> State:
+    root = ctx.find_root()
+    assert isinstance(root.obj, State), "the root callback sets the state"
+    return root.obj
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,53 @@
+"""``newsletter topics``: list and add topics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from newsletter import subscribers, topics
+from newsletter.cli.common import print_json, state
+
+app = typer.Typer(help="Topics: each has its own newsletter.", no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="Lower-case slug, e.g. yhteisovaikuttavuus")],
+    name: Annotated[str, typer.Option("--name", help="Display name")],
+) -> None:
+    """Create a topic (or rename one).
+
+    Example: newsletter topics add vaikuttavuus --name Vaikuttavuus
+    """
+    topic = topics.add_topic(state(ctx).db, slug, name)
+    typer.echo(f"topic {topic.slug}: {topic.name}")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List topics with their number of confirmed recipients.
+
+    Example: newsletter topics list --json
+    """
+    db = state(ctx).db
+    rows = [
+        {"slug": t.slug, "name": t.name, "subscribers": subscribers.count_recipients(db, [t.id])}
+        for t in topics.all_topics(db)
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("no topics yet: import articles or run `newsletter topics add`")
+    for row in rows:
+        typer.echo(f"{row['slug']:30} {row['subscribers']:>7}  {row['name']}")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="topics")

@@ -1,0 +1,278 @@
+"""Settings: defaults, then ``newsletter.toml``, then ``NEWSLETTER_*`` environment variables.
+
+Secrets (SMTP password, token key) are read from the file or the environment only, never
+from the command line, and are hidden from ``repr`` so they cannot leak into logs.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from newsletter.errors import ConfigError
+
+LANGUAGES = ("fi", "sv", "en")
+SMTP_SECURITY = ("none", "starttls", "ssl")
+DEFAULT_CONFIG = "newsletter.toml"
+DEFAULT_ARTICLE_TYPES = ("Blogi", "Uutiset", "Blog", "News", "Nyheter")
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: Path = Path("subscribers.db")
+    timezone: str = "Europe/Helsinki"
+    default_lang: str = "fi"
+    base_url: str = "http://127.0.0.1:8080"
+    templates_dir: Path | None = None
+    article_types: tuple[str, ...] = DEFAULT_ARTICLE_TYPES
+    secret: str = field(default="", repr=False)
+
+    org_name: str = "Newsletter"
+    org_address: str = ""
+    org_website: str = ""
+    org_email: str = ""
+    logo_url: str = ""
+
+    from_addr: str = "Newsletter <newsletter@localhost>"
+    reply_to: str = ""
+    unsubscribe_mailto: str = ""
+
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_security: str = "none"
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_timeout: float = 30.0
+
+    rate: float = 10.0
+    concurrency: int = 2
+    batch_size: int = 100
+    max_errors: int = 20
+    max_retries: int = 5
+    hard_bounce_limit: int = 1
+
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_key_file: Path | None = None
+
+    confirm_days: int = 7
+    signup_limit_per_hour: int = 5
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.from_addr)[1]
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2].lower() or "localhost"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class _Key:
+    attr: str
+    toml: str  # dotted path in newsletter.toml
+    env: str
+
+
+# One row per setting: where it lives in the file and which variable overrides it.
+KEYS: tuple[_Key, ...] = (
+    _Key("db", "database", "NEWSLETTER_DB"),
+    _Key("timezone", "timezone", "NEWSLETTER_TIMEZONE"),
+    _Key("default_lang", "default_lang", "NEWSLETTER_DEFAULT_LANG"),
+    _Key("base_url", "base_url", "NEWSLETTER_BASE_URL"),
+    _Key("templates_dir", "templates_dir", "NEWSLETTER_TEMPLATES_DIR"),
+    _Key("article_types", "article_types", "NEWSLETTER_ARTICLE_TYPES"),
+    _Key("secret", "secret", "NEWSLETTER_SECRET"),
+    _Key("org_name", "organisation.name", "NEWSLETTER_ORG_NAME"),
+    _Key("org_address", "organisation.address", "NEWSLETTER_ORG_ADDRESS"),
+    _Key("org_website", "organisation.website", "NEWSLETTER_ORG_WEBSITE"),
+    _Key("org_email", "organisation.email", "NEWSLETTER_ORG_EMAIL"),
+    _Key("logo_url", "organisation.logo", "NEWSLETTER_LOGO_URL"),
+    _Key("from_addr", "mail.from", "NEWSLETTER_FROM"),
+    _Key("reply_to", "mail.reply_to", "NEWSLETTER_REPLY_TO"),
+    _Key("unsubscribe_mailto", "mail.unsubscribe_mailto", "NEWSLETTER_UNSUBSCRIBE_MAILTO"),
+    _Key("smtp_host", "smtp.host", "NEWSLETTER_SMTP_HOST"),
+    _Key("smtp_port", "smtp.port", "NEWSLETTER_SMTP_PORT"),
+    _Key("smtp_security", "smtp.security", "NEWSLETTER_SMTP_SECURITY"),
+    _Key("smtp_username", "smtp.username", "NEWSLETTER_SMTP_USERNAME"),
+    _Key("smtp_password", "smtp.password", "NEWSLETTER_SMTP_PASSWORD"),
+    _Key("smtp_timeout", "smtp.timeout", "NEWSLETTER_SMTP_TIMEOUT"),
+    _Key("rate", "send.rate", "NEWSLETTER_RATE"),
+    _Key("concurrency", "send.concurrency", "NEWSLETTER_CONCURRENCY"),
+    _Key("batch_size", "send.batch_size", "NEWSLETTER_BATCH_SIZE"),
+    _Key("max_errors", "send.max_errors", "NEWSLETTER_MAX_ERRORS"),
+    _Key("max_retries", "send.max_retries", "NEWSLETTER_MAX_RETRIES"),
+    _Key("hard_bounce_limit", "send.hard_bounce_limit", "NEWSLETTER_HARD_BOUNCE_LIMIT"),
+    _Key("dkim_selector", "dkim.selector", "NEWSLETTER_DKIM_SELECTOR"),
+    _Key("dkim_domain", "dkim.domain", "NEWSLETTER_DKIM_DOMAIN"),
+    _Key("dkim_key_file", "dkim.key_file", "NEWSLETTER_DKIM_KEY_FILE"),
+    _Key("confirm_days", "web.confirm_days", "NEWSLETTER_CONFIRM_DAYS"),
+    _Key("signup_limit_per_hour", "web.signup_limit_per_hour", "NEWSLETTER_SIGNUP_LIMIT"),
+)
+
+_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def config_path(explicit: Path | None, env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if explicit is not None:
+        return explicit
+    return Path(env.get("NEWSLETTER_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings; a missing file means defaults. Relative paths resolve against the file."""
+    env = os.environ if env is None else env
+    path = config_path(path, env)
+    data = _read_toml(path) if path.exists() else {}
+    base_dir = path.parent if path.exists() else Path()
+    values: dict[str, Any] = {}
+    for key in KEYS:
+        raw = _lookup(data, key.toml)
+        if raw is not None:
+            values[key.attr] = _coerce(key.attr, raw, f"{path}: {key.toml}", base_dir)
+        if key.env in env and env[key.env] != "":
+            values[key.attr] = _coerce(key.attr, env[key.env], key.env, Path())
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _coerce(attr: str, raw: Any, where: str, base_dir: Path) -> Any:
+    kind = str(_TYPES[attr])
+    try:
+        if "tuple" in kind:
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if "Path" in kind:
+            candidate = Path(str(raw)).expanduser()
+            return candidate if candidate.is_absolute() else base_dir / candidate
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected {kind}, got {raw!r}") from None
+
+
+def _validate(settings: Settings) -> None:
+    if settings.default_lang not in LANGUAGES:
+        raise ConfigError(f"default_lang must be one of {', '.join(LANGUAGES)}")
+    if settings.smtp_security not in SMTP_SECURITY:
+        raise ConfigError(f"smtp.security must be one of {', '.join(SMTP_SECURITY)}")
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown timezone {settings.timezone!r}") from None
+    if "@" not in settings.sender_address:
+        raise ConfigError(f"mail.from is not an address: {settings.from_addr!r}")
+    for name in ("concurrency", "batch_size", "max_errors", "hard_bounce_limit"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    if settings.rate <= 0:
+        raise ConfigError("send.rate must be above 0 (messages per second)")
+    if not settings.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"base_url must start with https:// (got {settings.base_url!r})")
+    for name in ("from_addr", "reply_to", "unsubscribe_mailto", "org_name"):
+        if any(ch in getattr(settings, name) for ch in "\r\n"):
+            raise ConfigError(f"{name} must not contain a line break")
+
+
+CONFIG_TEMPLATE = """\
+# newsletter.toml: settings for the `newsletter` command.
+# Every value can be overridden by an environment variable (shown after each key).
+# Secrets (smtp.password, secret) belong in the environment, not in this file.
+
+# SQLite database (NEWSLETTER_DB)
+database = "subscribers.db"
+# Time zone used for dates in editions and for --since/--until (NEWSLETTER_TIMEZONE)
+timezone = "Europe/Helsinki"
+# Language of editions and pages when none is known: fi, sv or en (NEWSLETTER_DEFAULT_LANG)
+default_lang = "fi"
+# Public address of `newsletter serve`; links in emails point here (NEWSLETTER_BASE_URL)
+base_url = "https://uutiskirje.example.fi"
+# Folder for your own templates, used by `build --template NAME` (NEWSLETTER_TEMPLATES_DIR)
+# templates_dir = "my-templates"
+# Feed categories that name the kind of article rather than a topic
+article_types = ["Blogi", "Uutiset", "Blog", "News", "Nyheter"]
+# Key for signed unsubscribe links: set NEWSLETTER_SECRET in the environment.
+# Without it a key is generated once and kept in the database.
+
+[organisation]
+name = "Esimerkkisäätiö"          # NEWSLETTER_ORG_NAME
+address = "Esimerkkikatu 1, 00100 Helsinki"   # NEWSLETTER_ORG_ADDRESS
+website = "https://www.example.fi"            # NEWSLETTER_ORG_WEBSITE
+email = "info@example.fi"                     # NEWSLETTER_ORG_EMAIL
+# logo = "https://www.example.fi/logo.png"    # NEWSLETTER_LOGO_URL
+
+[mail]
+from = "Esimerkkisäätiö <uutiskirje@example.fi>"    # NEWSLETTER_FROM
+reply_to = "info@example.fi"                        # NEWSLETTER_REPLY_TO
+# Address for mailto: unsubscribe requests (default: unsubscribe@ the From domain)
+# unsubscribe_mailto = "unsubscribe@example.fi"     # NEWSLETTER_UNSUBSCRIBE_MAILTO
+
+[smtp]
+host = "localhost"       # NEWSLETTER_SMTP_HOST
+port = 25                # NEWSLETTER_SMTP_PORT
+security = "none"        # none | starttls | ssl (NEWSLETTER_SMTP_SECURITY)
+username = ""            # NEWSLETTER_SMTP_USERNAME; password: NEWSLETTER_SMTP_PASSWORD
+timeout = 30
+
+[send]
+rate = 10                # messages per second, across all connections
+concurrency = 2          # parallel SMTP connections
+batch_size = 100
+max_errors = 20          # consecutive errors before a send pauses
+max_retries = 5          # attempts for 4xx replies and dropped connections
+hard_bounce_limit = 1    # hard bounces before a subscriber is marked bounced
+
+[dkim]
+# selector = "news"
+# domain = "example.fi"
+# key_file = "dkim-private.pem"
+
+[web]
+confirm_days = 7              # how long a sign-up confirmation link is valid
+signup_limit_per_hour = 5     # sign-ups per address and per client IP
+"""
+
+
+def write_template(path: Path) -> None:
+    if path.exists():
+        raise ConfigError(f"{path} already exists; not overwriting it")
+    path.write_text(CONFIG_TEMPLATE, encoding="utf-8")

@@ -1,0 +1,170 @@
+"""Append-only schema migrations. Never edit one that has shipped: add a new function.
+
+Every table the tool uses is here, so later features only ever add migrations.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("newsletter")
+
+
+def _script(db: Database, sql: str) -> None:
+    """Run statements one by one: ``executescript`` would COMMIT the migration's transaction."""
+    statement = ""
+    for line in sql.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement: {statement!r}")
+
+
+@migrations()
+def m001_topics_and_articles(db: Database) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE topics (
+            id INTEGER PRIMARY KEY,
+            slug TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            created TEXT NOT NULL
+        );
+        CREATE TABLE articles (
+            id INTEGER PRIMARY KEY,
+            guid TEXT NOT NULL UNIQUE,
+            url TEXT NOT NULL,
+            title TEXT NOT NULL,
+            summary TEXT NOT NULL DEFAULT '',
+            published TEXT NOT NULL,
+            category TEXT,
+            image TEXT,
+            image_alt TEXT,
+            source TEXT,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        );
+        CREATE INDEX articles_published ON articles (published);
+        CREATE INDEX articles_url ON articles (url);
+        CREATE TABLE article_topics (
+            article_id INTEGER NOT NULL REFERENCES articles (id) ON DELETE CASCADE,
+            topic_id INTEGER NOT NULL REFERENCES topics (id) ON DELETE CASCADE,
+            PRIMARY KEY (article_id, topic_id)
+        );
+        CREATE INDEX article_topics_topic ON article_topics (topic_id, article_id);
+        """,
+    )
+
+
+@migrations()
+def m002_subscribers(db: Database) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL,
+            email_key TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL DEFAULT '',
+            lang TEXT NOT NULL DEFAULT 'fi' CHECK (lang IN ('fi', 'sv', 'en')),
+            status TEXT NOT NULL DEFAULT 'active'
+                CHECK (status IN ('active', 'bounced', 'blocklisted')),
+            hard_bounces INTEGER NOT NULL DEFAULT 0,
+            attributes TEXT NOT NULL DEFAULT '{}',
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        );
+        CREATE TABLE subscriptions (
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            topic_id INTEGER NOT NULL REFERENCES topics (id) ON DELETE CASCADE,
+            status TEXT NOT NULL
+                CHECK (status IN ('unconfirmed', 'confirmed', 'unsubscribed')),
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            PRIMARY KEY (subscriber_id, topic_id)
+        );
+        CREATE INDEX subscriptions_topic ON subscriptions (topic_id, status, subscriber_id);
+        -- Proof of consent: every change of a subscription or status is an event.
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            time TEXT NOT NULL,
+            action TEXT NOT NULL,
+            topic_id INTEGER REFERENCES topics (id) ON DELETE SET NULL,
+            source TEXT NOT NULL,
+            detail TEXT
+        );
+        CREATE INDEX events_subscriber ON events (subscriber_id, id);
+        -- Erased addresses survive only as a keyed hash, so imports cannot bring them back.
+        CREATE TABLE suppressions (
+            hash TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            created TEXT NOT NULL
+        );
+        """,
+    )
+
+
+@migrations()
+def m003_editions_and_deliveries(db: Database) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE editions (
+            id INTEGER PRIMARY KEY,
+            subject TEXT NOT NULL,
+            preheader TEXT NOT NULL DEFAULT '',
+            lang TEXT NOT NULL,
+            intro TEXT NOT NULL DEFAULT '',
+            template TEXT NOT NULL,
+            html TEXT NOT NULL,
+            text TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'draft'
+                CHECK (status IN ('draft', 'sending', 'paused', 'sent')),
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            sent_at TEXT,
+            lock_owner TEXT,
+            lock_pid INTEGER,
+            lock_host TEXT,
+            lock_heartbeat TEXT
+        );
+        CREATE TABLE edition_topics (
+            edition_id INTEGER NOT NULL REFERENCES editions (id) ON DELETE CASCADE,
+            topic_id INTEGER NOT NULL REFERENCES topics (id),
+            PRIMARY KEY (edition_id, topic_id)
+        );
+        CREATE TABLE edition_articles (
+            edition_id INTEGER NOT NULL REFERENCES editions (id) ON DELETE CASCADE,
+            article_id INTEGER NOT NULL REFERENCES articles (id),
+            position INTEGER NOT NULL,
+            PRIMARY KEY (edition_id, article_id)
+        );
+        -- The delivery log: one row per recipient, fixed when a send starts.
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            edition_id INTEGER NOT NULL REFERENCES editions (id) ON DELETE CASCADE,
+            subscriber_id INTEGER REFERENCES subscribers (id) ON DELETE SET NULL,
+            topic_id INTEGER REFERENCES topics (id),
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_reply TEXT,
+            reason TEXT,
+            message_id TEXT,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            UNIQUE (edition_id, subscriber_id)
+        );
+        CREATE INDEX deliveries_pending ON deliveries (edition_id, status, id);
+        """,
+    )

@@ -1,0 +1,93 @@
+"""Topics: each has its own newsletter. Tags on articles create them; slugs identify them."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from newsletter.clock import now_iso
+from newsletter.errors import NewsletterError, NotFound
+
+
+@dataclass(frozen=True)
+class Topic:
+    id: int
+    slug: str
+    name: str
+
+
+def slugify(name: str) -> str:
+    """Lower-case ASCII fold with hyphens: ``Yhteisövaikuttavuus`` -> ``yhteisovaikuttavuus``."""
+    folded = unicodedata.normalize("NFKD", name.strip())
+    ascii_only = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    ascii_only = ascii_only.encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_only).strip("-")
+
+
+def _row(row: tuple) -> Topic:
+    return Topic(id=row[0], slug=row[1], name=row[2])
+
+
+def get_by_slug(db: Database, slug: str) -> Topic | None:
+    row = db.execute("SELECT id, slug, name FROM topics WHERE slug = ?", [slug]).fetchone()
+    return _row(row) if row else None
+
+
+def ensure_topic(db: Database, name: str) -> Topic:
+    """The topic for a tag, created on first sight; case and diacritics do not matter."""
+    slug = slugify(name)
+    if not slug:
+        raise NewsletterError(f"topic name {name!r} has no letters or digits")
+    existing = get_by_slug(db, slug)
+    if existing:
+        return existing
+    db.execute(
+        "INSERT INTO topics (slug, name, created) VALUES (?, ?, ?)", [slug, name.strip(), now_iso()]
+    )
+    found = get_by_slug(db, slug)
+    assert found is not None
+    return found
+
+
+def add_topic(db: Database, slug: str, name: str) -> Topic:
+    """Create a topic with an explicit slug, or rename an existing one."""
+    clean = slugify(slug)
+    if not clean or clean != slug.strip().lower():
+        raise NewsletterError(f"invalid slug {slug!r}: use lower-case letters, digits, hyphens")
+    if not name.strip():
+        raise NewsletterError("a topic needs a name")
+    with db.atomic():
+        if get_by_slug(db, clean):
+            db.execute("UPDATE topics SET name = ? WHERE slug = ?", [name.strip(), clean])
+        else:
+            db.execute(
+                "INSERT INTO topics (slug, name, created) VALUES (?, ?, ?)",
+                [clean, name.strip(), now_iso()],
+            )
+    found = get_by_slug(db, clean)
+    assert found is not None
+    return found
+
+
+def resolve(db: Database, text: str) -> Topic:
+    """A topic named by slug or name, in any case, with or without diacritics."""
+    found = get_by_slug(db, slugify(text))
+    if found is None:
+        known = ", ".join(t.slug for t in all_topics(db)) or "none yet"
+        raise NotFound(f"unknown topic {text!r} (known topics: {known})")
+    return found
+
+
+def resolve_many(db: Database, texts: list[str] | None) -> list[Topic]:
+    seen: dict[int, Topic] = {}
+    for text in texts or []:
+        topic = resolve(db, text)
+        seen.setdefault(topic.id, topic)
+    return list(seen.values())
+
+
+def all_topics(db: Database) -> list[Topic]:
+    return [_row(r) for r in db.execute("SELECT id, slug, name FROM topics ORDER BY slug")]
