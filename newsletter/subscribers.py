@@ -138,6 +138,72 @@ def set_subscription(
     return True
 
 
+@dataclass(frozen=True)
+class AddResult:
+    subscriber_id: int
+    created: bool  # a new subscriber row
+    changed: bool  # anything about the person or their subscriptions changed
+
+
+def add(
+    db: Database,
+    email: str,
+    *,
+    name: str | None = None,
+    lang: str | None = None,
+    topic_ids: Sequence[int] = (),
+    status: str = "confirmed",
+    source: str = "cli",
+    default_lang: str = "fi",
+    lift_suppression_: bool = True,
+) -> AddResult:
+    """Create or update a subscriber and subscribe them to ``topic_ids`` with ``status``.
+
+    With ``lift_suppression_`` (staff ``add``, a confirmed web sign-up) an erased address
+    may come back; an unconfirmed web sign-up passes False and lifts it only on confirmation.
+    Imports must check ``is_suppressed`` first and skip. A CR or LF in a name becomes a
+    space so it can never reach a header.
+    """
+    address = normalize_email(email)
+    clean_name = " ".join((name or "").split()) if name is not None else None
+    if lang is not None and lang not in ("fi", "sv", "en"):
+        raise InvalidEmail(f"unknown language {lang!r}: use fi, sv or en")
+    stamp = now_iso()
+    with db.atomic():
+        row = find(db, address)
+        created = row is None
+        changed = created
+        if created:
+            if lift_suppression_ and is_suppressed(db, address):
+                lift_suppression(db, address)
+            cursor = db.execute(
+                "INSERT INTO subscribers (email, email_key, name, lang, status, created, updated)"
+                " VALUES (?, ?, ?, ?, 'active', ?, ?)",
+                [address, email_key(address), clean_name or "", lang or default_lang, stamp, stamp],
+            )
+            subscriber_id = int(cursor.lastrowid)
+            record_event(db, subscriber_id, "create", source)
+        else:
+            assert row is not None
+            subscriber_id = row["id"]
+            updates = {}
+            if clean_name and clean_name != row["name"]:
+                updates["name"] = clean_name
+            if lang and lang != row["lang"]:
+                updates["lang"] = lang
+            if updates:
+                db.execute(
+                    f"UPDATE subscribers SET {', '.join(f'{k} = ?' for k in updates)},"
+                    " updated = ? WHERE id = ?",
+                    [*updates.values(), stamp, subscriber_id],
+                )
+                record_event(db, subscriber_id, "update", source, detail=updates)
+                changed = True
+        for topic_id in topic_ids:
+            changed |= set_subscription(db, subscriber_id, topic_id, status, source)
+    return AddResult(subscriber_id, created, changed)
+
+
 def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: str) -> int:
     """Unsubscribe from one topic, or from all when ``topic_id`` is None. Idempotent."""
     if topic_id is None:
