@@ -49,6 +49,7 @@ class Settings:
     smtp_username: str = ""
     smtp_password: str = field(default="", repr=False)
     smtp_timeout: float = 30.0
+    smtp_ca_file: Path | None = None  # extra CA for a private relay
 
     rate: float = 10.0
     concurrency: int = 2
@@ -110,6 +111,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("smtp_username", "smtp.username", "NEWSLETTER_SMTP_USERNAME"),
     _Key("smtp_password", "smtp.password", "NEWSLETTER_SMTP_PASSWORD"),
     _Key("smtp_timeout", "smtp.timeout", "NEWSLETTER_SMTP_TIMEOUT"),
+    _Key("smtp_ca_file", "smtp.ca_file", "NEWSLETTER_SMTP_CA_FILE"),
     _Key("rate", "send.rate", "NEWSLETTER_RATE"),
     _Key("concurrency", "send.concurrency", "NEWSLETTER_CONCURRENCY"),
     _Key("batch_size", "send.batch_size", "NEWSLETTER_BATCH_SIZE"),
@@ -252,6 +254,7 @@ port = 25                # NEWSLETTER_SMTP_PORT
 security = "none"        # none | starttls | ssl (NEWSLETTER_SMTP_SECURITY)
 username = ""            # NEWSLETTER_SMTP_USERNAME; password: NEWSLETTER_SMTP_PASSWORD
 timeout = 30
+# ca_file = "relay-ca.pem"  # trust this CA too (NEWSLETTER_SMTP_CA_FILE)
 
 [send]
 rate = 10                # messages per second, across all connections

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -64,3 +66,26 @@ def token_key(db: Database, secret: str) -> bytes:
 
 def keyed_hash(key: bytes, text: str) -> str:
     return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+@contextlib.contextmanager
+def immediate(db: Database) -> Iterator[Database]:
+    """A write transaction that takes SQLite's write lock up front (``BEGIN IMMEDIATE``).
+
+    ``db.atomic()`` begins DEFERRED: a transaction that reads and then writes fails at once
+    with "database is locked" when another connection wrote in between (WAL snapshots cannot
+    be upgraded), whatever busy_timeout says. Concurrent writers (web threads, a running
+    send) use this for read-then-write work; inside it, ``db.atomic()`` nests as savepoints.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.rollback()
+        raise

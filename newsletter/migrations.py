@@ -168,3 +168,22 @@ def m003_editions_and_deliveries(db: Database) -> None:
         CREATE INDEX deliveries_pending ON deliveries (edition_id, status, id);
         """,
     )
+
+
+@migrations()
+def m004_web_signup_attempts(db: Database) -> None:
+    # Sign-up rate limiting that holds across threads and restarts. Only keyed hashes of
+    # the address and of the client network are kept, never the values themselves.
+    _script(
+        db,
+        """
+        CREATE TABLE web_signup_attempts (
+            id INTEGER PRIMARY KEY,
+            scope TEXT NOT NULL CHECK (scope IN ('email', 'ip')),
+            hash TEXT NOT NULL,
+            time TEXT NOT NULL
+        );
+        CREATE INDEX web_signup_attempts_key ON web_signup_attempts (scope, hash, time);
+        CREATE INDEX web_signup_attempts_time ON web_signup_attempts (time);
+        """,
+    )

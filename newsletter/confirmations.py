@@ -1,0 +1,252 @@
+"""Double opt-in: sign-ups stay ``unconfirmed`` until the person presses confirm in a mail.
+
+Who may sign up whom is unknowable, so nothing here trusts the form: an anonymous sign-up
+never demotes a confirmed subscription, never changes a known person's name or language,
+never lifts a suppression (only the confirmation does), and never mails bounced or
+blocklisted addresses. The caller shows the same page whatever happened here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from newsletter import links, subscribers, tokens
+from newsletter.config import LANGUAGES, Settings
+from newsletter.db import immediate, token_key
+from newsletter.errors import InvalidToken, NewsletterError
+from newsletter.topics import Topic
+
+MAILABLE_STATUS = "active"
+
+# The confirmation mail. It never repeats the name typed into the form: the sign-up form
+# must not become a way to send chosen text to any address.
+MAIL_TEXT: dict[str, dict[str, str]] = {
+    "subject": {
+        "fi": "Vahvista uutiskirjeen tilaus – {org}",
+        "sv": "Bekräfta prenumerationen på nyhetsbrevet – {org}",
+        "en": "Please confirm your newsletter subscription – {org}",
+    },
+    "heading": {
+        "fi": "Vahvista tilauksesi",
+        "sv": "Bekräfta din prenumeration",
+        "en": "Confirm your subscription",
+    },
+    "greeting": {"fi": "Hei!", "sv": "Hej!", "en": "Hello,"},
+    "topics": {
+        "fi": "Kiitos, että tilasit uutiskirjeemme seuraavista aiheista: {topics}.",
+        "sv": "Tack för att du prenumererar på vårt nyhetsbrev om följande ämnen: {topics}.",
+        "en": "Thank you for subscribing to our newsletter on these topics: {topics}.",
+    },
+    "action": {
+        "fi": "Vahvista tilaus alla olevasta painikkeesta. Linkki on voimassa {days} päivää.",
+        "sv": "Bekräfta prenumerationen med knappen nedan. Länken gäller i {days} dagar.",
+        "en": "Please confirm the subscription with the button below. The link is valid for "
+        "{days} days.",
+    },
+    "button": {
+        "fi": "Vahvista tilaus",
+        "sv": "Bekräfta prenumerationen",
+        "en": "Confirm subscription",
+    },
+    "reason": {
+        "fi": "Saat tämän viestin, koska osoitteesi annettiin uutiskirjeemme tilauslomakkeella. "
+        "Jos et tilannut uutiskirjettä, voit jättää viestin huomiotta: emme lähetä "
+        "uutiskirjeitä ilman vahvistustasi.",
+        "sv": "Du får det här meddelandet eftersom din adress angavs i vårt formulär för "
+        "nyhetsbrevet. Om du inte har prenumererat kan du bortse från meddelandet: vi skickar "
+        "inga nyhetsbrev utan din bekräftelse.",
+        "en": "You are receiving this message because your address was entered in our "
+        "newsletter sign-up form. If you did not subscribe, you can ignore this message: we "
+        "send no newsletters without your confirmation.",
+    },
+}
+
+
+def mail_text(key: str, lang: str, **values: object) -> str:
+    return MAIL_TEXT[key][lang].format(**values)
+
+
+@dataclass(frozen=True)
+class SignUp:
+    subscriber_id: int | None  # None when nothing was recorded (bounced or blocklisted person)
+    needs_mail: bool  # some requested topic awaits confirmation
+
+
+@dataclass(frozen=True)
+class Pending:
+    subscriber_id: int
+    lang: str
+    topics: list[Topic]  # the subscriptions this link would confirm
+
+
+def _topics_with_status(db: Database, subscriber_id: int, status: str) -> list[Topic]:
+    rows = db.execute(
+        "SELECT t.id, t.slug, t.name FROM subscriptions s JOIN topics t ON t.id = s.topic_id"
+        " WHERE s.subscriber_id = ? AND s.status = ? ORDER BY t.name",
+        [subscriber_id, status],
+    )
+    return [Topic(*row) for row in rows]
+
+
+def sign_up(
+    db: Database,
+    settings: Settings,
+    *,
+    email: str,
+    name: str = "",
+    lang: str | None = None,
+    topic_ids: Sequence[int],
+    source: str = "web",
+) -> SignUp:
+    """Record an unconfirmed sign-up. Raises InvalidEmail for a bad address; mails nothing."""
+    address = subscribers.normalize_email(email)
+    with immediate(db):
+        row = subscribers.find(db, address)
+        if row is not None and row["status"] != MAILABLE_STATUS:
+            return SignUp(None, False)
+        confirmed: set[int] = set()
+        if row is not None:
+            confirmed = {t.id for t in _topics_with_status(db, row["id"], "confirmed")}
+        wanted = [tid for tid in dict.fromkeys(topic_ids) if tid not in confirmed]
+        if row is not None and not wanted:
+            return SignUp(row["id"], False)
+        result = subscribers.add(
+            db,
+            address,
+            # A stranger must not rename a known person or change their language.
+            name=name if row is None else None,
+            lang=lang if row is None else None,
+            topic_ids=wanted,
+            status="unconfirmed",
+            source=source,
+            default_lang=settings.default_lang,
+            lift_suppression_=False,
+        )
+    return SignUp(result.subscriber_id, bool(wanted))
+
+
+def confirm_expiry(settings: Settings, *, now: float | None = None) -> int:
+    return int(now if now is not None else time.time()) + settings.confirm_days * 86400
+
+
+def request_confirmation(
+    db: Database, settings: Settings, subscriber_id: int, *, lang: str | None = None
+) -> bool:
+    """Mail the confirmation request for the person's unconfirmed topics.
+
+    False (nothing sent) when there is nothing to confirm or the person may not be mailed.
+    SMTP failures raise ``smtp``'s NewsletterError subclasses.
+    """
+    from newsletter import message, render, smtp  # TEMP until they exist
+
+    person = subscribers.get(db, subscriber_id)
+    if person is None or person["status"] != MAILABLE_STATUS:
+        return False
+    pending = _topics_with_status(db, subscriber_id, "unconfirmed")
+    if not pending:
+        return False
+    lang = lang if lang in LANGUAGES else person["lang"]
+    url = links.confirm_url(
+        settings, token_key(db, settings.secret), subscriber_id, confirm_expiry(settings)
+    )
+    subject = mail_text("subject", lang, org=settings.org_name)
+    rendered = render.render_message(
+        settings,
+        lang=lang,
+        subject=subject,
+        heading=mail_text("heading", lang),
+        paragraphs=[
+            mail_text("greeting", lang),
+            mail_text("topics", lang, topics=", ".join(t.name for t in pending)),
+            mail_text("action", lang, days=settings.confirm_days),
+        ],
+        button_label=mail_text("button", lang),
+        button_url=url,
+        reason=mail_text("reason", lang),
+    )
+    data, _message_id = message.build_single(
+        settings,
+        to_email=person["email"],
+        to_name=person["name"],
+        subject=subject,
+        html=rendered.html,
+        text=rendered.text,
+    )
+    smtp.send_one(settings, settings.sender_address, [person["email"]], data)
+    subscribers.record_event(
+        db, subscriber_id, "confirmation-sent", "web", detail={"topics": [t.slug for t in pending]}
+    )
+    return True
+
+
+def send_confirmations(db: Database, settings: Settings, subscriber_ids: Iterable[int]) -> int:
+    """Mail confirmation requests to each unconfirmed person; the number of mails sent.
+
+    For ``subscribers add/import --send-confirmation``. Stops at the first SMTP error with
+    a NewsletterError that says how many were mailed; each mailed person has an event, so
+    a rerun mails the rest again (a second request harms nobody).
+    """
+    ids = list(dict.fromkeys(subscriber_ids))
+    sent = 0
+    for done, subscriber_id in enumerate(ids):
+        try:
+            sent += request_confirmation(db, settings, subscriber_id)
+        except NewsletterError as exc:
+            raise NewsletterError(
+                f"confirmation requests stopped after {done} of {len(ids)} people"
+                f" ({sent} mailed): {exc}"
+            ) from None
+    return sent
+
+
+def _subscriber_from_token(db: Database, settings: Settings, token: str) -> int:
+    data = tokens.check(token_key(db, settings.secret), links.CONFIRM, token)
+    if len(data.values) != 1 or data.expires_at is None:
+        raise InvalidToken("malformed token")
+    return data.values[0]
+
+
+def is_expired(db: Database, settings: Settings, token: str) -> bool:
+    """True when ``token`` is a genuine confirmation token whose time has passed."""
+    key = token_key(db, settings.secret)
+    try:
+        tokens.check(key, links.CONFIRM, token)
+    except InvalidToken:
+        try:
+            tokens.check(key, links.CONFIRM, token, now=0)
+        except InvalidToken:
+            return False
+        return True
+    return False
+
+
+def pending(db: Database, settings: Settings, token: str) -> Pending:
+    """What the link would confirm; InvalidToken when forged, expired or the person is gone."""
+    subscriber_id = _subscriber_from_token(db, settings, token)
+    person = subscribers.get(db, subscriber_id)
+    if person is None:
+        raise InvalidToken("no such subscriber")
+    return Pending(
+        subscriber_id, person["lang"], _topics_with_status(db, subscriber_id, "unconfirmed")
+    )
+
+
+def confirm(db: Database, settings: Settings, token: str) -> Pending:
+    """Turn the person's unconfirmed subscriptions confirmed; returns what was confirmed.
+
+    This is the person's own confirmed sign-up, so an erasure suppression of the address
+    is lifted. Repeating it confirms nothing more and is harmless.
+    """
+    with immediate(db):
+        found = pending(db, settings, token)
+        person = subscribers.get(db, found.subscriber_id)
+        assert person is not None
+        for topic in found.topics:
+            subscribers.set_subscription(db, found.subscriber_id, topic.id, "confirmed", "web")
+        if found.topics and subscribers.is_suppressed(db, person["email"]):
+            subscribers.lift_suppression(db, person["email"])
+    return found

@@ -1,0 +1,125 @@
+"""The main job end to end on the bundled sample data: ``make demo``.
+
+Runs the real commands a staff member would type, against a fresh folder ``demo-output/``,
+and delivers the edition over real SMTP to a catch-all server on loopback that this script
+starts and stops itself. Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample"
+OUT = Path(os.environ.get("NEWSLETTER_DEMO_DIR", "demo-output")).resolve()
+TOPIC = "Yhteisövaikuttavuus"
+
+CONFIG = """\
+# Written by the demo: a local catch-all SMTP server stands in for the mail provider.
+database = "subscribers.db"
+base_url = "http://127.0.0.1:8080"
+default_lang = "fi"
+
+[organisation]
+name = "Esimerkkisäätiö"
+address = "Esimerkkikatu 1, 00100 Helsinki"
+website = "https://www.example.fi"
+email = "info@example.fi"
+
+[mail]
+from = "Esimerkkisäätiö <uutiskirje@example.fi>"
+reply_to = "info@example.fi"
+
+[smtp]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+
+[send]
+rate = 50
+concurrency = 2
+batch_size = 20
+"""
+
+
+class CatchAll:
+    """aiosmtpd handler that stores every accepted message as an .eml file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.count += 1
+            name = f"{self.count:04d}-{envelope.rcpt_tos[0].replace('@', '_at_')}.eml"
+        (self.folder / name).write_bytes(envelope.original_content or envelope.content)
+        return "250 Message accepted for delivery"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run(*args: str) -> None:
+    print(f"\n$ newsletter {shlex.join(args)}", flush=True)
+    env = {**os.environ, "NEWSLETTER_CONFIG": str(OUT / "newsletter.toml")}
+    env["NEWSLETTER_SECRET"] = env.get("NEWSLETTER_SECRET") or "demo-secret-change-me"
+    result = subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=OUT, env=env)
+    if result.returncode != 0:
+        sys.exit(f"demo stopped: `newsletter {shlex.join(args)}` exited {result.returncode}")
+
+
+def main() -> None:
+    from aiosmtpd.controller import Controller
+
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    mail_dir = OUT / "received-mail"
+    mail_dir.mkdir(parents=True)
+    port = _free_port()
+    (OUT / "newsletter.toml").write_text(CONFIG.format(port=port), encoding="utf-8")
+
+    handler = CatchAll(mail_dir)
+    server = Controller(handler, hostname="127.0.0.1", port=port)
+    server.start()
+    print(f"catch-all SMTP server listening on 127.0.0.1:{port}")
+    try:
+        _run("articles", "import", str(SAMPLE / "articles.xml"))
+        _run("articles", "list", "--topic", TOPIC)
+        _run(
+            "subscribers",
+            "import",
+            str(SAMPLE / "subscribers.csv"),
+            "--topic",
+            TOPIC,
+            "--confirmed",
+        )
+        _run("topics", "list")
+        _run("build", "--topic", TOPIC, "--since", "2025-06-01", "--out", "editions")
+        _run("send", "1", "--yes")
+        _run("status", "1")
+    finally:
+        server.stop()
+        print("catch-all SMTP server stopped")
+
+    editions = sorted((OUT / "editions").glob("edition-*.html"))
+    print("\nDone.")
+    print(f"  HTML preview:     {editions[0] if editions else '(none)'}")
+    print(f"  plain-text part:  {editions[0].with_suffix('.txt') if editions else '(none)'}")
+    print(f"  received mail:    {mail_dir} ({handler.count} messages, .eml)")
+    print(f"  database:         {OUT / 'subscribers.db'}")
+
+
+if __name__ == "__main__":
+    main()

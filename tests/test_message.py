@@ -1,0 +1,175 @@
+"""Hand-assembled MIME messages: they parse back, carry every header once, and resist injection."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+from newsletter import message, placeholders
+from newsletter.config import Settings
+
+HTML = (
+    "<!DOCTYPE html><html lang='fi'><body><p>Hei %%NAME%%!</p>"
+    + "<p>"
+    + "Pitkä rivi ilman rivinvaihtoja. " * 3000
+    + "</p>"
+    + "<a href='%%UNSUBSCRIBE_URL%%'>Peru tilaus</a>"
+    + " <a href='%%PREFERENCES_URL%%'>Asetukset</a>\n.\n</body></html>"
+)
+TEXT = "Hei %%NAME%%!\n\nPeru tilaus: %%UNSUBSCRIBE_URL%%\nAsetukset: %%PREFERENCES_URL%%\n"
+UNSUB = "https://uutiskirje.example.fi/u/" + "a" * 40 + "?x=1&y=2"
+
+
+def _edition(settings: Settings, **kwargs) -> message.EditionMessage:
+    return message.EditionMessage(
+        settings,
+        subject=kwargs.pop("subject", "Yhteisövaikuttavuus – marraskuu 2025 🌱"),
+        html=HTML,
+        text=TEXT,
+        list_id=message.list_id(settings, ["yhteisovaikuttavuus"]),
+        **kwargs,
+    )
+
+
+def _render(edition: message.EditionMessage, **kwargs) -> tuple[bytes, str]:
+    values = {
+        "to_email": "Maija.Meikalainen@example.fi",
+        "to_name": "Maija Meikäläinen",
+        "unsubscribe_url": UNSUB,
+        "preferences_url": "https://uutiskirje.example.fi/p/abc",
+        "unsubscribe_mailto": "mailto:unsubscribe@example.fi?subject=unsubscribe%20abc",
+    }
+    values.update(kwargs)
+    return edition.render(**values)
+
+
+def test_message_parses_with_both_parts_and_filled_placeholders(settings: Settings) -> None:
+    data, message_id = _render(_edition(settings))
+    parsed = message_from_bytes(data, policy=policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    text, html = [part for part in parsed.iter_parts()]
+    assert text.get_content_type() == "text/plain"
+    assert html.get_content_type() == "text/html"
+    assert "Hei Maija Meikäläinen!" in text.get_content()
+    assert f"Peru tilaus: {UNSUB}" in text.get_content()
+    # In HTML the URL is escaped (& -> &amp;) but the link is the same URL.
+    escaped = "href='https://uutiskirje.example.fi/u/" + "a" * 40 + "?x=1&amp;y=2'"
+    assert escaped in html.get_content()
+    assert "\n.\r\n" in html.get_content()  # a lone dot line survives (SMTP dot-stuffing)
+    for part in (text, html):
+        assert placeholders.remaining(part.get_content()) == []
+    assert parsed["Message-ID"] == message_id
+    assert message_id.endswith("@example.fi>")
+    assert str(parsed["Subject"]) == "Yhteisövaikuttavuus – marraskuu 2025 🌱"
+    assert str(parsed["To"]) == "Maija Meikäläinen <Maija.Meikalainen@example.fi>"
+    assert parsed["From"].addresses[0].addr_spec == "uutiskirje@example.fi"
+    assert parsed["Reply-To"].addresses[0].addr_spec == "info@example.fi"
+    assert parsed["List-Id"] == "Esimerkkisäätiö <yhteisovaikuttavuus.example.fi>"
+    assert parsed["Date"].datetime is not None
+
+
+def test_list_unsubscribe_headers_are_one_unfolded_line(settings: Settings) -> None:
+    data, _ = _render(_edition(settings))
+    head = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    lines = head.split("\r\n")
+    unsub = [line for line in lines if line.startswith("List-Unsubscribe:")]
+    assert unsub == [
+        f"List-Unsubscribe: <{UNSUB}>, <mailto:unsubscribe@example.fi?subject=unsubscribe%20abc>"
+    ]
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in lines
+    names = [line.split(":", 1)[0] for line in lines if line and line[0] not in " \t"]
+    assert len(names) == len(set(names)), "every header exactly once"
+
+
+def test_no_line_exceeds_smtp_limit(settings: Settings) -> None:
+    data, _ = _render(_edition(settings))
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    assert max(len(line) for line in body.split(b"\r\n")) <= 78  # quoted-printable soft breaks
+    assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF only, no bare LF
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Evil\r\nBcc: victim@example.com", "Evil\nX-Injected: yes", "Eve\rSubject: spoof"],
+)
+def test_line_breaks_in_a_name_never_make_a_header(settings: Settings, name: str) -> None:
+    data, _ = _render(_edition(settings), to_name=name)
+    parsed = message_from_bytes(data, policy=policy.default)
+    assert parsed["Bcc"] is None and parsed["X-Injected"] is None
+    assert len(parsed.get_all("Subject")) == 1
+    assert len(parsed["To"].addresses) == 1
+    assert parsed["To"].addresses[0].addr_spec == "Maija.Meikalainen@example.fi"
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["a@example.fi\r\nBcc: b@example.com", "a@example.fi, b@example.com", "<a@example.fi>", "a"],
+)
+def test_unsafe_addresses_are_refused(settings: Settings, address: str) -> None:
+    with pytest.raises(message.AddressError):
+        _render(_edition(settings), to_email=address)
+
+
+def test_list_message_without_unsubscribe_url_is_refused(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="unsubscribe"):
+        _render(_edition(settings), unsubscribe_url="")
+
+
+def test_single_message_has_no_list_headers(settings: Settings) -> None:
+    data, _ = message.build_single(
+        settings,
+        to_email="a@example.fi",
+        to_name="",
+        subject="Vahvista tilaus",
+        html="<p>Vahvista</p>",
+        text="Vahvista",
+    )
+    parsed = message_from_bytes(data, policy=policy.default)
+    assert parsed["List-Unsubscribe"] is None and parsed["List-Id"] is None
+    assert str(parsed["To"]) == "a@example.fi"
+    assert parsed.get_body(("plain",)).get_content().strip() == "Vahvista"
+
+
+def test_message_ids_are_unique(settings: Settings) -> None:
+    edition = _edition(settings)
+    ids = {_render(edition)[1] for _ in range(500)}
+    assert len(ids) == 500
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a DKIM key")
+def test_dkim_signature_verifies_and_covers_list_unsubscribe(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import dkim
+
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    import base64
+
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    signed = settings.with_overrides(
+        dkim_selector="news", dkim_domain="example.fi", dkim_key_file=key
+    )
+    data, _ = _render(_edition(signed))
+    assert data.startswith(b"DKIM-Signature:")
+    signature = data.split(b"\r\n\r\n", 1)[0].split(b"DKIM-Signature:", 1)[1]
+    signed_headers = signature.split(b"h=", 1)[1].split(b";", 1)[0].replace(b"\r\n", b"")
+    covered = {h.strip().lower() for h in signed_headers.split(b":")}
+    assert {b"list-unsubscribe", b"list-unsubscribe-post", b"from", b"subject"} <= covered
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return record if name == b"news._domainkey.example.fi." else b""
+
+    assert dkim.verify(data, dnsfunc=dns)
+    tampered = data.replace(b"List-Unsubscribe: <https://", b"List-Unsubscribe: <http://")
+    assert not dkim.verify(tampered, dnsfunc=dns)
