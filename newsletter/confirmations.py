@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from newsletter import links, subscribers, tokens
+from newsletter import links, message, render, smtp, subscribers, tokens
 from newsletter.config import LANGUAGES, Settings
 from newsletter.db import immediate, token_key
 from newsletter.errors import InvalidToken, NewsletterError
@@ -141,8 +141,6 @@ def request_confirmation(
     False (nothing sent) when there is nothing to confirm or the person may not be mailed.
     SMTP failures raise ``smtp``'s NewsletterError subclasses.
     """
-    from newsletter import message, render, smtp  # TEMP until they exist
-
     person = subscribers.get(db, subscriber_id)
     if person is None or person["status"] != MAILABLE_STATUS:
         return False

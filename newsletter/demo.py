@@ -14,6 +14,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
+from email import message_from_bytes, policy
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +27,7 @@ TOPIC = "Yhteisövaikuttavuus"
 CONFIG = """\
 # Written by the demo: a local catch-all SMTP server stands in for the mail provider.
 database = "subscribers.db"
-base_url = "http://127.0.0.1:8080"
+base_url = "http://127.0.0.1:{web_port}"
 default_lang = "fi"
 
 [organisation]
@@ -71,13 +74,49 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _run(*args: str) -> None:
-    print(f"\n$ newsletter {shlex.join(args)}", flush=True)
+def _env() -> dict[str, str]:
     env = {**os.environ, "NEWSLETTER_CONFIG": str(OUT / "newsletter.toml")}
     env["NEWSLETTER_SECRET"] = env.get("NEWSLETTER_SECRET") or "demo-secret-change-me"
-    result = subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=OUT, env=env)
+    return env
+
+
+def _run(*args: str) -> None:
+    print(f"\n$ newsletter {shlex.join(args)}", flush=True)
+    result = subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=OUT, env=_env())
     if result.returncode != 0:
         sys.exit(f"demo stopped: `newsletter {shlex.join(args)}` exited {result.returncode}")
+
+
+def _one_click_unsubscribe(mail_dir: Path, web_port: int) -> None:
+    """Do what a mailbox provider does with RFC 8058: POST to the List-Unsubscribe URL."""
+    first = sorted(mail_dir.glob("*.eml"))[0]
+    received = message_from_bytes(first.read_bytes(), policy=policy.default)
+    url = str(received["List-Unsubscribe"]).split(",")[0].strip().strip("<>")
+    print(f"\n$ newsletter serve --port {web_port}   # in the background", flush=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "serve", "--port", str(web_port)],
+        cwd=OUT,
+        env=_env(),
+    )
+    try:
+        _wait_for_port(web_port)
+        print(f"one-click unsubscribe for {received['To']}: POST {url}")
+        request = urllib.request.Request(url, data=b"List-Unsubscribe=One-Click", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            print(f"  -> HTTP {reply.status}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    sys.exit(f"demo stopped: the web service did not start on port {port}")
 
 
 def main() -> None:
@@ -87,8 +126,9 @@ def main() -> None:
         shutil.rmtree(OUT)
     mail_dir = OUT / "received-mail"
     mail_dir.mkdir(parents=True)
-    port = _free_port()
-    (OUT / "newsletter.toml").write_text(CONFIG.format(port=port), encoding="utf-8")
+    port, web_port = _free_port(), _free_port()
+    config = CONFIG.format(port=port, web_port=web_port)
+    (OUT / "newsletter.toml").write_text(config, encoding="utf-8")
 
     handler = CatchAll(mail_dir)
     server = Controller(handler, hostname="127.0.0.1", port=port)
@@ -109,6 +149,8 @@ def main() -> None:
         _run("build", "--topic", TOPIC, "--since", "2025-06-01", "--out", "editions")
         _run("send", "1", "--yes")
         _run("status", "1")
+        _one_click_unsubscribe(mail_dir, web_port)
+        _run("topics", "list")
     finally:
         server.stop()
         print("catch-all SMTP server stopped")

@@ -1,9 +1,186 @@
-"""CLI commands (not built yet)."""
+"""``newsletter build``, ``newsletter preview`` and ``newsletter editions``."""
 
 from __future__ import annotations
 
+import webbrowser
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from newsletter import editions
+from newsletter.cli.common import print_json, state, warn
+from newsletter.errors import NewsletterError
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+editions_app = typer.Typer(help="Stored editions: list and inspect.", no_args_is_help=True)
+
+DEFAULT_OUT = Path("editions")
+
+
+def _kb(size: int) -> str:
+    return f"{size / 1024:.1f} KB"
+
+
+def _read_intro(intro: str | None, intro_file: Path | None) -> str | None:
+    if intro is not None and intro_file is not None:
+        raise NewsletterError("use either --intro or --intro-file, not both")
+    if intro_file is None:
+        return intro
+    try:
+        return intro_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NewsletterError(f"cannot read {intro_file}: {exc}") from None
+
+
+def build(
+    ctx: typer.Context,
+    topic: Annotated[
+        list[str], typer.Option("--topic", "-t", help="Topic slug or name (repeatable)")
+    ],
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="First day (YYYY-MM-DD, or 14d / 2w back). Default: after the previous"
+            " edition of the topic, or the last 30 days",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Last day included (YYYY-MM-DD)")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N articles")] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option("--subject", help="Subject line (default: topic name and date)"),
+    ] = None,
+    intro: Annotated[
+        str | None, typer.Option("--intro", help="Introduction text above the articles")
+    ] = None,
+    intro_file: Annotated[
+        Path | None, typer.Option("--intro-file", help="Read the introduction from a file")
+    ] = None,
+    lang: Annotated[
+        str | None, typer.Option("--lang", help="fi, sv or en (default: from the settings)")
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option("--template", help="Template name (in templates_dir) or .mjml.j2 path"),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for edition-ID.html and .txt")
+    ] = DEFAULT_OUT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Build an edition from a topic's new articles and store it as a draft.
+
+    Example: newsletter build --topic yhteisovaikuttavuus --since 14d --limit 8
+    """
+    current = state(ctx)
+    result = editions.build(
+        current.db,
+        current.settings,
+        topics=topic,
+        since=since,
+        until=until,
+        limit=limit,
+        subject=subject,
+        intro=_read_intro(intro, intro_file),
+        lang=lang,
+        template=template,
+        out=out,
+    )
+    if result.too_big:
+        warn(
+            f"{result.html_path} is {_kb(result.html_bytes)} ({result.html_bytes} bytes):"
+            " Gmail clips messages above about 100 KB; use --limit to shorten it"
+        )
+    if as_json:
+        print_json(result.as_json())
+        return
+    typer.echo(f"edition {result.edition_id} (draft): {result.subject}")
+    typer.echo(f"  {len(result.articles)} articles, topics: {', '.join(result.topics)}")
+    typer.echo(f"  HTML: {result.html_path} ({_kb(result.html_bytes)})")
+    typer.echo(f"  text: {result.text_path}")
+
+
+def preview(
+    ctx: typer.Context,
+    edition_id: Annotated[int, typer.Argument(help="Edition number")],
+    text: Annotated[bool, typer.Option("--text", help="Print the plain-text part")] = False,
+    open_: Annotated[bool, typer.Option("--open", help="Open the HTML in the web browser")] = False,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for edition-ID.html and .txt")
+    ] = DEFAULT_OUT,
+) -> None:
+    """Show an edition: the path of its HTML file, its text, or open it in the browser.
+
+    Example: newsletter preview 3 --open
+    """
+    edition = editions.get(state(ctx).db, edition_id)
+    if text:
+        typer.echo(edition.text, nl=False)
+        return
+    # Written from the database: the file may be gone or belong to another checkout.
+    html_path, _ = editions.write_files(out, edition.id, edition.html, edition.text)
+    typer.echo(str(html_path))
+    if open_ and not webbrowser.open(html_path.resolve().as_uri()):
+        warn("no web browser found; open the file above yourself")
+
+
+@editions_app.command("list")
+def list_(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List editions, newest first.
+
+    Example: newsletter editions list --json
+    """
+    rows = editions.list_(state(ctx).db)
+    if as_json:
+        print_json([row.as_json() for row in rows])
+        return
+    if not rows:
+        typer.echo("no editions yet: run `newsletter build --topic TOPIC`")
+    for row in rows:
+        typer.echo(
+            f"{row.id:>5}  {row.status:8} {row.created[:16]:16}  {row.lang}  "
+            f"{row.article_count:>3} articles  {' '.join(row.topics):24} {row.subject}"
+        )
+
+
+@editions_app.command("show")
+def show(
+    ctx: typer.Context,
+    edition_id: Annotated[int, typer.Argument(help="Edition number")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Show an edition's subject, topics, status and articles.
+
+    Example: newsletter editions show 3
+    """
+    db = state(ctx).db
+    edition = editions.get(db, edition_id)
+    shown = editions.articles_of(db, edition)
+    if as_json:
+        data = edition.as_json()
+        data["articles"] = [{"id": a.id, "title": a.title, "url": a.url} for a in shown]
+        print_json(data)
+        return
+    typer.echo(f"edition {edition.id}: {edition.subject}")
+    typer.echo(f"  status:    {edition.status}")
+    typer.echo(f"  created:   {edition.created}")
+    typer.echo(f"  language:  {edition.lang}")
+    typer.echo(f"  topics:    {', '.join(edition.topic_names)}")
+    typer.echo(f"  preheader: {edition.preheader}")
+    typer.echo(f"  template:  {edition.template}")
+    typer.echo(f"  size:      HTML {_kb(edition.html_bytes)}")
+    typer.echo(f"  articles ({len(shown)}):")
+    for article in shown:
+        typer.echo(f"    - {article.title}\n      {article.url}")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("build")(build)
+    root.command("preview")(preview)
+    root.add_typer(editions_app, name="editions")

@@ -1,0 +1,75 @@
+"""UI strings of the emails (editions and one-off messages) in Finnish, Swedish and English.
+
+Templates get a ``t`` mapping for the edition's language; every language must define every
+key, which a test checks, so a template can never show a key name instead of text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from newsletter.config import LANGUAGES
+from newsletter.errors import NewsletterError
+
+STRINGS: dict[str, dict[str, str]] = {
+    "fi": {
+        "newsletter": "Uutiskirje",
+        "default_subject": "{topics}: uutiskirje {date}",
+        "read_more": "Lue lisää",
+        "why_edition": "Saat tämän viestin, koska olet tilannut aiheen {topics} uutiskirjeen.",
+        "unsubscribe": "Peru tilaus",
+        "preferences": "Muuta tilausasetuksia",
+        "contact": "Yhteystiedot",
+        "articles_heading": "Tässä numerossa",
+        "image_alt_fallback": "Artikkelin kuva: {title}",
+        "logo_alt": "{org} – logo",
+        "text_unsubscribe": "Peru tilaus",
+        "text_preferences": "Tilausasetukset",
+    },
+    "sv": {
+        "newsletter": "Nyhetsbrev",
+        "default_subject": "{topics}: nyhetsbrev {date}",
+        "read_more": "Läs mer",
+        "why_edition": (
+            "Du får detta meddelande eftersom du prenumererar på nyhetsbrevet om {topics}."
+        ),
+        "unsubscribe": "Avsluta prenumerationen",
+        "preferences": "Ändra inställningar",
+        "contact": "Kontaktuppgifter",
+        "articles_heading": "I detta nummer",
+        "image_alt_fallback": "Artikelns bild: {title}",
+        "logo_alt": "{org} – logotyp",
+        "text_unsubscribe": "Avsluta prenumerationen",
+        "text_preferences": "Inställningar",
+    },
+    "en": {
+        "newsletter": "Newsletter",
+        "default_subject": "{topics}: newsletter {date}",
+        "read_more": "Read more",
+        "why_edition": "You receive this email because you subscribed to the {topics} newsletter.",
+        "unsubscribe": "Unsubscribe",
+        "preferences": "Change your preferences",
+        "contact": "Contact",
+        "articles_heading": "In this issue",
+        "image_alt_fallback": "Article image: {title}",
+        "logo_alt": "{org} logo",
+        "text_unsubscribe": "Unsubscribe",
+        "text_preferences": "Preferences",
+    },
+}
+
+
+def check_lang(lang: str) -> str:
+    if lang not in LANGUAGES:
+        raise NewsletterError(f"unknown language {lang!r}: use one of {', '.join(LANGUAGES)}")
+    return lang
+
+
+def strings(lang: str) -> Mapping[str, str]:
+    """Every UI string of ``lang`` (for templates: ``{{ t.read_more }}``)."""
+    return STRINGS[check_lang(lang)]
+
+
+def text(lang: str, key: str, **values: object) -> str:
+    """One string, formatted: ``text("fi", "why_edition", topics="Vaikuttavuus")``."""
+    return strings(lang)[key].format(**values)

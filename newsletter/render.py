@@ -1,0 +1,360 @@
+"""Rendering emails: Jinja2 -> MJML -> mjml-python -> premailer, plus a text part.
+
+The HTML keeps the per-recipient placeholders of ``placeholders`` (``%%UNSUBSCRIBE_URL%%`` ...):
+an edition is rendered once and filled per recipient at send time by plain substitution.
+Each step is a separate function so the benchmark can time them one by one.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+from mjml import mjml2html
+from premailer import Premailer
+
+import newsletter
+from newsletter import dates, i18n, placeholders
+from newsletter.articles import Article
+from newsletter.config import Settings
+from newsletter.errors import NewsletterError
+
+HTML_SUFFIX = ".mjml.j2"
+TEXT_SUFFIX = ".txt.j2"
+DEFAULT_EDITION = "edition"
+MESSAGE = "message"
+SUMMARY_LIMIT = 500  # characters; a card is a teaser, and Gmail clips long messages
+IMAGE_WIDTH = 552  # px: the 600 px body minus the card's side padding
+
+_MJML_POSITION = re.compile(r"at position (\d+):(\d+)")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+# An <img> directly inside the fixed-width cell mjml-python wraps it in (maybe inside a link).
+_IMAGE_CELL = re.compile(
+    r'(<td\b[^>]*?width:\s*(\d+)px[^>]*>\s*(?:<a\b[^>]*>\s*)?<img\b[^>]*?\swidth=")100%(")'
+)
+
+
+class TemplateError(NewsletterError):
+    """A template is missing, does not compile, or produces invalid MJML."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TemplateChoice:
+    """Which templates render an email, and the folders their includes are looked up in."""
+
+    html: str  # loader name of the .mjml.j2 template
+    text: str  # loader name of the .txt.j2 template
+    search: tuple[Path, ...]
+    label: str  # what the edition records as its template
+
+
+def packaged_templates_dir() -> Path:
+    """The templates shipped with the package: inside a wheel, else the repository's folder."""
+    installed = Path(newsletter.__file__).parent / "_templates"
+    if installed.is_dir():
+        return installed
+    return Path(newsletter.__file__).resolve().parent.parent / "templates"
+
+
+def search_path(settings: Settings, *first: Path) -> tuple[Path, ...]:
+    """Folders in lookup order: an explicit template's own folder, the configured, the packaged."""
+    folders = [*first]
+    if settings.templates_dir is not None:
+        folders.append(Path(settings.templates_dir))
+    folders.append(packaged_templates_dir())
+    return tuple(dict.fromkeys(p.resolve() for p in folders))
+
+
+def _autoescape(name: str | None) -> bool:
+    # Only the MJML templates produce markup; the text part must keep "&" and "<" as they are.
+    return bool(name) and not str(name).endswith(TEXT_SUFFIX)
+
+
+@functools.lru_cache(maxsize=16)
+def environment(search: tuple[Path, ...]) -> jinja2.Environment:
+    """One Jinja environment per search path (compiled templates are cached inside it)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(p) for p in search]),
+        autoescape=_autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def choose_template(settings: Settings, template: str | None, default: str) -> TemplateChoice:
+    """``--template``: a path to a .mjml.j2 file, or a name looked up in the template folders.
+
+    The text part uses the template's sibling ``<name>.txt.j2`` when there is one, else the
+    default text template: staff can restyle the HTML without writing a text template.
+    """
+    if not template:
+        search = search_path(settings)
+        return TemplateChoice(default + HTML_SUFFIX, default + TEXT_SUFFIX, search, default)
+    candidate = Path(template).expanduser()
+    if candidate.is_file() or len(candidate.parts) > 1:
+        if not candidate.is_file():
+            raise TemplateError(f"template file {template} does not exist")
+        search = search_path(settings, candidate.parent)
+        return _with_text(candidate.name, search, default, str(candidate))
+    search = search_path(settings)
+    name = template if template.endswith(HTML_SUFFIX) else template + HTML_SUFFIX
+    if not any((folder / name).is_file() for folder in search):
+        raise TemplateError(
+            f"unknown template {template!r}: looked for {name} in the templates folder"
+            " (templates_dir in the settings) and the packaged templates"
+        )
+    return _with_text(name, search, default, template)
+
+
+def _with_text(
+    html_name: str, search: tuple[Path, ...], default: str, label: str
+) -> TemplateChoice:
+    stem = html_name.removesuffix(HTML_SUFFIX)
+    text_name = stem + TEXT_SUFFIX
+    if not any((folder / text_name).is_file() for folder in search):
+        text_name = default + TEXT_SUFFIX
+    return TemplateChoice(html_name, text_name, search, label)
+
+
+def render_template(choice: TemplateChoice, name: str, context: Mapping[str, Any]) -> str:
+    """Jinja step; template errors name the template file and line."""
+    env = environment(choice.search)
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        where = exc.filename or exc.name or name
+        raise TemplateError(f"template {where}, line {exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(f"template {name}: cannot find {exc.name}") from None
+    except jinja2.TemplateError as exc:  # undefined names, bad filter arguments, ...
+        raise TemplateError(f"template {_jinja_where(exc, name)}: {exc.message}") from None
+
+
+def _jinja_where(exc: BaseException, name: str) -> str:
+    """File and line of a render-time error, read from the traceback Jinja rewrites.
+
+    The innermost template frame wins, so an error in an included partial names the partial.
+    """
+    where = name
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith((HTML_SUFFIX, TEXT_SUFFIX)):
+            where = f"{filename}, line {tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
+def compile_mjml(source: str, *, template: str) -> str:
+    """MJML step (mjml-python); its errors carry a byte span, turned here into a line."""
+    try:
+        return mjml2html(source, fonts={})
+    except ValueError as exc:
+        message = str(exc)
+        match = _MJML_POSITION.search(message)
+        where = ""
+        if match:
+            # MRML reports byte offsets into the UTF-8 source.
+            offset = int(match.group(1))
+            line_no = source.encode("utf-8")[:offset].count(b"\n") + 1
+            snippet = source.splitlines()[line_no - 1].strip()[:80] if source else ""
+            where = f" at line {line_no} of its MJML output ({snippet!r})"
+        raise TemplateError(f"template {template}: invalid MJML{where}: {message}") from None
+
+
+def inline_css(html: str) -> str:
+    """Inlining step (premailer), with the settings that keep MJML's output working.
+
+    ``strip_important`` would break the mobile @media rules; a lower-case doctype is
+    dropped by premailer (an upper-case one survives); ``bgcolor`` attributes it would add
+    from CSS fight the dark-mode rules; the network is never touched.
+    """
+    if html[:15].lower() == "<!doctype html>":
+        html = "<!DOCTYPE html>" + html[15:]
+    return Premailer(
+        html,
+        allow_network=False,
+        strip_important=False,
+        keep_style_tags=True,
+        remove_classes=False,
+        disable_basic_attributes=["bgcolor"],
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform(pretty_print=False)
+
+
+def fix_image_widths(html: str) -> str:
+    """Give every image its pixel width as an attribute.
+
+    mjml-python writes ``width="100%"`` on ``<img>`` (the official MJML writes pixels);
+    Outlook ignores CSS widths and would show the image at its natural size. The cell
+    around it has the pixel width; the inline ``width:100%`` style still lets the image
+    shrink on phones.
+    """
+    return _IMAGE_CELL.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}", html)
+
+
+def to_html(choice: TemplateChoice, context: Mapping[str, Any]) -> str:
+    source = render_template(choice, choice.html, context)
+    return fix_image_widths(inline_css(compile_mjml(source, template=choice.html)))
+
+
+def to_text(choice: TemplateChoice, context: Mapping[str, Any]) -> str:
+    text = render_template(choice, choice.text, context)
+    lines = [line.rstrip() for line in text.splitlines()]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def org_context(settings: Settings) -> dict[str, str]:
+    website = settings.org_website
+    label = urlsplit(website).netloc or website if website else ""
+    return {
+        "name": settings.org_name,
+        "address": settings.org_address,
+        "website": website,
+        "website_label": label.removeprefix("www.") if label else "",
+        "email": settings.org_email,
+        "logo_url": settings.logo_url,
+    }
+
+
+def split_paragraphs(text: str | None) -> list[str]:
+    """Blank-line separated paragraphs with inner line breaks folded into spaces."""
+    if not text:
+        return []
+    return [" ".join(p.split()) for p in _PARAGRAPH_BREAK.split(text.strip()) if p.strip()]
+
+
+def shorten(text: str, limit: int = SUMMARY_LIMIT) -> str:
+    """Cut at a word boundary with an ellipsis; short text is returned unchanged."""
+    clean = " ".join(text.split())
+    if len(clean) <= limit:
+        return clean
+    cut = clean[:limit].rsplit(" ", 1)[0].rstrip(",.;:–-")
+    return cut + "…"
+
+
+def article_view(article: Article, lang: str, settings: Settings) -> dict[str, Any]:
+    """What a card shows; HTML and text use the same values (same date format too)."""
+    strings = i18n.strings(lang)
+    alt = (article.image_alt or "").strip() or strings["image_alt_fallback"].format(
+        title=article.title
+    )
+    return {
+        "id": article.id,
+        "title": article.title,
+        "url": article.url,
+        "summary": shorten(article.summary or ""),
+        "date": dates.format_date(article.published, lang, settings.tz),
+        "category": article.category or "",
+        "image": article.image or "",
+        "image_alt": alt,
+        "image_width": IMAGE_WIDTH,
+    }
+
+
+def edition_context(
+    settings: Settings,
+    *,
+    lang: str,
+    subject: str,
+    preheader: str,
+    intro: str | None,
+    articles: Sequence[Article],
+    topic_names: Iterable[str],
+) -> dict[str, Any]:
+    names = ", ".join(topic_names)
+    strings = i18n.strings(lang)
+    return {
+        "lang": lang,
+        "t": strings,
+        "org": org_context(settings),
+        "subject": subject,
+        "preheader": preheader,
+        "heading": subject,
+        "kicker": f"{strings['newsletter']}: {names}" if names else strings["newsletter"],
+        "topics": names,
+        "intro_paragraphs": split_paragraphs(intro),
+        "articles": [article_view(a, lang, settings) for a in articles],
+        "reason": strings["why_edition"].format(topics=names),
+        "unsubscribe_url": placeholders.UNSUBSCRIBE_URL,
+        "preferences_url": placeholders.PREFERENCES_URL,
+        "name": placeholders.NAME,
+    }
+
+
+def render_edition(
+    settings: Settings,
+    *,
+    lang: str,
+    subject: str,
+    preheader: str,
+    intro: str | None,
+    articles: Sequence[Article],
+    topic_names: Iterable[str],
+    template: str | None = None,
+) -> tuple[Rendered, TemplateChoice]:
+    """The HTML and text of an edition, with placeholders for per-recipient values."""
+    choice = choose_template(settings, template, DEFAULT_EDITION)
+    context = edition_context(
+        settings,
+        lang=i18n.check_lang(lang),
+        subject=subject,
+        preheader=preheader,
+        intro=intro,
+        articles=articles,
+        topic_names=topic_names,
+    )
+    return Rendered(html=to_html(choice, context), text=to_text(choice, context)), choice
+
+
+def render_message(
+    settings: Settings,
+    *,
+    lang: str,
+    subject: str,
+    heading: str,
+    paragraphs: list[str],
+    button_label: str,
+    button_url: str,
+    reason: str,
+) -> Rendered:
+    """A one-off transactional mail (e.g. the double opt-in request) in the newsletter's look.
+
+    Its footer carries the contact details and ``reason`` but no unsubscribe link: the
+    reader is not on a list yet.
+    """
+    lang = i18n.check_lang(lang)
+    context = {
+        "lang": lang,
+        "t": i18n.strings(lang),
+        "org": org_context(settings),
+        "subject": subject,
+        "preheader": paragraphs[0] if paragraphs else "",
+        "heading": heading,
+        "kicker": "",
+        "paragraphs": list(paragraphs),
+        "button_label": button_label,
+        "button_url": button_url,
+        "reason": reason,
+        "unsubscribe_url": "",
+        "preferences_url": "",
+    }
+    choice = choose_template(settings, None, MESSAGE)
+    return Rendered(html=to_html(choice, context), text=to_text(choice, context))

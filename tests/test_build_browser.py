@@ -1,0 +1,112 @@
+"""An edition as a phone and a desktop client show it: headless Chromium at 375 and 600 px."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from build_helpers import (
+    HELSINKI,
+    TOPIC_SLUG,
+    add_articles,
+    png_bytes,
+    sample_articles,
+    with_images,
+)
+
+from newsletter import editions, placeholders
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def edition_file(db, settings, workdir: Path) -> Path:
+    """A built edition whose images are local files, with the placeholders filled in."""
+    image = workdir / "kuva.png"
+    image.write_bytes(png_bytes(1200, 600, (40, 110, 140)))
+    logo = workdir / "logo.png"
+    logo.write_bytes(png_bytes(320, 80, (200, 60, 40)))
+    base = datetime(2025, 8, 15, 9, 30, tzinfo=HELSINKI)
+    add_articles(db, with_images(sample_articles(base), image.as_uri()))
+    result = editions.build(
+        db,
+        settings.with_overrides(logo_url=logo.as_uri()),
+        topics=[TOPIC_SLUG],
+        since="2025-08-01",
+        until=None,
+        limit=None,
+        subject=None,
+        intro="Hyvä lukija,\n\ntässä ovat kuukauden uutiset.",
+        lang="fi",
+        template=None,
+        out=workdir / "editions",
+    )
+    html = placeholders.fill(
+        result.html_path.read_text(encoding="utf-8"),
+        {
+            placeholders.UNSUBSCRIBE_URL: "https://uutiskirje.example.fi/u/abc",
+            placeholders.PREFERENCES_URL: "https://uutiskirje.example.fi/p/abc",
+            placeholders.NAME: "Maija",
+        },
+    )
+    page_file = workdir / "edition.html"
+    page_file.write_text(html, encoding="utf-8")
+    return page_file
+
+
+@pytest.mark.parametrize("width", [375, 600])
+def test_edition_fits_the_screen_and_every_image_has_alt(
+    browser, artifacts: Path, edition_file: Path, width: int
+) -> None:
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        # Only the local file and its local images may load: nothing leaves the machine.
+        page.route("**/*", lambda route: _local_only(route))
+        page.goto(edition_file.as_uri(), wait_until="load")
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        inner_width = page.evaluate("window.innerWidth")
+        assert scroll_width <= inner_width, f"horizontal scroll at {width}px: {scroll_width}"
+        images = page.evaluate(
+            "Array.from(document.images).map(i => ({alt: i.getAttribute('alt'),"
+            " loaded: i.complete && i.naturalWidth > 0, shown: i.getBoundingClientRect().width}))"
+        )
+        assert len(images) == 3  # logo + two articles with images
+        assert all(img["alt"] and img["alt"].strip() for img in images), images
+        assert all(img["loaded"] for img in images), images
+        assert all(0 < img["shown"] <= width for img in images), images
+        # The long unbroken title wraps inside the card instead of widening the page.
+        title_width = page.evaluate(
+            "Math.max(...Array.from(document.querySelectorAll('h2'))"
+            ".map(h => h.getBoundingClientRect().right))"
+        )
+        assert title_width <= inner_width
+        links = page.evaluate(
+            "Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href'))"
+        )
+        assert "https://uutiskirje.example.fi/u/abc" in links
+        page.screenshot(path=str(artifacts / f"edition-{width}px.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_dark_mode_page_still_fits(browser, artifacts: Path, edition_file: Path) -> None:
+    page = browser.new_page(viewport={"width": 375, "height": 900}, color_scheme="dark")
+    try:
+        page.route("**/*", lambda route: _local_only(route))
+        page.goto(edition_file.as_uri(), wait_until="load")
+        background = page.evaluate(
+            "getComputedStyle(document.querySelector('.nl-page')).backgroundColor"
+        )
+        assert background == "rgb(18, 18, 18)"
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        page.screenshot(path=str(artifacts / "edition-375px-dark.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def _local_only(route) -> None:
+    if route.request.url.startswith("file:"):
+        route.continue_()
+    else:
+        route.abort()
