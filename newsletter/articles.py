@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from sqlite_utils import Database
 
@@ -44,12 +44,14 @@ class Article:
     image_alt: str | None
     topics: tuple[str, ...]  # slugs
 
-    def as_json(self) -> dict:
+    def as_json(self, tz: tzinfo | None = None) -> dict:
+        """The shape of ``articles list --json``; ``published`` shown in ``tz`` when given."""
+        published = self.published.astimezone(tz) if tz else self.published
         return {
             "url": self.url,
             "title": self.title,
             "summary": self.summary,
-            "published": self.published.isoformat(),
+            "published": published.isoformat(),
             "category": self.category,
             "topics": list(self.topics),
             "image": self.image,
@@ -75,9 +77,7 @@ def upsert(db: Database, art: ArticleIn) -> str:
         "image_alt": art.image_alt,
     }
     topic_ids = sorted({topics_mod.ensure_topic(db, name).id for name in art.topics})
-    row = db.execute(
-        f"SELECT id, {', '.join(_FIELDS)} FROM articles WHERE guid = ?", [art.key]
-    ).fetchone()
+    row = _find(db, art)
     if row is None:
         cursor = db.execute(
             "INSERT INTO articles (guid, url, title, summary, published, category, image,"
@@ -87,15 +87,19 @@ def upsert(db: Database, art: ArticleIn) -> str:
         article_id = cursor.lastrowid
         _add_topics(db, article_id, topic_ids)
         return "imported"
-    article_id = row[0]
-    stored = dict(zip(_FIELDS, row[1:], strict=True))
+    article_id, stored_guid = row[0], row[1]
+    stored = dict(zip(_FIELDS, row[2:], strict=True))
+    adopted = bool(art.guid) and stored_guid != art.guid
+    if adopted:
+        # Stored earlier under its URL, before the source gave it a guid: adopt the guid.
+        db.execute("UPDATE articles SET guid = ? WHERE id = ?", [art.guid, article_id])
     existing_topics = {
         r[0]
         for r in db.execute(
             "SELECT topic_id FROM article_topics WHERE article_id = ?", [article_id]
         )
     }
-    if stored == values and set(topic_ids) <= existing_topics:
+    if stored == values and set(topic_ids) <= existing_topics and not adopted:
         return "unchanged"
     db.execute(
         f"UPDATE articles SET {', '.join(f'{k} = ?' for k in values)}, updated = ? WHERE id = ?",
@@ -104,6 +108,21 @@ def upsert(db: Database, art: ArticleIn) -> str:
     # Topics only accumulate: a tag added by hand (--topic) must survive a re-import.
     _add_topics(db, article_id, topic_ids)
     return "updated"
+
+
+def _find(db: Database, art: ArticleIn) -> tuple | None:
+    """The stored row of an article: by guid, else by URL."""
+    columns = f"id, guid, {', '.join(_FIELDS)}"
+    row = db.execute(f"SELECT {columns} FROM articles WHERE guid = ?", [art.key]).fetchone()
+    if row is not None:
+        return row
+    if art.guid:
+        # Only an article stored under its URL (it had no guid then) is the same one.
+        sql = f"SELECT {columns} FROM articles WHERE guid = url AND url = ?"
+    else:
+        # No guid to go by (e.g. a JSON export re-imported): the URL identifies it.
+        sql = f"SELECT {columns} FROM articles WHERE url = ? ORDER BY id LIMIT 1"
+    return db.execute(sql, [art.url]).fetchone()
 
 
 def _add_topics(db: Database, article_id: int, topic_ids: Sequence[int]) -> None:

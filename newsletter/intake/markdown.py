@@ -1,0 +1,124 @@
+"""A folder of Markdown files, one article each, with YAML front matter.
+
+    ---
+    title: Palautteen avulla parempaa lastensuojelua
+    url: https://www.example.fi/blogi/palaute
+    published: 2025-08-11T09:00:00+03:00
+    category: Blogi
+    topics: [Vaikuttavuus]
+    image: https://www.example.fi/kuvat/palaute.jpg
+    image_alt: Nuori ja työntekijä keskustelevat
+    ---
+    The first paragraph is the summary when the front matter has none.
+
+The title may also come from the first ``# heading``, the image and its alt text from the
+first image in the body.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from markdown_it import MarkdownIt
+
+from newsletter.articles import ArticleIn
+from newsletter.config import Settings
+from newsletter.intake.fields import ItemError, article_from_record
+from newsletter.intake.text import html_to_text
+
+FENCES = ("---", "...")
+
+
+def read_folder(folder: Path, settings: Settings) -> list[ArticleIn]:
+    files = sorted(
+        path
+        for path in folder.rglob("*.md")
+        # Hidden folders (.git) and drafts kept as _name.md are not articles.
+        if path.is_file()
+        and not any(part.startswith((".", "_")) for part in path.relative_to(folder).parts)
+    )
+    if not files:
+        raise ValueError("no .md files in this folder")
+    articles = []
+    for path in files:
+        try:
+            articles.append(read_file(path, settings))
+        except ValueError as exc:
+            raise ValueError(f"{path.relative_to(folder)}: {exc}") from None
+    return articles
+
+
+def read_file(path: Path, settings: Settings) -> ArticleIn:
+    """One article; errors (ValueError) do not repeat the file name."""
+    meta, body = split_front_matter(path.read_text(encoding="utf-8-sig"))
+    meta = {str(key).strip().lower(): value for key, value in meta.items()}
+    found = read_body(body)
+    if found.image and not (meta.get("image") or meta.get("image_url")):
+        meta["image"], meta["image_alt"] = found.image, found.image_alt or None
+    try:
+        article = article_from_record(
+            meta, settings, body_summary=found.summary, body_title=found.title
+        )
+    except ItemError as exc:
+        raise ValueError(str(exc)) from None
+    article.source = str(path)
+    return article
+
+
+def split_front_matter(text: str) -> tuple[dict, str]:
+    """The YAML mapping between the opening ``---`` and the next fence, and the body after it."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise ValueError("no YAML front matter (the file must start with ---)")
+    for index, line in enumerate(lines[1:], start=1):
+        if line.strip() in FENCES:
+            head, body = "".join(lines[1:index]), "".join(lines[index + 1 :])
+            break
+    else:
+        raise ValueError("front matter is not closed with ---")
+    try:
+        meta = yaml.safe_load(head) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"invalid YAML front matter: {_one_line(exc)}") from None
+    if not isinstance(meta, dict):
+        raise ValueError("front matter must be a mapping of keys to values")
+    return meta, body
+
+
+@dataclass
+class Body:
+    """What the Markdown body offers when the front matter is silent."""
+
+    title: str = ""
+    summary: str = ""
+    image: str = ""
+    image_alt: str = ""
+
+
+def read_body(text: str) -> Body:
+    """The first level-1 heading, the first paragraph of text and the first image."""
+    md = MarkdownIt("commonmark")
+    tokens = md.parse(text)
+    body = Body()
+    for opening, inline in itertools.pairwise(tokens):
+        if inline.type != "inline":
+            continue
+        if opening.type == "heading_open" and opening.tag == "h1":
+            body.title = body.title or html_to_text(md.renderInline(inline.content))
+        elif opening.type == "paragraph_open":
+            images = [c for c in inline.children or [] if c.type == "image"]
+            if images and not body.image:
+                body.image = str(images[0].attrs.get("src") or "")
+                body.image_alt = html_to_text(md.renderInline(images[0].content))
+            # A paragraph that is only an image is not the summary.
+            words = [c for c in inline.children or [] if c.type == "text" and c.content.strip()]
+            if words and not body.summary:
+                body.summary = html_to_text(md.renderInline(inline.content))
+    return body
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
