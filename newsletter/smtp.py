@@ -14,6 +14,7 @@ import socket
 import ssl
 from collections.abc import Sequence
 from functools import cache
+from typing import NoReturn
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
@@ -142,22 +143,18 @@ class Connection:
             if code not in (250, 251):
                 self._reset()
                 self._fail(code, reply, "RCPT TO", recipient_refused=True)
-            code, reply = smtp.data(data)
+            code, reply = _data(smtp, data)
             if code != 250:
                 self._reset()
                 self._fail(code, reply, "DATA")
             return f"{code} {_text(reply)}"
-        except smtplib.SMTPDataError as exc:
-            self._reset()
-            self._fail(exc.smtp_code, exc.smtp_error, "DATA")
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.close()
             raise TemporaryFailure(f"connection to {self.where} dropped: {exc}") from None
-        raise AssertionError("unreachable")
 
     def _fail(
         self, code: int, reply: bytes | str, stage: str, *, recipient_refused: bool = False
-    ) -> None:
+    ) -> NoReturn:
         text = f"{code} {_text(reply)}"
         if code == 421:  # the server is closing this session
             self.close()
@@ -185,6 +182,22 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _data(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """DATA with dot-stuffing by ``bytes.replace``: smtplib's regex costs ~0.2 ms a message,
+    which is a fifth of the time per message on a fast relay."""
+    smtp.putcmd("data")
+    code, reply = smtp.getreply()
+    if code != 354:
+        return code, reply
+    stuffed = data.replace(b"\n.", b"\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    smtp.send(stuffed + b".\r\n")
+    return smtp.getreply()
 
 
 def _quietly_close(smtp: smtplib.SMTP, polite: bool = False) -> None:

@@ -1,9 +1,162 @@
-"""CLI commands (not built yet)."""
+"""``newsletter send`` and ``newsletter status``: deliver an edition and see how far it got."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+from typing import Annotated
+
 import typer
+
+from newsletter import sending
+from newsletter.cli.common import print_json, state, stderr_is_tty
+
+
+def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, sending.Progress | None]:
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
+    if not stderr_is_tty():
+        return nullcontext(), None
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
+    task = bar.add_task("sending", total=total, completed=done, counts="", rate="")
+
+    def update(report: sending.SendReport) -> None:
+        speed = bar.tasks[0].speed
+        bar.update(
+            task,
+            total=report.total,
+            completed=report.sent + report.failed,
+            counts=f"sent {report.sent} failed {report.failed}",
+            rate=f"{speed:.1f} msg/s" if speed else "",
+        )
+
+    return bar, update
+
+
+def _summary(report: sending.SendReport) -> str:
+    return (
+        f"edition {report.edition}: {report.status}; sent {report.sent}, failed {report.failed},"
+        f" pending {report.pending} of {report.total}"
+        f" (this run: {report.sent_now} sent, {report.failed_now} failed)"
+    )
+
+
+def send(
+    ctx: typer.Context,
+    edition: Annotated[int, typer.Argument(help="Edition id (printed by `newsletter build`)")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the recipient count and the first ones")
+    ] = False,
+    to: Annotated[
+        list[str] | None,
+        typer.Option("--to", help="Send a test copy to this address only (repeatable)"),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="Messages per second, all connections")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", help="Parallel SMTP connections")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Recipients claimed at a time")
+    ] = None,
+    max_errors: Annotated[
+        int | None, typer.Option("--max-errors", help="Errors in a row before pausing")
+    ] = None,
+    include_new: Annotated[
+        bool, typer.Option("--include-new", help="Also mail people who subscribed since")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final status as JSON")] = False,
+) -> None:
+    """Send an edition to its topic's subscribers; run it again to resume.
+
+    Example: newsletter send 3 --rate 20 --concurrency 4
+    """
+    current = state(ctx)
+    db, settings = current.db, current.settings
+    if to:
+        for address, message_id in sending.send_test(db, settings, edition, to):
+            typer.echo(f"test copy sent to {address} {message_id}")
+        return
+    info = sending.load_edition(db, edition)
+    count, first = sending.plan(db, edition, include_new=include_new)
+    if dry_run and as_json:
+        print_json({"edition": edition, "recipients": count, "first": [p.email for p in first]})
+        return
+    if dry_run:
+        typer.echo(f"edition {edition}: {count} recipients would be mailed")
+        for person in first:
+            typer.echo(f"  {person.email}")
+        if count > len(first):
+            typer.echo(f"  ... and {count - len(first)} more")
+        return
+    if not yes:
+        typer.echo(f"Subject:    {info.subject}")
+        typer.echo(f"Topic(s):   {', '.join(info.topic_names)}")
+        typer.echo(f"Recipients: {count}")
+        if not typer.confirm("Send now?", default=False):
+            typer.echo("not sent", err=True)
+            raise typer.Exit(1)
+    numbers = sending.status(db, edition)
+    bar, progress = _progress_bar(numbers["total"] + count, numbers["sent"] + numbers["failed"])
+    with bar:
+        report = sending.send(
+            db,
+            settings,
+            edition,
+            rate=rate,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            max_errors=max_errors,
+            include_new=include_new,
+            progress=progress,
+        )
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        typer.echo(_summary(report))
+    if report.message:
+        typer.echo(report.message, err=True)
+    if report.pending:
+        raise typer.Exit(1)
+
+
+def status(
+    ctx: typer.Context,
+    edition: Annotated[int, typer.Argument(help="Edition id")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Show how far an edition's send got.
+
+    Example: newsletter status 3 --json
+    """
+    numbers = sending.status(state(ctx).db, edition)
+    if as_json:
+        print_json(numbers)
+        return
+    typer.echo(
+        f"edition {numbers['edition']}: {numbers['status']}; sent {numbers['sent']},"
+        f" failed {numbers['failed']}, pending {numbers['pending']} of {numbers['total']}"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``send`` and ``status`` to the root app."""
+    app.command("send")(send)
+    app.command("status")(status)

@@ -1,0 +1,877 @@
+"""Sending an edition: the delivery log, the lock, and the worker pipeline.
+
+Every recipient is a row in ``deliveries`` fixed when the first send starts, so a crash, a
+Ctrl-C or a pause never loses anyone: a later ``send`` continues with the rows still
+``pending``. One dispatcher (the calling thread) owns all database writes and hands single
+messages to ``concurrency`` worker threads, each with its own SMTP connection. The dispatcher
+never lets more than ``concurrency`` messages be out without their result written, so a hard
+kill can make at most that many people receive a second copy on resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+import queue
+import random
+import re
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlite_utils import Database
+
+from newsletter import links, message, smtp, subscribers
+from newsletter.clock import from_iso, now, now_iso
+from newsletter.config import Settings
+from newsletter.db import immediate, token_key
+from newsletter.errors import NewsletterError, NotFound
+
+LOCK_STALE_AFTER = 60.0  # seconds without a heartbeat before another send may take over
+HEARTBEAT_EVERY = 10.0
+FIX_CHUNK = 5000  # recipients copied into the delivery log per statement batch
+# Consent is checked for a whole batch when it is claimed, and again for each message that
+# leaves later than this after the last check (slow sends), so an unsubscribe counts at once.
+CONSENT_FRESH = 0.25
+
+
+class EditionLocked(NewsletterError):
+    """Another process is sending this edition right now."""
+
+
+@dataclass(frozen=True)
+class Edition:
+    id: int
+    subject: str
+    html: str
+    text: str
+    status: str
+    topic_ids: tuple[int, ...]
+    topic_slugs: tuple[str, ...]
+    topic_names: tuple[str, ...]
+
+
+@dataclass
+class SendReport:
+    edition: int
+    status: str
+    total: int
+    sent: int
+    failed: int
+    pending: int
+    sent_now: int = 0
+    failed_now: int = 0
+    # done | paused | interrupted | unreachable | lock lost | crashed
+    outcome: str = "done"
+    message: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "edition": self.edition,
+            "status": self.status,
+            "total": self.total,
+            "sent": self.sent,
+            "failed": self.failed,
+            "pending": self.pending,
+        }
+
+
+Progress = Callable[[SendReport], None]
+
+
+# --- editions ------------------------------------------------------------------------------
+
+
+def load_edition(db: Database, edition_id: int) -> Edition:
+    rows = list(db.query("SELECT * FROM editions WHERE id = ?", [edition_id]))
+    if not rows:
+        raise NotFound(f"no edition {edition_id}: `newsletter build` creates editions")
+    row = rows[0]
+    topics = db.execute(
+        "SELECT t.id, t.slug, t.name FROM edition_topics et JOIN topics t ON t.id = et.topic_id"
+        " WHERE et.edition_id = ? ORDER BY t.id",
+        [edition_id],
+    ).fetchall()
+    if not topics:
+        raise NewsletterError(f"edition {edition_id} has no topic, so it has no recipients")
+    return Edition(
+        id=row["id"],
+        subject=row["subject"],
+        html=row["html"],
+        text=row["text"],
+        status=row["status"],
+        topic_ids=tuple(t[0] for t in topics),
+        topic_slugs=tuple(t[1] for t in topics),
+        topic_names=tuple(t[2] for t in topics),
+    )
+
+
+def edition_message(
+    settings: Settings, edition: Edition, *, test: bool = False
+) -> message.EditionMessage:
+    """The edition encoded once; ``test`` marks the subject of a test copy."""
+    subject = f"[TEST] {edition.subject}" if test else edition.subject
+    return message.EditionMessage(
+        settings,
+        subject=subject,
+        html=edition.html,
+        text=edition.text,
+        list_id=message.list_id(settings, list(edition.topic_slugs)),
+    )
+
+
+def counts(db: Database, edition_id: int) -> dict[str, int]:
+    result = {"pending": 0, "sent": 0, "failed": 0}
+    for state, number in db.execute(
+        "SELECT status, COUNT(*) FROM deliveries WHERE edition_id = ? GROUP BY status",
+        [edition_id],
+    ):
+        result[state] = number
+    return result
+
+
+def status(db: Database, edition_id: int) -> dict:
+    """``{"edition", "status", "total", "sent", "failed", "pending"}`` for one edition."""
+    row = db.execute("SELECT status FROM editions WHERE id = ?", [edition_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no edition {edition_id}")
+    numbers = counts(db, edition_id)
+    return {
+        "edition": edition_id,
+        "status": row[0],
+        "total": sum(numbers.values()),
+        "sent": numbers["sent"],
+        "failed": numbers["failed"],
+        "pending": numbers["pending"],
+    }
+
+
+# --- the delivery log ----------------------------------------------------------------------
+
+
+def _new_recipients(
+    db: Database, edition: Edition, *, limit: int | None = None
+) -> Iterator[subscribers.Recipient]:
+    """Current recipients of the edition's topics without a delivery row yet."""
+    after = 0
+    yielded = 0
+    while limit is None or yielded < limit:
+        chunk = list(subscribers.recipients(db, edition.topic_ids, after_id=after, limit=FIX_CHUNK))
+        if not chunk:
+            return
+        after = chunk[-1].id
+        have = {
+            r[0]
+            for r in db.execute(
+                "SELECT subscriber_id FROM deliveries WHERE edition_id = ?"
+                " AND subscriber_id BETWEEN ? AND ?",
+                [edition.id, chunk[0].id, chunk[-1].id],
+            )
+        }
+        for person in chunk:
+            if person.id not in have:
+                yield person
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+
+
+def _fix_recipients(db: Database, edition: Edition) -> int:
+    """Copy the edition's recipients into the delivery log (inside the caller's transaction).
+
+    The list comes from ``subscribers.recipients``, the one definition of who may be mailed.
+    """
+    stamp = now_iso()
+    added = 0
+    after = 0
+    while True:
+        chunk = list(subscribers.recipients(db, edition.topic_ids, after_id=after, limit=FIX_CHUNK))
+        if not chunk:
+            return added
+        after = chunk[-1].id
+        cursor = db.conn.executemany(
+            "INSERT OR IGNORE INTO deliveries"
+            " (edition_id, subscriber_id, topic_id, status, created, updated)"
+            " VALUES (?, ?, ?, 'pending', ?, ?)",
+            [(edition.id, p.id, p.topic_id, stamp, stamp) for p in chunk],
+        )
+        added += cursor.rowcount
+
+
+def plan(
+    db: Database, edition_id: int, *, include_new: bool = False, first: int = 10
+) -> tuple[int, list[subscribers.Recipient]]:
+    """How many people a ``send`` would mail now, and the first of them (for --dry-run)."""
+    edition = load_edition(db, edition_id)
+    if edition.status == "draft":
+        count = subscribers.count_recipients(db, edition.topic_ids)
+        return count, list(subscribers.recipients(db, edition.topic_ids, limit=first))
+    rows = db.execute(
+        "SELECT s.id, s.email, s.name, s.lang, d.topic_id FROM deliveries d"
+        " JOIN subscribers s ON s.id = d.subscriber_id"
+        " WHERE d.edition_id = ? AND d.status = 'pending' ORDER BY d.id LIMIT ?",
+        [edition_id, first],
+    ).fetchall()
+    people = [subscribers.Recipient(*row) for row in rows]
+    count = counts(db, edition_id)["pending"]
+    if include_new:
+        fresh = list(_new_recipients(db, edition))
+        count += len(fresh)
+        people += fresh[: max(0, first - len(people))]
+    return count, people
+
+
+# --- the lock ------------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_is_stale(row: tuple, host: str) -> bool:
+    _owner, pid, lock_host, heartbeat = row
+    if lock_host == host and pid and not _pid_alive(int(pid)):
+        return True
+    if not heartbeat:
+        return True
+    return now() - from_iso(heartbeat) > timedelta(seconds=LOCK_STALE_AFTER)
+
+
+def acquire_lock(db: Database, edition_id: int, owner: str) -> None:
+    """Take the edition's lock, or raise EditionLocked if a live send holds it."""
+    host = socket.gethostname()
+    with immediate(db):
+        row = db.execute(
+            "SELECT lock_owner, lock_pid, lock_host, lock_heartbeat FROM editions WHERE id = ?",
+            [edition_id],
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no edition {edition_id}")
+        if row[0] and row[0] != owner and not _lock_is_stale(row, host):
+            raise EditionLocked(
+                f"edition {edition_id} is already being sent (pid {row[1]} on {row[2]},"
+                f" last seen {row[3]}); wait for it to finish or stop it first"
+            )
+        db.execute(
+            "UPDATE editions SET lock_owner = ?, lock_pid = ?, lock_host = ?, lock_heartbeat = ?"
+            " WHERE id = ?",
+            [owner, os.getpid(), host, now_iso(), edition_id],
+        )
+
+
+def heartbeat(db: Database, edition_id: int, owner: str) -> bool:
+    """Refresh the lock; False when another send took it over (this one was frozen)."""
+    with db.atomic():
+        cursor = db.execute(
+            "UPDATE editions SET lock_heartbeat = ? WHERE id = ? AND lock_owner = ?",
+            [now_iso(), edition_id, owner],
+        )
+    return cursor.rowcount == 1
+
+
+def release_lock(db: Database, edition_id: int, owner: str) -> None:
+    with db.atomic():
+        db.execute(
+            "UPDATE editions SET lock_owner = NULL, lock_pid = NULL, lock_host = NULL,"
+            " lock_heartbeat = NULL WHERE id = ? AND lock_owner = ?",
+            [edition_id, owner],
+        )
+
+
+# --- consent -------------------------------------------------------------------------------
+
+
+def _refusal_reasons(db: Database, rows: Sequence[Job]) -> dict[int, str]:
+    """For rows that may no longer be mailed: delivery id -> why (checked via ``mailable``)."""
+    pairs = [(r.subscriber_id, r.topic_id) for r in rows if r.subscriber_id is not None]
+    allowed = subscribers.mailable(db, pairs)
+    reasons: dict[int, str] = {}
+    for row in rows:
+        if row.subscriber_id is None:
+            reasons[row.delivery_id] = "erased"
+        elif (row.subscriber_id, row.topic_id) not in allowed:
+            reasons[row.delivery_id] = _why_not(db, row.subscriber_id, row.topic_id)
+    return reasons
+
+
+def _why_not(db: Database, subscriber_id: int, topic_id: int) -> str:
+    person = db.execute("SELECT status FROM subscribers WHERE id = ?", [subscriber_id]).fetchone()
+    if person is None:
+        return "erased"
+    if person[0] != "active":
+        return str(person[0])  # bounced | blocklisted
+    return "unsubscribed"
+
+
+# --- the pipeline --------------------------------------------------------------------------
+
+
+@dataclass(order=True)
+class Job:
+    delivery_id: int
+    subscriber_id: int | None = field(compare=False)
+    topic_id: int = field(compare=False)
+    email: str = field(compare=False)
+    name: str = field(compare=False)
+    attempts: int = field(compare=False)
+    checked: float = field(default=0.0, compare=False)  # monotonic time of the consent check
+
+
+@dataclass
+class Result:
+    job: Job
+    reply: str = ""
+    message_id: str = ""
+    error: smtp.SmtpError | None = None
+    invalid: str = ""  # the address could not be put in a header
+    crash: BaseException | None = None  # a bug, not an SMTP answer: stop, keep it pending
+
+
+class RateLimiter:
+    """Token bucket for the whole send: providers limit the account, not the connection."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        # A burst of at most a tenth of a second's worth: a provider counting per second
+        # never sees much more than ``rate``.
+        self.capacity = max(1.0, min(rate / 10, 50.0))
+        self.tokens = 1.0
+        self.stamp = time.monotonic()
+
+    def wait_time(self) -> float:
+        """Seconds until a message may go; 0 takes a token."""
+        current = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (current - self.stamp) * self.rate)
+        self.stamp = current
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+def _is_hard_bounce(error: smtp.PermanentFailure) -> bool:
+    """A refusal of the recipient itself, not of this message's content.
+
+    Servers often refuse an unknown mailbox only after DATA; the enhanced status code
+    (RFC 3463 class 5.1.x mailbox/address, 5.2.1 disabled) tells which it is.
+    """
+    if error.hard_bounce:
+        return True
+    found = re.search(r"\b5\.(\d)\.(\d)\b", error.reply)
+    if found:
+        return found.group(1) == "1" or found.group(0) == "5.2.1"
+    return error.code in (550, 551, 553)
+
+
+class _Worker(threading.Thread):
+    def __init__(
+        self,
+        settings: Settings,
+        template: message.EditionMessage,
+        key: bytes,
+        jobs: queue.Queue[Job | None],
+        results: queue.Queue[Result],
+    ) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.template = template
+        self.key = key
+        self.jobs = jobs
+        self.results = results
+        self.sender = settings.sender_address
+
+    def run(self) -> None:
+        connection = smtp.Connection(self.settings)
+        try:
+            while (job := self.jobs.get()) is not None:
+                try:
+                    result = self._deliver(connection, job)
+                except Exception as exc:  # the dispatcher must always get an answer
+                    result = Result(job, crash=exc)
+                self.results.put(result)
+        finally:
+            connection.close()
+
+    def _deliver(self, connection: smtp.Connection, job: Job) -> Result:
+        assert job.subscriber_id is not None
+        s, key, sid = self.settings, self.key, job.subscriber_id
+        try:
+            data, message_id = self.template.render(
+                to_email=job.email,
+                to_name=job.name,
+                unsubscribe_url=links.unsubscribe_url(s, key, sid, job.topic_id),
+                preferences_url=links.preferences_url(s, key, sid),
+                unsubscribe_mailto=links.unsubscribe_mailto(s, key, sid, job.topic_id),
+            )
+        except message.AddressError as exc:
+            return Result(job, invalid=str(exc))
+        try:
+            reply = connection.send(self.sender, message.ascii_address(job.email), data)
+        except smtp.SmtpError as exc:
+            return Result(job, error=exc)
+        return Result(job, reply=reply, message_id=message_id)
+
+
+@dataclass
+class _Options:
+    rate: float
+    concurrency: int
+    batch_size: int
+    max_errors: int
+    max_retries: int
+    retry_base: float
+
+
+class _Sender:
+    """The dispatcher: claims rows, checks consent, paces, hands out jobs, writes results."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        edition: Edition,
+        options: _Options,
+        owner: str,
+        progress: Progress | None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.edition = edition
+        self.options = options
+        self.owner = owner
+        self.progress = progress
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.results: queue.Queue[Result] = queue.Queue()
+        self.limiter = RateLimiter(options.rate)
+        self.buffer: list[Job] = []
+        self.retries: list[tuple[float, Job]] = []  # (due time, job), a heap
+        self.after_id = 0
+        self.exhausted = False  # no more pending rows to claim
+        self.in_flight = 0
+        self.errors_in_a_row = 0
+        self.stop_reason = ""
+        self.fatal: smtp.ConnectionFailed | None = None
+        self.crash: BaseException | None = None
+        self.interrupted = threading.Event()
+        self.last_beat = time.monotonic()
+        numbers = counts(db, edition.id)
+        self.report = SendReport(
+            edition=edition.id,
+            status="sending",
+            total=sum(numbers.values()),
+            sent=numbers["sent"],
+            failed=numbers["failed"],
+            pending=numbers["pending"],
+        )
+
+    # claiming ---------------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        """Load the next batch of pending rows and close those that may no longer be mailed."""
+        rows = self.db.execute(
+            "SELECT d.id, d.subscriber_id, d.topic_id, s.email, s.name, d.attempts"
+            " FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id"
+            " WHERE d.edition_id = ? AND d.status = 'pending' AND d.id > ?"
+            " ORDER BY d.id LIMIT ?",
+            [self.edition.id, self.after_id, self.options.batch_size],
+        ).fetchall()
+        if not rows:
+            self.exhausted = True
+            return
+        self.after_id = rows[-1][0]
+        checked = time.monotonic()
+        batch = [Job(*row, checked=checked) for row in rows]
+        refused = _refusal_reasons(self.db, batch)
+        if refused:
+            self._close_refused(refused)
+        self.buffer = [job for job in reversed(batch) if job.delivery_id not in refused]
+
+    def _close_refused(self, refused: dict[int, str]) -> None:
+        stamp = now_iso()
+        with immediate(self.db):
+            for delivery_id, reason in refused.items():
+                cursor = self.db.execute(
+                    "UPDATE deliveries SET status = 'failed', reason = ?, updated = ?"
+                    " WHERE id = ? AND status = 'pending'",
+                    [reason, stamp, delivery_id],
+                )
+                if cursor.rowcount:
+                    self.report.failed += 1
+                    self.report.failed_now += 1
+                    self.report.pending -= 1
+
+    def _next_job(self) -> tuple[Job | None, float]:
+        """The next job to send, or (None, seconds worth waiting) when none is ready."""
+        current = time.monotonic()
+        if self.retries and self.retries[0][0] <= current:
+            return heapq.heappop(self.retries)[1], 0.0
+        while not self.buffer and not self.exhausted:  # a batch may close entirely
+            self._claim()
+        if self.buffer:
+            return self.buffer.pop(), 0.0
+        if self.retries:
+            return None, self.retries[0][0] - current
+        return None, 0.5
+
+    def _still_mailable(self, job: Job) -> bool:
+        """Last check just before the message leaves: consent may change mid-batch."""
+        if time.monotonic() - job.checked < CONSENT_FRESH:
+            return True
+        refused = _refusal_reasons(self.db, [job])
+        if refused:
+            self._close_refused(refused)
+            return False
+        return True
+
+    # the loop ---------------------------------------------------------------------------
+
+    def run(self) -> SendReport:
+        template = edition_message(self.settings, self.edition)
+        key = token_key(self.db, self.settings.secret)
+        workers = [
+            _Worker(self.settings, template, key, self.jobs, self.results)
+            for _ in range(self.options.concurrency)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            with _interrupt_sets(self.interrupted):
+                self._loop()
+                self._drain()
+        finally:
+            for _ in workers:
+                self.jobs.put(None)
+            for worker in workers:
+                worker.join(timeout=self.settings.smtp_timeout + 5)
+        return self._finish()
+
+    def _loop(self) -> None:
+        while True:
+            self._collect(block=False)
+            if self._should_stop():
+                return
+            self._beat()
+            if self.in_flight >= self.options.concurrency:
+                self._collect(block=True, timeout=0.5)
+                continue
+            job, wait = self._next_job()
+            if job is None:
+                if self.in_flight == 0 and not self.retries and self.exhausted:
+                    return
+                self._collect(block=True, timeout=min(max(wait, 0.01), 0.5))
+                continue
+            pause = self.limiter.wait_time()
+            while pause > 0 and not self._should_stop():
+                self._collect(block=True, timeout=min(pause, 0.5))
+                pause = self.limiter.wait_time()
+            if self._should_stop():
+                return  # the job was not handed out: it stays pending in the database
+            if not self._still_mailable(job):
+                continue
+            self.in_flight += 1
+            self.jobs.put(job)
+
+    def _should_stop(self) -> bool:
+        if self.interrupted.is_set() and not self.stop_reason:
+            self.stop_reason = "interrupted"
+        return bool(self.stop_reason)
+
+    def _beat(self) -> None:
+        if time.monotonic() - self.last_beat >= HEARTBEAT_EVERY:
+            if not heartbeat(self.db, self.edition.id, self.owner):
+                self.stop_reason = "lock lost"
+            self.last_beat = time.monotonic()
+
+    def _drain(self) -> None:
+        """Wait for the messages in flight and record them; nothing new is handed out."""
+        deadline = time.monotonic() + self.settings.smtp_timeout * 3 + 10
+        while self.in_flight > 0 and time.monotonic() < deadline:
+            self._collect(block=True, timeout=0.5)
+
+    def _collect(self, *, block: bool, timeout: float = 0.0) -> None:
+        """Write every finished result, one transaction for all that are ready."""
+        ready: list[Result] = []
+        try:
+            ready.append(self.results.get(block=block, timeout=timeout if block else None))
+            while True:
+                ready.append(self.results.get_nowait())
+        except queue.Empty:
+            pass
+        if not ready:
+            return
+        self.in_flight -= len(ready)
+        with immediate(self.db):
+            for result in ready:
+                self._record(result)
+        if self.progress is not None:
+            self.progress(self.report)
+
+    # results ----------------------------------------------------------------------------
+
+    def _record(self, result: Result) -> None:
+        job = result.job
+        if result.crash is not None:
+            self.crash = self.crash or result.crash
+            self.stop_reason = "crashed"
+        elif result.invalid:
+            self._fail(job, "invalid address", result.invalid)
+            self.errors_in_a_row = 0
+        elif result.error is None:
+            self._sent(job, result)
+            self.errors_in_a_row = 0
+        elif isinstance(result.error, smtp.ConnectionFailed):
+            self.fatal = self.fatal or result.error
+            self.stop_reason = "unreachable"
+            self._count_attempt(job, result.error.reply)
+        elif isinstance(result.error, smtp.PermanentFailure):
+            self._permanent(job, result.error)
+            self._error()
+        else:
+            self._temporary(job, result.error)
+            self._error()
+
+    def _error(self) -> None:
+        self.errors_in_a_row += 1
+        if self.errors_in_a_row >= self.options.max_errors and not self.stop_reason:
+            self.stop_reason = "paused"
+
+    def _sent(self, job: Job, result: Result) -> None:
+        cursor = self.db.execute(
+            "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, last_reply = ?,"
+            " message_id = ?, reason = NULL, updated = ? WHERE id = ? AND status = 'pending'",
+            [result.reply, result.message_id, now_iso(), job.delivery_id],
+        )
+        if cursor.rowcount:
+            self.report.sent += 1
+            self.report.sent_now += 1
+            self.report.pending -= 1
+
+    def _fail(self, job: Job, reason: str, reply: str) -> None:
+        cursor = self.db.execute(
+            "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_reply = ?,"
+            " reason = ?, updated = ? WHERE id = ? AND status = 'pending'",
+            [reply, reason, now_iso(), job.delivery_id],
+        )
+        if cursor.rowcount:
+            self.report.failed += 1
+            self.report.failed_now += 1
+            self.report.pending -= 1
+
+    def _count_attempt(self, job: Job, reply: str) -> None:
+        self.db.execute(
+            "UPDATE deliveries SET attempts = attempts + 1, last_reply = ?, updated = ?"
+            " WHERE id = ? AND status = 'pending'",
+            [reply, now_iso(), job.delivery_id],
+        )
+
+    def _permanent(self, job: Job, error: smtp.PermanentFailure) -> None:
+        if not _is_hard_bounce(error):
+            self._fail(job, "rejected", error.reply)
+            return
+        self._fail(job, "hard bounce", error.reply)
+        if job.subscriber_id is None:
+            return
+        self.db.execute(
+            "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = ?",
+            [job.subscriber_id],
+        )
+        subscribers.record_event(
+            self.db,
+            job.subscriber_id,
+            "hard_bounce",
+            "send",
+            job.topic_id,
+            {"edition": self.edition.id, "reply": error.reply},
+        )
+        row = self.db.execute(
+            "SELECT hard_bounces, status FROM subscribers WHERE id = ?", [job.subscriber_id]
+        ).fetchone()
+        if row and row[1] == "active" and row[0] >= self.settings.hard_bounce_limit:
+            subscribers.set_status(self.db, job.subscriber_id, "bounced", "bounce")
+
+    def _temporary(self, job: Job, error: smtp.SmtpError) -> None:
+        job.attempts += 1
+        if job.attempts >= self.options.max_retries:
+            self._fail(job, f"gave up after {job.attempts} attempts", error.reply)
+            return
+        self._count_attempt(job, error.reply)
+        # Exponential back-off with full jitter so throttled connections do not retry in step.
+        delay = self.options.retry_base * (2 ** (job.attempts - 1))
+        due = time.monotonic() + delay * (0.5 + random.random() / 2)
+        heapq.heappush(self.retries, (due, job))
+
+    # the end ----------------------------------------------------------------------------
+
+    def _finish(self) -> SendReport:
+        report = self.report
+        numbers = counts(self.db, self.edition.id)
+        report.sent, report.failed, report.pending = (
+            numbers["sent"],
+            numbers["failed"],
+            numbers["pending"],
+        )
+        report.total = sum(numbers.values())
+        final = "sent" if report.pending == 0 else "paused"
+        if self.stop_reason == "lock lost":
+            # Another send owns the edition now: its status is not ours to change.
+            report.status = self.db.execute(
+                "SELECT status FROM editions WHERE id = ?", [self.edition.id]
+            ).fetchone()[0]
+            report.outcome = self.stop_reason
+            report.message = self._explain()
+            return report
+        with immediate(self.db):
+            self.db.execute(
+                "UPDATE editions SET status = ?, updated = ?,"
+                " sent_at = CASE WHEN ? = 'sent' THEN COALESCE(sent_at, ?) ELSE sent_at END"
+                " WHERE id = ?",
+                [final, now_iso(), final, now_iso(), self.edition.id],
+            )
+        report.status = final
+        report.outcome = "done" if final == "sent" else (self.stop_reason or "paused")
+        report.message = self._explain()
+        return report
+
+    def _explain(self) -> str:
+        resume = f"run `newsletter send {self.edition.id}` again to continue"
+        if self.report.pending == 0:
+            return ""
+        if self.stop_reason == "interrupted":
+            return f"stopped; {self.report.pending} still pending: {resume}"
+        if self.stop_reason == "paused":
+            return (
+                f"paused after {self.options.max_errors} errors in a row"
+                f" (last: {self._last_error()}); {self.report.pending} still pending:"
+                f" fix the cause, then {resume}"
+            )
+        if self.stop_reason == "lock lost":
+            return (
+                f"stopped: another send of edition {self.edition.id} took over the lock"
+                f" while this one did not respond; {self.report.pending} still pending"
+            )
+        if self.stop_reason == "unreachable" and self.fatal is not None:
+            return f"{self.fatal}; {self.report.pending} still pending: {resume}"
+        return f"{self.report.pending} still pending: {resume}"
+
+    def _last_error(self) -> str:
+        row = self.db.execute(
+            "SELECT last_reply FROM deliveries WHERE edition_id = ? AND last_reply IS NOT NULL"
+            " AND (status != 'sent') ORDER BY updated DESC, id DESC LIMIT 1",
+            [self.edition.id],
+        ).fetchone()
+        return row[0] if row else "unknown"
+
+
+@contextlib.contextmanager
+def _interrupt_sets(event: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C (or SIGTERM) asks for a clean stop; a second one aborts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _start(db: Database, edition: Edition, include_new: bool) -> None:
+    """Fix the recipients on the first send (or add newcomers); mark the edition sending."""
+    with immediate(db):
+        current = db.execute("SELECT status FROM editions WHERE id = ?", [edition.id]).fetchone()
+        if current[0] == "draft" or include_new:
+            _fix_recipients(db, edition)
+        db.execute(
+            "UPDATE editions SET status = 'sending', updated = ? WHERE id = ?",
+            [now_iso(), edition.id],
+        )
+
+
+def send(
+    db: Database,
+    settings: Settings,
+    edition_id: int,
+    *,
+    rate: float | None = None,
+    concurrency: int | None = None,
+    batch_size: int | None = None,
+    max_errors: int | None = None,
+    include_new: bool = False,
+    progress: Progress | None = None,
+    retry_base: float = 1.0,
+) -> SendReport:
+    """Send (or resume) an edition; returns the final counts and why it stopped.
+
+    Raises EditionLocked when another send holds the edition, and the SMTP error when the
+    server cannot be reached at all (everything stays pending).
+    """
+    options = _Options(
+        rate=settings.rate if rate is None else rate,
+        concurrency=settings.concurrency if concurrency is None else concurrency,
+        batch_size=settings.batch_size if batch_size is None else batch_size,
+        max_errors=settings.max_errors if max_errors is None else max_errors,
+        max_retries=settings.max_retries,
+        retry_base=retry_base,
+    )
+    if options.rate <= 0 or options.concurrency < 1 or options.batch_size < 1:
+        raise NewsletterError("--rate, --concurrency and --batch-size must be positive")
+    if options.max_errors < 1:
+        raise NewsletterError("--max-errors must be at least 1")
+    edition = load_edition(db, edition_id)
+    owner = uuid.uuid4().hex
+    acquire_lock(db, edition.id, owner)
+    try:
+        _start(db, edition, include_new)
+        sender = _Sender(db, settings, edition, options, owner, progress)
+        report = sender.run()
+    finally:
+        release_lock(db, edition.id, owner)
+    if sender.crash is not None:
+        raise sender.crash
+    if report.outcome == "unreachable" and sender.fatal is not None:
+        raise smtp.ConnectionFailed(report.message, code=sender.fatal.code)
+    return report
+
+
+def send_test(
+    db: Database, settings: Settings, edition_id: int, addresses: Sequence[str]
+) -> list[tuple[str, str]]:
+    """Send a ``[TEST]`` copy to each address; no delivery is recorded. (address, Message-ID)."""
+    edition = load_edition(db, edition_id)
+    checked = [subscribers.normalize_email(address) for address in addresses]
+    template = edition_message(settings, edition, test=True)
+    key = token_key(db, settings.secret)
+    topic_id = edition.topic_ids[0]
+    sent: list[tuple[str, str]] = []
+    # Subscriber id 0 exists for nobody: the links look real but change nothing.
+    with smtp.Connection(settings) as connection:
+        for address in checked:
+            data, message_id = template.render(
+                to_email=address,
+                to_name="",
+                unsubscribe_url=links.unsubscribe_url(settings, key, 0, topic_id),
+                preferences_url=links.preferences_url(settings, key, 0),
+                unsubscribe_mailto=links.unsubscribe_mailto(settings, key, 0, topic_id),
+            )
+            connection.send(settings.sender_address, message.ascii_address(address), data)
+            sent.append((address, message_id))
+    return sent

@@ -1,0 +1,161 @@
+"""A fault-injecting SMTP server: every recipient still ends ``sent`` or ``failed`` with why."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import free_port
+from send_helpers import add_people, delivery_rows, faulty_sink, make_edition, make_topic
+
+from newsletter import sending, smtp, subscribers
+
+
+@pytest.fixture
+def sink():
+    with faulty_sink() as server:
+        yield server
+
+
+def test_temporary_and_permanent_failures_and_dropped_connections(db, settings, sink):
+    topic = make_topic(db)
+    emails = add_people(db, topic, 14)
+    edition = make_edition(db, [topic])
+    busy_twice, bounce, content, hopeless, dropped, closing = (
+        emails[0:2],
+        emails[2],
+        emails[3],
+        emails[4],
+        emails[5],
+        emails[6],
+    )
+
+    def fault(server, envelope):
+        rcpt = envelope.rcpt_tos[0]
+        tries = sink.attempts[rcpt]
+        if rcpt in busy_twice and tries <= 2:
+            return "451 4.7.1 greylisted, try again later"
+        if rcpt == bounce:
+            return "550 5.1.1 no such user here"
+        if rcpt == content:
+            return "554 5.7.1 message content refused"
+        if rcpt == hopeless:
+            return "452 4.2.2 mailbox full"
+        if rcpt == dropped and tries == 1:
+            return "drop"
+        if rcpt == closing and tries == 1:
+            return "421 4.3.2 shutting down this session"
+        return None
+
+    sink.fault = fault
+    mail = settings.with_overrides(smtp_host=sink.host, smtp_port=sink.port)
+    report = sending.send(
+        db, mail, edition, concurrency=3, batch_size=4, max_errors=100, retry_base=0.01
+    )
+
+    rows = {row["email"]: row for row in delivery_rows(db, edition)}
+    assert all(row["status"] in ("sent", "failed") for row in rows.values())
+    assert (report.status, report.pending) == ("sent", 0)
+    assert report.sent == 11 and report.failed == 3
+    for email in busy_twice:
+        assert rows[email]["status"] == "sent" and rows[email]["attempts"] == 3
+    assert rows[dropped]["status"] == "sent" and rows[dropped]["attempts"] == 2
+    assert rows[closing]["status"] == "sent" and rows[closing]["attempts"] == 2
+    assert (rows[bounce]["status"], rows[bounce]["reason"]) == ("failed", "hard bounce")
+    assert rows[bounce]["last_reply"] == "550 5.1.1 no such user here"
+    assert (rows[content]["status"], rows[content]["reason"]) == ("failed", "rejected")
+    assert rows[hopeless]["reason"] == "gave up after 5 attempts"
+    assert rows[hopeless]["last_reply"] == "452 4.2.2 mailbox full"
+    assert sink.attempts[hopeless] == 5
+    # Each sent row arrived exactly once; failed ones never.
+    received = sorted(r for m in sink.messages for r in m.rcpt_tos)
+    assert received == sorted(e for e, row in rows.items() if row["status"] == "sent")
+    assert all(row["message_id"] for row in rows.values() if row["status"] == "sent")
+
+    bounced = subscribers.find(db, bounce)
+    assert (bounced["status"], bounced["hard_bounces"]) == ("bounced", 1)
+    actions = [
+        r[0]
+        for r in db.execute(
+            "SELECT action FROM events WHERE subscriber_id = ? ORDER BY id", [bounced["id"]]
+        )
+    ]
+    assert actions[-2:] == ["hard_bounce", "status:bounced"]
+    assert subscribers.find(db, content)["status"] == "active"
+    assert subscribers.find(db, hopeless)["status"] == "active"
+
+
+def test_hard_bounce_limit_counts_bounces_across_editions(db, settings, sink):
+    topic = make_topic(db)
+    [email] = add_people(db, topic, 1)
+    sink.fault = lambda server, envelope: "550 5.1.1 unknown user"
+    mail = settings.with_overrides(smtp_host=sink.host, smtp_port=sink.port, hard_bounce_limit=2)
+    sending.send(db, mail, make_edition(db, [topic]))
+    person = subscribers.find(db, email)
+    assert (person["status"], person["hard_bounces"]) == ("active", 1)
+    sending.send(db, mail, make_edition(db, [topic]))
+    person = subscribers.find(db, email)
+    assert (person["status"], person["hard_bounces"]) == ("bounced", 2)
+    third = make_edition(db, [topic])
+    assert sending.send(db, mail, third).total == 0  # bounced people are not recipients
+    assert sink.attempts[email] == 2
+
+
+def test_consecutive_errors_pause_the_send_with_everything_pending(db, sink, cli):
+    topic = make_topic(db)
+    add_people(db, topic, 20)
+    edition = make_edition(db, [topic])
+    sink.fault = lambda server, envelope: "451 4.3.0 temporary local problem"
+    env = {"NEWSLETTER_SMTP_HOST": sink.host, "NEWSLETTER_SMTP_PORT": str(sink.port)}
+
+    result = cli("send", str(edition), "--yes", "--max-errors", "3", env=env)
+
+    assert result.exit_code == 1
+    assert "paused after 3 errors in a row (last: 451 4.3.0 temporary local problem)" in (
+        result.stderr
+    )
+    assert f"newsletter send {edition}` again" in result.stderr
+    numbers = sending.status(db, edition)
+    assert (numbers["status"], numbers["pending"], numbers["sent"]) == ("paused", 20, 0)
+    assert not sink.messages
+
+    sink.fault = None
+    resumed = cli.ok("send", str(edition), "--yes", "--json", env=env)
+    assert '"pending": 0' in resumed.stdout
+    assert len(sink.messages) == 20
+
+
+def test_unreachable_server_is_a_clear_error_and_keeps_everything_pending(db, settings, cli):
+    topic = make_topic(db)
+    add_people(db, topic, 5)
+    edition = make_edition(db, [topic])
+    port = free_port()  # nobody listens here
+    mail = settings.with_overrides(smtp_host="127.0.0.1", smtp_port=port)
+
+    with pytest.raises(smtp.ConnectionFailed, match=f"cannot reach SMTP server 127.0.0.1:{port}"):
+        sending.send(db, mail, edition)
+    numbers = sending.status(db, edition)
+    assert (numbers["status"], numbers["pending"], numbers["total"]) == ("paused", 5, 5)
+    assert db.execute("SELECT lock_owner FROM editions").fetchone()[0] is None
+
+    env = {"NEWSLETTER_SMTP_HOST": "127.0.0.1", "NEWSLETTER_SMTP_PORT": str(port)}
+    result = cli("send", str(edition), "--yes", env=env)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach SMTP server")
+    assert "5 still pending" in lines[0]
+    assert sending.status(db, edition)["pending"] == 5
+
+
+def test_an_address_that_cannot_go_into_a_header_fails_alone(db, settings, sink):
+    topic = make_topic(db)
+    emails = add_people(db, topic, 2)
+    # A legacy row with a non-ASCII local part (SMTPUTF8 is not supported).
+    db.execute("UPDATE subscribers SET email = 'pävi@example.org' WHERE email = ?", [emails[0]])
+    edition = make_edition(db, [topic])
+    mail = settings.with_overrides(smtp_host=sink.host, smtp_port=sink.port)
+    report = sending.send(db, mail, edition)
+    rows = delivery_rows(db, edition)
+    assert [(r["status"], r["reason"]) for r in rows] == [
+        ("failed", "invalid address"),
+        ("sent", None),
+    ]
+    assert report.sent == 1 and [m.rcpt_tos for m in sink.messages] == [[emails[1]]]
