@@ -63,6 +63,17 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+def envelope_address(address: str) -> str:
+    """The address for RCPT TO: IDNA domain; a non-ASCII local part would need SMTPUTF8."""
+    local, _, domain = address.strip().rpartition("@")
+    if not local.isascii():
+        raise PermanentFailure(f"{address!r} needs SMTPUTF8, which is not supported")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        raise PermanentFailure(f"invalid domain in {address!r}") from None
+
+
 class Connection:
     """A lazily opened, reused SMTP session. Not thread-safe: one per worker."""
 
@@ -125,6 +136,7 @@ class Connection:
 
     def send(self, sender: str, recipient: str, data: bytes) -> str:
         """Hand one message for one recipient to the server; the server's final reply."""
+        recipient = envelope_address(recipient)
         self.open()
         smtp = self._smtp
         assert smtp is not None

@@ -14,8 +14,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlite_utils import Database
 
 from newsletter.clock import now_iso
-from newsletter.db import keyed_hash, meta_key
-from newsletter.errors import InvalidEmail, NotFound
+from newsletter.db import immediate, keyed_hash, meta_key
+from newsletter.errors import InvalidEmail, NewsletterError, NotFound
 
 STATUSES = ("active", "bounced", "blocklisted")
 SUBSCRIPTION_STATUSES = ("unconfirmed", "confirmed", "unsubscribed")
@@ -39,6 +39,9 @@ def normalize_email(raw: str) -> str:
     text = raw.strip()
     if not text:
         raise InvalidEmail("empty address")
+    if not text.rpartition("@")[0].isascii():
+        # Sending has no SMTPUTF8, so such an address could never be mailed.
+        raise InvalidEmail("non-ASCII local part: cannot be mailed (needs SMTPUTF8)")
     try:
         checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
@@ -204,6 +207,47 @@ def add(
     return AddResult(subscriber_id, created, changed)
 
 
+def staff_add(
+    db: Database,
+    email: str,
+    *,
+    name: str | None = None,
+    lang: str | None = None,
+    topic_ids: Sequence[int] = (),
+    confirmed: bool = False,
+    default_lang: str = "fi",
+    source: str = "cli",
+) -> AddResult:
+    """``subscribers add`` by staff: ``add`` that never demotes a confirmed subscription.
+
+    Without ``confirmed`` the topics are asked for as unconfirmed, but a topic the person
+    has already confirmed stays confirmed (else a routine add would stop their mail). An
+    explicit staff add lifts an erasure suppression and resubscribes someone who left.
+    """
+    with immediate(db):
+        row = find(db, email)
+        keep: set[int] = set()
+        if row is not None and not confirmed:
+            keep = {
+                r[0]
+                for r in db.execute(
+                    "SELECT topic_id FROM subscriptions WHERE subscriber_id = ?"
+                    " AND status = 'confirmed'",
+                    [row["id"]],
+                )
+            }
+        return add(
+            db,
+            email,
+            name=name,
+            lang=lang,
+            topic_ids=[tid for tid in topic_ids if tid not in keep],
+            status="confirmed" if confirmed else "unconfirmed",
+            source=source,
+            default_lang=default_lang,
+        )
+
+
 def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: str) -> int:
     """Unsubscribe from one topic, or from all when ``topic_id`` is None. Idempotent."""
     if topic_id is None:
@@ -219,12 +263,10 @@ def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: 
         topic_ids = [topic_id]
     changed = 0
     with db.atomic():
+        # With a named topic the row is written even when there was no subscription, so
+        # the person's "no" to that topic stops a later import from subscribing them.
         for tid in topic_ids:
-            exists = db.execute(
-                "SELECT 1 FROM subscriptions WHERE subscriber_id = ? AND topic_id = ?",
-                [subscriber_id, tid],
-            ).fetchone()
-            if exists and set_subscription(db, subscriber_id, tid, "unsubscribed", source):
+            if set_subscription(db, subscriber_id, tid, "unsubscribed", source):
                 changed += 1
     return changed
 
@@ -267,6 +309,17 @@ def _placeholders(values: Sequence[object]) -> str:
     return ", ".join("?" for _ in values)
 
 
+def recipient_condition(topic_ids: Sequence[int]) -> tuple[str, list[object]]:
+    """The SQL condition (on ``subscribers s`` joined to ``subscriptions sub``) that says who
+    is a recipient of the topics, with its parameters. ``recipients``, ``count_recipients``
+    and the export all build on it, so there is one definition of who gets mailed."""
+    return (
+        f"sub.topic_id IN ({_placeholders(topic_ids)})"
+        " AND sub.status = 'confirmed' AND s.status = 'active'",
+        list(topic_ids),
+    )
+
+
 def recipients(
     db: Database, topic_ids: Sequence[int], *, after_id: int = 0, limit: int | None = None
 ) -> Iterator[Recipient]:
@@ -274,14 +327,14 @@ def recipients(
     each once, ordered by id. Sending, export and counts all use this."""
     if not topic_ids:
         return iter(())
+    condition, params = recipient_condition(topic_ids)
     sql = (
         "SELECT s.id, s.email, s.name, s.lang, MIN(sub.topic_id)"
         " FROM subscribers s JOIN subscriptions sub ON sub.subscriber_id = s.id"
-        f" WHERE sub.topic_id IN ({_placeholders(topic_ids)})"
-        " AND sub.status = 'confirmed' AND s.status = 'active' AND s.id > ?"
+        f" WHERE {condition} AND s.id > ?"
         " GROUP BY s.id ORDER BY s.id"
     )
-    params: list[object] = [*topic_ids, after_id]
+    params.append(after_id)
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
@@ -291,12 +344,11 @@ def recipients(
 def count_recipients(db: Database, topic_ids: Sequence[int]) -> int:
     if not topic_ids:
         return 0
+    condition, params = recipient_condition(topic_ids)
     row = db.execute(
         "SELECT COUNT(DISTINCT s.id) FROM subscribers s"
-        " JOIN subscriptions sub ON sub.subscriber_id = s.id"
-        f" WHERE sub.topic_id IN ({_placeholders(topic_ids)})"
-        " AND sub.status = 'confirmed' AND s.status = 'active'",
-        list(topic_ids),
+        f" JOIN subscriptions sub ON sub.subscriber_id = s.id WHERE {condition}",
+        params,
     ).fetchone()
     return int(row[0])
 
@@ -319,3 +371,115 @@ def mailable(db: Database, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, i
         ):
             ok.add((row[0], row[1]))
     return ok
+
+
+def _topic_statuses(packed: str | None) -> dict[str, str]:
+    # Slugs hold only a-z, 0-9 and hyphens, so ":" and ";" are safe separators.
+    if not packed:
+        return {}
+    return dict(item.split(":", 1) for item in packed.split(";"))
+
+
+def list_(
+    db: Database, *, topic_id: int | None = None, status: str | None = None
+) -> Iterator[dict]:
+    """Subscribers ordered by id, streamed from a cursor.
+
+    ``status`` is a subscriber status (active, bounced, blocklisted) or a subscription
+    status (unconfirmed, confirmed, unsubscribed: of ``topic_id`` when given, else of any
+    topic). ``topic_id`` alone lists everyone with a subscription to it in any state.
+    Each row: email, name, lang, status, created, subscriptions ({topic slug: status}).
+    """
+    where: list[str] = []
+    params: list[object] = []
+    if status in STATUSES:
+        where.append("s.status = ?")
+        params.append(status)
+    elif status is not None and status not in SUBSCRIPTION_STATUSES:
+        known = ", ".join(STATUSES + SUBSCRIPTION_STATUSES)
+        raise NewsletterError(f"unknown status {status!r}: use one of {known}")
+    sub_status = status if status in SUBSCRIPTION_STATUSES else None
+    if topic_id is not None or sub_status is not None:
+        exists = "EXISTS (SELECT 1 FROM subscriptions sub WHERE sub.subscriber_id = s.id"
+        if sub_status is not None:
+            exists += " AND sub.status = ?"
+            params.append(sub_status)
+        if topic_id is not None:
+            exists += " AND sub.topic_id = ?"
+            params.append(topic_id)
+        where.append(exists + ")")
+    sql = (
+        "SELECT s.email, s.name, s.lang, s.status, s.created,"
+        " (SELECT group_concat(t.slug || ':' || x.status, ';') FROM subscriptions x"
+        "  JOIN topics t ON t.id = x.topic_id WHERE x.subscriber_id = s.id)"
+        " FROM subscribers s"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY s.id"
+    )
+    for email, name, lang, state, created, packed in db.execute(sql, params):
+        yield {
+            "email": email,
+            "name": name,
+            "lang": lang,
+            "status": state,
+            "created": created,
+            "subscriptions": dict(sorted(_topic_statuses(packed).items())),
+        }
+
+
+def profile(db: Database, email: str) -> dict:
+    """Everything held about a person, with the consent trail (GDPR access request).
+
+    Raises NotFound for an unknown address.
+    """
+    row = require(db, email)
+    try:
+        attributes = json.loads(row["attributes"] or "{}")
+    except ValueError:
+        attributes = {"_raw": row["attributes"]}  # show what is stored even if malformed
+    subscriptions = [
+        {"topic": slug, "status": state, "updated": updated}
+        for slug, state, updated in db.execute(
+            "SELECT t.slug, x.status, x.updated FROM subscriptions x"
+            " JOIN topics t ON t.id = x.topic_id WHERE x.subscriber_id = ? ORDER BY t.slug",
+            [row["id"]],
+        )
+    ]
+    events = [
+        {"time": time, "action": action, "topic": slug, "source": source}
+        for time, action, slug, source in db.execute(
+            "SELECT e.time, e.action, t.slug, e.source FROM events e"
+            " LEFT JOIN topics t ON t.id = e.topic_id WHERE e.subscriber_id = ? ORDER BY e.id",
+            [row["id"]],
+        )
+    ]
+    return {
+        "email": row["email"],
+        "name": row["name"],
+        "lang": row["lang"],
+        "status": row["status"],
+        "created": row["created"],
+        "attributes": attributes,
+        "subscriptions": subscriptions,
+        "events": events,
+    }
+
+
+def flush_wal(db: Database, *, attempts: int = 5, pause: float = 0.2) -> bool:
+    """Checkpoint and truncate the WAL; False when another connection kept part of it.
+
+    After an erasure the WAL may still hold old copies of the person's pages until every
+    reader has moved on: the caller can tell the user instead of claiming they are gone.
+    Readers (web requests) are short, so a few short tries usually get through.
+    """
+    saved = db.execute("PRAGMA busy_timeout").fetchone()[0]
+    # A checkpoint waits for readers through the busy handler: 30 s by default, each try.
+    db.execute(f"PRAGMA busy_timeout = {int(pause * 1000)}")
+    try:
+        for _ in range(attempts):
+            busy, log_pages, done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy and log_pages in (0, -1) and done in (0, -1):
+                return True
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {int(saved)}")
+    return False

@@ -1,9 +1,286 @@
-"""CLI commands (not built yet)."""
+"""``newsletter subscribers``: add, import, export, list, show, unsubscribe, remove."""
 
 from __future__ import annotations
 
+import io
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from sqlite_utils import Database
+
+from newsletter import confirmations, export, importer, subscribers, topics
+from newsletter.cli.common import print_json, state, warn
+from newsletter.errors import NewsletterError
+
+app = typer.Typer(help="Subscribers, their topics and consent.", no_args_is_help=True)
+
+TopicOption = Annotated[
+    list[str] | None, typer.Option("--topic", "-t", help="Topic slug or name (repeatable)")
+]
+INVALID_SHOWN = 50  # the rest are in --json, where a program can read them
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+def _send_confirmations(ctx: typer.Context, subscriber_ids: list[int]) -> None:
+    if not subscriber_ids:
+        typer.echo("no confirmation requests to send")
+        return
+    st = state(ctx)
+    sent = confirmations.send_confirmations(st.db, st.settings, subscriber_ids)
+    typer.echo(f"confirmation requests mailed: {sent}")
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="E-mail address")],
+    name: Annotated[str | None, typer.Option("--name", help="Name as the person writes it")] = None,
+    lang: Annotated[str | None, typer.Option("--lang", help="fi, sv or en")] = None,
+    topic: TopicOption = None,
+    confirmed: Annotated[
+        bool, typer.Option("--confirmed", help="Consent is already confirmed (else unconfirmed)")
+    ] = False,
+    send_confirmation: Annotated[
+        bool, typer.Option("--send-confirmation", help="Mail a confirmation request")
+    ] = False,
+) -> None:
+    """Add a subscriber or update one (staff action: lifts an erasure suppression).
+
+    Example: newsletter subscribers add maija@example.fi --name "Maija Mäkelä" --topic vaikuttavuus
+    """
+    if confirmed and send_confirmation:
+        raise NewsletterError(
+            "--send-confirmation is for unconfirmed subscriptions: drop --confirmed"
+        )
+    st = state(ctx)
+    found = topics.resolve_many(st.db, topic)
+    result = subscribers.staff_add(
+        st.db,
+        email,
+        name=name,
+        lang=lang,
+        topic_ids=[t.id for t in found],
+        confirmed=confirmed,
+        default_lang=st.settings.default_lang,
+    )
+    person = subscribers.get(st.db, result.subscriber_id)
+    assert person is not None
+    verb = "added" if result.created else ("updated" if result.changed else "unchanged")
+    where = f" ({', '.join(t.slug for t in found)})" if found else ""
+    typer.echo(f"{verb}: {person['email']}{where}")
+    if send_confirmation:
+        _send_confirmations(ctx, [result.subscriber_id] if found else [])
+
+
+def _print_report(path: Path, report: importer.ImportReport, dry_run: bool) -> None:
+    prefix = "dry run, nothing written: " if dry_run else ""
+    typer.echo(
+        f"{prefix}{path.name}: {report.added} added, {report.updated} updated,"
+        f" {report.unchanged} unchanged, {report.duplicates} duplicates,"
+        f" {report.suppressed} suppressed, {len(report.invalid)} invalid"
+    )
+    for item in report.invalid[:INVALID_SHOWN]:
+        typer.echo(f"  line {item.line}: {item.email!r}: {item.error}", err=True)
+    if len(report.invalid) > INVALID_SHOWN:
+        more = len(report.invalid) - INVALID_SHOWN
+        typer.echo(f"  ... and {more} more invalid rows (--json lists them all)", err=True)
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV file (comma, semicolon or tab)")],
+    topic: TopicOption = None,
+    confirmed: Annotated[
+        bool, typer.Option("--confirmed", help="The file's people have confirmed consent")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report without writing")] = False,
+    send_confirmation: Annotated[
+        bool, typer.Option("--send-confirmation", help="Mail confirmation requests afterwards")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Import subscribers from a spreadsheet export (UTF-8, UTF-8 BOM or Windows-1252).
+
+    Example: newsletter subscribers import members.csv --topic Yhteisövaikuttavuus --dry-run
+    """
+    if confirmed and send_confirmation:
+        raise NewsletterError(
+            "--send-confirmation is for unconfirmed subscriptions: drop --confirmed"
+        )
+    st = state(ctx)
+    found = topics.resolve_many(st.db, topic)
+    report = importer.import_file(
+        st.db,
+        file,
+        topic_ids=[t.id for t in found],
+        confirmed=confirmed,
+        dry_run=dry_run,
+        default_lang=st.settings.default_lang,
+    )
+    if as_json:
+        print_json(report.as_json())
+    else:
+        _print_report(file, report, dry_run)
+    if send_confirmation:
+        if dry_run:
+            typer.echo(f"dry run: would request confirmation from {len(report.pending_ids)} people")
+        else:
+            _send_confirmations(ctx, report.pending_ids)
+
+
+def _export_to_stdout(db: Database, fmt: str, topic_id: int | None, status: str | None) -> None:
+    # UTF-8 whatever the locale says, and no newline translation inside CSV records.
+    sys.stdout.flush()
+    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+    try:
+        export.write_export(db, out, fmt=fmt, topic_id=topic_id, status=status)
+        out.flush()
+    except BrokenPipeError:
+        raise typer.Exit(0) from None  # `export | head` is not an error
+    finally:
+        out.detach()
+
+
+@app.command("export")
+def export_(
+    ctx: typer.Context,
+    topic: Annotated[
+        str | None, typer.Option("--topic", "-t", help="Only the recipients of this topic")
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="active, bounced or blocklisted")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")
+    ] = None,
+) -> None:
+    """Export subscribers as CSV or JSON (streamed; --topic gives exactly who would be mailed).
+
+    Example: newsletter subscribers export --topic vaikuttavuus -o vaikuttavuus.csv
+    """
+    st = state(ctx)
+    topic_id = topics.resolve(st.db, topic).id if topic else None
+    if output is None:
+        _export_to_stdout(st.db, fmt, topic_id, status)
+        return
+    partial = output.with_name(output.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            export.write_export(st.db, out, fmt=fmt, topic_id=topic_id, status=status)
+        partial.replace(output)  # never leave a half-written export under the real name
+    except OSError as exc:
+        raise NewsletterError(f"{output}: cannot write: {exc.strerror}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    typer.echo(f"wrote {output}", err=True)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    topic: Annotated[
+        str | None, typer.Option("--topic", "-t", help="Only people with a subscription to it")
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="active, bounced, blocklisted, or a subscription state:"
+            " unconfirmed, confirmed, unsubscribed",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List subscribers with their subscriptions.
+
+    Example: newsletter subscribers list --topic vaikuttavuus --status unconfirmed
+    """
+    st = state(ctx)
+    topic_id = topics.resolve(st.db, topic).id if topic else None
+    rows = subscribers.list_(st.db, topic_id=topic_id, status=status)
+    if as_json:
+        print_json(list(rows))
+        return
+    count = 0
+    for row in rows:
+        count += 1
+        subs = ", ".join(f"{slug}:{state_}" for slug, state_ in row["subscriptions"].items())
+        typer.echo(f"{row['email']:40} {row['lang']} {row['status']:11} {row['name']:30} {subs}")
+    if count == 0:
+        typer.echo("no subscribers match")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="E-mail address (any case)")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show everything held about a person, with the consent trail (GDPR access).
+
+    Example: newsletter subscribers show maija@example.fi --json
+    """
+    data = subscribers.profile(state(ctx).db, email)
+    if as_json:
+        print_json(data)
+        return
+    for key in ("email", "name", "lang", "status", "created"):
+        typer.echo(f"{key + ':':14}{data[key]}")
+    typer.echo(f"{'attributes:':14}{data['attributes'] or '-'}")
+    typer.echo("subscriptions:")
+    for sub in data["subscriptions"] or [{"topic": "-", "status": "", "updated": ""}]:
+        typer.echo(f"  {sub['topic']:30} {sub['status']:13} {sub['updated']}")
+    typer.echo("events:")
+    for event in data["events"]:
+        topic = event["topic"] or ""
+        typer.echo(f"  {event['time']}  {event['action']:18} {topic:30} {event['source']}")
+
+
+@app.command("unsubscribe")
+def unsubscribe(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="E-mail address (any case)")],
+    topic: Annotated[
+        str | None, typer.Option("--topic", "-t", help="Only this topic (default: all)")
+    ] = None,
+) -> None:
+    """Unsubscribe a person from one topic or from all of them.
+
+    Example: newsletter subscribers unsubscribe maija@example.fi --topic vaikuttavuus
+    """
+    db = state(ctx).db
+    person = subscribers.require(db, email)
+    found = topics.resolve(db, topic) if topic else None
+    changed = subscribers.unsubscribe(db, person["id"], found.id if found else None, "cli")
+    scope = found.slug if found else "all topics"
+    typer.echo(f"unsubscribed {person['email']} from {scope} ({changed} changed)")
+
+
+@app.command("remove")
+def remove(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="E-mail address (any case)")],
+) -> None:
+    """Erase a person for good (GDPR): data and events deleted, only a keyed hash kept so
+    no import can bring the address back.
+
+    Example: newsletter subscribers remove maija@example.fi
+    """
+    db = state(ctx).db
+    person = subscribers.require(db, email)
+    subscribers.erase(db, person["email"], source="cli")
+    typer.echo("erased: the address is on the suppression list as a keyed hash only")
+    if not subscribers.flush_wal(db):
+        warn(
+            "another process (newsletter serve or send?) is reading the database: old copies"
+            " of the erased data stay in its -wal file until that process stops"
+        )
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="subscribers")
