@@ -134,12 +134,18 @@ def confirm_expiry(settings: Settings, *, now: float | None = None) -> int:
 
 
 def request_confirmation(
-    db: Database, settings: Settings, subscriber_id: int, *, lang: str | None = None
+    db: Database,
+    settings: Settings,
+    subscriber_id: int,
+    *,
+    lang: str | None = None,
+    connection: smtp.Connection | None = None,
 ) -> bool:
     """Mail the confirmation request for the person's unconfirmed topics.
 
     False (nothing sent) when there is nothing to confirm or the person may not be mailed.
-    SMTP failures raise ``smtp``'s NewsletterError subclasses.
+    SMTP failures raise ``smtp``'s NewsletterError subclasses. ``connection`` is reused
+    when given (many requests in a row), else a fresh one is opened for this mail.
     """
     person = subscribers.get(db, subscriber_id)
     if person is None or person["status"] != MAILABLE_STATUS:
@@ -169,12 +175,16 @@ def request_confirmation(
     data, _message_id = message.build_single(
         settings,
         to_email=person["email"],
-        to_name=person["name"],
+        # Not the name either: a stranger typed it, and it would show in the To line.
+        to_name="",
         subject=subject,
         html=rendered.html,
         text=rendered.text,
     )
-    smtp.send_one(settings, settings.sender_address, [person["email"]], data)
+    if connection is None:
+        smtp.send_one(settings, settings.sender_address, [person["email"]], data)
+    else:
+        connection.send(settings.sender_address, person["email"], data)
     subscribers.record_event(
         db, subscriber_id, "confirmation-sent", "web", detail={"topics": [t.slug for t in pending]}
     )
@@ -184,20 +194,35 @@ def request_confirmation(
 def send_confirmations(db: Database, settings: Settings, subscriber_ids: Iterable[int]) -> int:
     """Mail confirmation requests to each unconfirmed person; the number of mails sent.
 
-    For ``subscribers add/import --send-confirmation``. Stops at the first SMTP error with
-    a NewsletterError that says how many were mailed; each mailed person has an event, so
-    a rerun mails the rest again (a second request harms nobody).
+    For ``subscribers add/import --send-confirmation``, over one reused connection. An
+    address the server refuses (5xx) is skipped with a ``confirmation-refused`` event, and
+    the others are still mailed: stopping there would stop every rerun at the same
+    address. Once all are tried, refusals raise a NewsletterError that counts them. A
+    connection failure stops at once with a NewsletterError that says how many were
+    mailed; a rerun mails the rest (and those already mailed again, which harms nobody).
     """
     ids = list(dict.fromkeys(subscriber_ids))
     sent = 0
-    for done, subscriber_id in enumerate(ids):
-        try:
-            sent += request_confirmation(db, settings, subscriber_id)
-        except NewsletterError as exc:
-            raise NewsletterError(
-                f"confirmation requests stopped after {done} of {len(ids)} people"
-                f" ({sent} mailed): {exc}"
-            ) from None
+    refused: list[str] = []
+    with smtp.Connection(settings) as connection:
+        for done, subscriber_id in enumerate(ids):
+            try:
+                sent += request_confirmation(db, settings, subscriber_id, connection=connection)
+            except smtp.PermanentFailure as exc:
+                refused.append(exc.reply)
+                subscribers.record_event(
+                    db, subscriber_id, "confirmation-refused", "cli", detail={"code": exc.code}
+                )
+            except NewsletterError as exc:
+                raise NewsletterError(
+                    f"confirmation requests stopped after {done} of {len(ids)} people"
+                    f" ({sent} mailed): {exc}"
+                ) from None
+    if refused:
+        raise NewsletterError(
+            f"{sent} of {len(ids)} confirmation requests mailed; the mail server refused"
+            f" {len(refused)} (first reply: {refused[0]})"
+        )
     return sent
 
 

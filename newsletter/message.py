@@ -24,6 +24,8 @@ from newsletter.errors import NewsletterError
 CRLF = "\r\n"
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 _UNSAFE_IN_HEADER = re.compile(r"[\r\n\0]")
+MAX_NAME = 200  # characters of a display name
+MAX_PLAIN_HEADER = 900  # characters; leaves room for the name within SMTP's 998
 # What DKIM must cover: From plus everything a forwarder could alter to change the meaning,
 # including the one-click unsubscribe pair (RFC 8058 section 4).
 DKIM_HEADERS = (
@@ -51,9 +53,10 @@ def one_line(value: str) -> str:
 
 
 def encode_header_text(value: str) -> str:
-    """Unstructured header text (Subject), RFC 2047-encoded only when it is not ASCII."""
+    """Unstructured header text (Subject), RFC 2047-encoded when it is not ASCII, or too
+    long for one line: SMTP refuses lines over 998 octets, and encoded words fold anywhere."""
     value = one_line(value)
-    if value.isascii():
+    if value.isascii() and len(value) <= MAX_PLAIN_HEADER:
         return value
     return Header(value, "utf-8", header_name="Subject").encode(linesep=CRLF)
 
@@ -76,8 +79,12 @@ def ascii_address(address: str) -> str:
 
 
 def format_address(name: str, address: str) -> str:
-    """``Name <address>`` with the name encoded as needed; never more than one address."""
-    return formataddr((one_line(name), ascii_address(address)), charset="utf-8")
+    """``Name <address>`` with the name encoded as needed; never more than one address.
+
+    The name is cut to ``MAX_NAME`` characters: it becomes one encoded word that cannot
+    fold, and an imported name of any length must not push the line past SMTP's limit.
+    """
+    return formataddr((one_line(name)[:MAX_NAME], ascii_address(address)), charset="utf-8")
 
 
 def make_message_id(domain: str) -> str:
@@ -167,7 +174,8 @@ class EditionMessage:
             fixed.append(("Reply-To", format_address(*_name_and_address(settings.reply_to))))
         if list_id is not None:
             ident, phrase = list_id
-            fixed.append(("List-Id", f"{encode_header_text(phrase)} <{ident}>"))
+            # formataddr quotes or encodes the phrase: RFC 2919 allows no bare ',' or ':'.
+            fixed.append(("List-Id", formataddr((one_line(phrase), one_line(ident)), "utf-8")))
         for name, value in (extra_headers or {}).items():
             fixed.append((name, one_line(value)))
         self._fixed = "".join(f"{name}: {value}{CRLF}" for name, value in fixed)

@@ -250,6 +250,17 @@ def shorten(text: str, limit: int = SUMMARY_LIMIT) -> str:
     return cut + "…"
 
 
+def checked_link(url: str, title: str) -> str:
+    """An article's link, which must be http(s).
+
+    Feeds are outside input: a ``javascript:`` or ``data:`` link would run when staff click
+    it in ``preview --open``, and mail filters treat such links as phishing.
+    """
+    if urlsplit(url.strip()).scheme.lower() not in ("http", "https"):
+        raise NewsletterError(f"article {title!r}: its link {url!r} is not an http(s) address")
+    return url
+
+
 def article_view(article: Article, lang: str, settings: Settings) -> dict[str, Any]:
     """What a card shows; HTML and text use the same values (same date format too)."""
     strings = i18n.strings(lang)
@@ -259,7 +270,7 @@ def article_view(article: Article, lang: str, settings: Settings) -> dict[str, A
     return {
         "id": article.id,
         "title": article.title,
-        "url": article.url,
+        "url": checked_link(article.url, article.title),
         "summary": shorten(article.summary or ""),
         "date": dates.format_date(article.published, lang, settings.tz),
         "category": article.category or "",

@@ -9,6 +9,7 @@ refused); a send stops and keeps everything pending.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -63,9 +64,18 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+_NOT_IN_ENVELOPE = re.compile(r'[\s<>,;"\x00-\x1f\x7f]')
+
+
 def envelope_address(address: str) -> str:
-    """The address for RCPT TO: IDNA domain; a non-ASCII local part would need SMTPUTF8."""
-    local, _, domain = address.strip().rpartition("@")
+    """The address for RCPT TO: IDNA domain; a non-ASCII local part would need SMTPUTF8.
+
+    Anything that is not one plain address is refused here: smtplib would quietly pick an
+    address out of ``a@x.fi>,<b@y.fi`` or an address followed by CR LF and mail it.
+    """
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local or not domain or _NOT_IN_ENVELOPE.search(address.strip()):
+        raise PermanentFailure(f"not a single plain address: {address!r}")
     if not local.isascii():
         raise PermanentFailure(f"{address!r} needs SMTPUTF8, which is not supported")
     try:

@@ -370,6 +370,19 @@ def test_bad_options_are_errors(db, settings, workdir: Path) -> None:
     assert _edition_count(db) == 0
 
 
+@pytest.mark.parametrize(
+    "link", ["javascript:alert(1)", " JavaScript:alert(1)", "data:text/html,x"]
+)
+def test_an_article_link_that_is_not_http_stops_the_build(
+    db, settings, workdir: Path, link: str
+) -> None:
+    trap = ArticleIn(url=link, title="Ansa", published=BASE, topics=[TOPIC])
+    add_articles(db, [_article("Syöte", BASE), trap])
+    with pytest.raises(NewsletterError, match=r"article 'Ansa': its link .* is not an http"):
+        _build(db, settings, workdir)
+    assert _edition_count(db) == 0
+
+
 def test_unwritable_output_rolls_the_edition_back(db, settings, workdir: Path) -> None:
     add_articles(db, sample_articles(BASE))
     blocker = workdir / "not-a-folder"

@@ -173,3 +173,38 @@ def test_dkim_signature_verifies_and_covers_list_unsubscribe(
     assert dkim.verify(data, dnsfunc=dns)
     tampered = data.replace(b"List-Unsubscribe: <https://", b"List-Unsubscribe: <http://")
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+@pytest.mark.parametrize(
+    ("org", "header"),
+    [
+        ("Apu, Tuki & Neuvo ry", '"Apu, Tuki & Neuvo ry" <yhteisovaikuttavuus.example.fi>'),
+        (
+            "Esimerkkisäätiö",
+            "=?utf-8?b?RXNpbWVya2tpc8Okw6R0acO2?= <yhteisovaikuttavuus.example.fi>",
+        ),
+    ],
+)
+def test_list_id_phrase_is_quoted_or_encoded(settings: Settings, org: str, header: str) -> None:
+    data, _ = _render(_edition(settings.with_overrides(org_name=org)))
+    lines = data.split(b"\r\n\r\n", 1)[0].decode("ascii").split("\r\n")
+    assert f"List-Id: {header}" in lines
+    decoded = str(message_from_bytes(data, policy=policy.default)["List-Id"])
+    assert decoded.replace('"', "") == f"{org} <yhteisovaikuttavuus.example.fi>"
+
+
+def test_a_very_long_ascii_subject_is_folded_within_smtp_limits(settings: Settings) -> None:
+    subject = "Uutiset " + "x" * 1200  # one unbreakable word: plain folding cannot help
+    data, _ = _render(_edition(settings, subject=subject))
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    assert str(message_from_bytes(data, policy=policy.default)["Subject"]) == subject
+
+
+def test_a_very_long_name_cannot_push_the_to_line_past_smtp_limits(settings: Settings) -> None:
+    data, _ = _render(_edition(settings), to_name="Äänekoski " * 300)
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    to = message_from_bytes(data, policy=policy.default)["To"]
+    assert to.addresses[0].addr_spec == "Maija.Meikalainen@example.fi"
+    assert to.addresses[0].display_name.startswith("Äänekoski Äänekoski")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from conftest import SmtpSink, free_port
 
 from newsletter import smtp
 from newsletter.config import Settings
-from tests.conftest import SmtpSink, free_port
 
 MESSAGE = b"From: a@example.fi\r\nTo: b@example.fi\r\nSubject: hei\r\n\r\nTerve\r\n"
 
@@ -233,3 +233,24 @@ def test_a_refused_login_is_connection_failed_without_the_password(settings: Set
         assert len(sink.messages) == 1
     finally:
         sink.controller.stop()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "b@example.fi\r\nRCPT TO:<x@evil.example>",
+        "b@example.fi>,<c@evil.example",
+        "b@example.fi> NOTIFY=SUCCESS",
+        "b @example.fi",
+        "no-at-sign",
+    ],
+)
+def test_an_unsafe_envelope_address_is_refused_before_the_server_sees_it(
+    settings: Settings, faulty: Faulty, address: str
+) -> None:
+    # smtplib alone would pick b@example.fi out of these and mail it.
+    with smtp.Connection(_settings(settings, faulty.port)) as conn:
+        with pytest.raises(smtp.PermanentFailure, match="not a single plain address"):
+            conn.send("a@example.fi", address, MESSAGE)
+        assert conn.send("a@example.fi", "b@example.fi", MESSAGE).startswith("250")
+    assert [m.rcpt_tos for m in faulty.messages] == [["b@example.fi"]]

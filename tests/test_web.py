@@ -22,10 +22,11 @@ from web_helpers import (
 )
 
 from newsletter import confirmations, links, message, smtp, subscribers, tokens, topics
-from newsletter.config import Settings
+from newsletter.config import LANGUAGES, Settings
 from newsletter.db import open_db, token_key
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, NewsletterError
 from newsletter.web import check_base_url, ratelimit
+from newsletter.web.strings import STRINGS
 
 LIISA = "liisa.virtanen@example.fi"
 
@@ -262,6 +263,15 @@ def test_sign_up_mail_confirm_flow(site, db, smtp_sink) -> None:
     # Pressing it again is harmless.
     assert client.post(link, form={"csrf": csrf_of(page.body)}).status == 200
     assert len(events(db, "confirm")) == 2
+
+
+def test_the_confirmation_mail_never_carries_text_typed_into_the_form(site, db, smtp_sink) -> None:
+    """Else the form would mail any chosen text to any address (the name shows in To)."""
+    spam = "Osta halpaa osoitteesta evil.example"
+    sign_up(site, LIISA, ["yhteisovaikuttavuus"], name=spam)
+    mail = wait_for_mail(smtp_sink, LIISA)[0].message
+    assert str(mail["To"]) == LIISA
+    assert "evil.example" not in mail.as_string()
 
 
 def test_topic_query_preselects_and_single_language_page(site, db) -> None:
@@ -584,6 +594,23 @@ def test_send_confirmations_mails_only_unconfirmed_people(settings, db, smtp_sin
     assert len(sent) == 2
 
 
+def test_send_confirmations_gets_past_a_refused_address(settings, db, smtp_sink) -> None:
+    """One address the server refuses must not stop the others, on this run or a rerun."""
+    config = web_settings(settings, smtp_sink)
+    tid = topics.add_topic(db, "yhteisovaikuttavuus", "Yhteisövaikuttavuus").id
+    people = ["eka@example.fi", "ei.ole@example.fi", "kolmas@example.fi"]
+    ids = [
+        subscribers.add(db, email, topic_ids=[tid], status="unconfirmed").subscriber_id
+        for email in people
+    ]
+    smtp_sink.reply = lambda env: "550 5.1.1 no such user" if "ei.ole" in env.rcpt_tos[0] else None
+    with pytest.raises(NewsletterError, match=r"2 of 3 .* refused 1 \(first reply: 550 5\.1\.1"):
+        confirmations.send_confirmations(db, config, ids)
+    assert smtp_sink.to("eka@example.fi") and smtp_sink.to("kolmas@example.fi")
+    refused = events(db, "confirmation-refused")
+    assert [e["subscriber_id"] for e in refused] == [ids[1]]
+
+
 def test_service_under_a_path_prefix(settings: Settings, db) -> None:
     """base_url with a path, as behind a proxy that forwards /uutiskirje/ unchanged."""
     tid = topics.add_topic(db, "yhteisovaikuttavuus", "Yhteisövaikuttavuus").id
@@ -664,3 +691,11 @@ def test_serve_on_a_busy_port_is_a_one_line_error(cli, settings) -> None:
         result = cli("serve", "--port", str(port), env=env)
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}")
+
+
+def test_every_page_and_mail_text_exists_in_every_language() -> None:
+    # text() falls back to English, so a missing translation would go unnoticed on a page.
+    for table in (STRINGS, confirmations.MAIL_TEXT):
+        for key, entry in table.items():
+            assert set(entry) == set(LANGUAGES), key
+            assert all(value.strip() for value in entry.values()), key

@@ -3,6 +3,7 @@ unsubscribes. Screenshots at phone (375 px) and desktop (1280 px) width go to ar
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -121,12 +122,51 @@ def test_person_signs_up_confirms_and_unsubscribes(
     assert all(path.stat().st_size > 5_000 for path in shots.taken)
 
 
+# The focused element's outline colour and the background behind it (the first ancestor
+# with an opaque background; the outline is drawn outside the element itself).
+FOCUS_COLOURS = """() => {
+  const el = document.activeElement;
+  let behind = el.parentElement;
+  while (behind && getComputedStyle(behind).backgroundColor === "rgba(0, 0, 0, 0)") {
+    behind = behind.parentElement;
+  }
+  const style = getComputedStyle(el);
+  return {
+    tag: el.tagName + (el.className ? "." + el.className : ""),
+    style: style.outlineStyle,
+    width: parseFloat(style.outlineWidth),
+    outline: style.outlineColor,
+    behind: behind ? getComputedStyle(behind).backgroundColor : "rgb(255, 255, 255)",
+  };
+}"""
+
+
+def _luminance(css: str) -> float:
+    red, green, blue = (int(v) / 255 for v in re.findall(r"\d+", css)[:3])
+
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * linear(red) + 0.7152 * linear(green) + 0.0722 * linear(blue)
+
+
+def _contrast(first: str, second: str) -> float:
+    light, dark = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
 def test_keyboard_focus_is_visible(browser, served) -> None:
+    """Every control reached by Tab shows a solid outline with 3:1 contrast (WCAG 1.4.11)."""
     page = browser.new_page(viewport={"width": 375, "height": 812})
     page.goto(f"{served.url}/subscribe")
-    page.keyboard.press("Tab")  # the skip link
-    page.keyboard.press("Tab")
-    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
-    width = page.evaluate("parseFloat(getComputedStyle(document.activeElement).outlineWidth)")
-    assert outline == "solid" and width >= 2
+    seen: list[str] = []
+    for _ in range(30):  # skip link, language links, fields, checkboxes, select, button, footer
+        page.keyboard.press("Tab")
+        focus = page.evaluate(FOCUS_COLOURS)
+        if focus["tag"] == "BODY":  # past the last control
+            break
+        seen.append(focus["tag"])
+        assert focus["style"] == "solid" and focus["width"] >= 2, focus
+        assert _contrast(focus["outline"], focus["behind"]) >= 3, focus
+    assert len(seen) >= 10 and "BUTTON.button" in seen and "A.skip" in seen, seen
     page.close()

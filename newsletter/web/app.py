@@ -47,6 +47,8 @@ def web() -> Web:
 
 
 def _send_confirmation(db: Database, settings: Settings, subscriber_id: int, lang: str) -> bool:
+    # The outbox thread keeps this connection for good: a transaction left open by a failed
+    # mail would hold SQLite's write lock and stall every sign-up and unsubscribe.
     try:
         return confirmations.request_confirmation(db, settings, subscriber_id, lang=lang)
     finally:

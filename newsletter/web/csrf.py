@@ -38,7 +38,6 @@ def origin_of(url: str | None) -> str | None:
 class Csrf:
     def __init__(self, key: bytes, *, secure: bool, allowed_origins: set[str]) -> None:
         self._key = hmac.new(key, b"csrf", hashlib.sha256).digest()
-        self.secure = secure
         # __Host- cookies must be Secure, host-only and Path=/: no sibling host can set one.
         self.cookie_name = "__Host-nl_csrf" if secure else "nl_csrf"
         self.allowed_origins = allowed_origins

@@ -1,4 +1,4 @@
-"""Texts of the web pages and of the sign-up confirmation mail, in fi, sv and en.
+"""Texts of the web pages in fi, sv and en (the confirmation mail's are in ``confirmations``).
 
 Values are ``str.format`` templates. Nothing here ever contains a subscriber's address:
 no page may confirm or list addresses.
