@@ -17,8 +17,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
-from mjml import mjml2html
-from premailer import Premailer
 
 import newsletter
 from newsletter import dates, i18n, placeholders
@@ -163,6 +161,8 @@ def _jinja_where(exc: BaseException, name: str) -> str:
 
 def compile_mjml(source: str, *, template: str) -> str:
     """MJML step (mjml-python); its errors carry a byte span, turned here into a line."""
+    from mjml import mjml2html  # imported here: most commands never render
+
     try:
         return mjml2html(source, fonts={})
     except ValueError as exc:
@@ -185,6 +185,8 @@ def inline_css(html: str) -> str:
     dropped by premailer (an upper-case one survives); ``bgcolor`` attributes it would add
     from CSS fight the dark-mode rules; the network is never touched.
     """
+    from premailer import Premailer  # ~80 ms to import; most commands never inline
+
     if html[:15].lower() == "<!doctype html>":
         html = "<!DOCTYPE html>" + html[15:]
     return Premailer(

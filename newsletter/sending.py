@@ -18,6 +18,7 @@ import random
 import re
 import signal
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -361,18 +362,23 @@ class RateLimiter:
         return (1.0 - self.tokens) / self.rate
 
 
-def _is_hard_bounce(error: smtp.PermanentFailure) -> bool:
-    """A refusal of the recipient itself, not of this message's content.
+# RFC 3463 (and 7505's 5.1.10) codes that say the recipient's address itself does not work.
+# 5.1.7/5.1.8 are about the sender, and 5.7.x is policy (DMARC, a blocklisted sending IP):
+# counting those as bounces would mark good subscribers bounced because of our own setup.
+_ENHANCED_CODE = re.compile(r"\b5\.(\d{1,3})\.(\d{1,3})\b")
+_BAD_RECIPIENT = {"1.0", "1.1", "1.2", "1.3", "1.4", "1.6", "1.10", "2.1"}
 
-    Servers often refuse an unknown mailbox only after DATA; the enhanced status code
-    (RFC 3463 class 5.1.x mailbox/address, 5.2.1 disabled) tells which it is.
+
+def _is_hard_bounce(error: smtp.PermanentFailure) -> bool:
+    """A refusal of the recipient itself, not of this message or of the sender.
+
+    The enhanced status code decides when there is one, whatever the stage: servers refuse
+    an unknown mailbox after DATA too, and refuse a blocklisted sender at RCPT TO too.
     """
-    if error.hard_bounce:
-        return True
-    found = re.search(r"\b5\.(\d)\.(\d)\b", error.reply)
+    found = _ENHANCED_CODE.search(error.reply)
     if found:
-        return found.group(1) == "1" or found.group(0) == "5.2.1"
-    return error.code in (550, 551, 553)
+        return f"{found.group(1)}.{found.group(2)}" in _BAD_RECIPIENT
+    return error.hard_bounce or error.code in (550, 551, 553)
 
 
 class _Worker(threading.Thread):
@@ -500,17 +506,14 @@ class _Sender:
 
     def _close_refused(self, refused: dict[int, str]) -> None:
         stamp = now_iso()
-        with immediate(self.db):
+        with _writing(self.db):
             for delivery_id, reason in refused.items():
                 cursor = self.db.execute(
                     "UPDATE deliveries SET status = 'failed', reason = ?, updated = ?"
                     " WHERE id = ? AND status = 'pending'",
                     [reason, stamp, delivery_id],
                 )
-                if cursor.rowcount:
-                    self.report.failed += 1
-                    self.report.failed_now += 1
-                    self.report.pending -= 1
+                self._count_failed(cursor.rowcount)
 
     def _next_job(self) -> tuple[Job | None, float]:
         """The next job to send, or (None, seconds worth waiting) when none is ready."""
@@ -575,6 +578,7 @@ class _Sender:
             pause = self.limiter.wait_time()
             while pause > 0 and not self._should_stop():
                 self._collect(block=True, timeout=min(pause, 0.5))
+                self._beat()  # a slow --rate waits longer than the lock stays fresh
                 pause = self.limiter.wait_time()
             if self._should_stop():
                 return  # the job was not handed out: it stays pending in the database
@@ -589,16 +593,25 @@ class _Sender:
         return bool(self.stop_reason)
 
     def _beat(self) -> None:
-        if time.monotonic() - self.last_beat >= HEARTBEAT_EVERY:
+        if time.monotonic() - self.last_beat < HEARTBEAT_EVERY:
+            return
+        try:
             if not heartbeat(self.db, self.edition.id, self.owner):
                 self.stop_reason = "lock lost"
-            self.last_beat = time.monotonic()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            return  # another writer is busy: the lock stays fresh for a while yet
+        self.last_beat = time.monotonic()
 
     def _drain(self) -> None:
         """Wait for the messages in flight and record them; nothing new is handed out."""
+        # Each socket step of a message (connect, commands, DATA) is bounded by the SMTP
+        # timeout; past a few of those a worker is stuck and its row stays pending.
         deadline = time.monotonic() + self.settings.smtp_timeout * 3 + 10
         while self.in_flight > 0 and time.monotonic() < deadline:
             self._collect(block=True, timeout=0.5)
+            self._beat()
 
     def _collect(self, *, block: bool, timeout: float = 0.0) -> None:
         """Write every finished result, one transaction for all that are ready."""
@@ -612,7 +625,7 @@ class _Sender:
         if not ready:
             return
         self.in_flight -= len(ready)
-        with immediate(self.db):
+        with _writing(self.db):
             for result in ready:
                 self._record(result)
         if self.progress is not None:
@@ -634,7 +647,8 @@ class _Sender:
         elif isinstance(result.error, smtp.ConnectionFailed):
             self.fatal = self.fatal or result.error
             self.stop_reason = "unreachable"
-            self._count_attempt(job, result.error.reply)
+            # Not an attempt at this recipient: an outage must not use up their retries.
+            self._count_attempt(job, result.error.reply, attempt=0)
         elif isinstance(result.error, smtp.PermanentFailure):
             self._permanent(job, result.error)
             self._error()
@@ -664,16 +678,20 @@ class _Sender:
             " reason = ?, updated = ? WHERE id = ? AND status = 'pending'",
             [reply, reason, now_iso(), job.delivery_id],
         )
-        if cursor.rowcount:
+        self._count_failed(cursor.rowcount)
+
+    def _count_failed(self, closed: int) -> None:
+        # A row someone else closed meanwhile (an erasure) is not this run's failure.
+        if closed:
             self.report.failed += 1
             self.report.failed_now += 1
             self.report.pending -= 1
 
-    def _count_attempt(self, job: Job, reply: str) -> None:
+    def _count_attempt(self, job: Job, reply: str, *, attempt: int = 1) -> None:
         self.db.execute(
-            "UPDATE deliveries SET attempts = attempts + 1, last_reply = ?, updated = ?"
+            "UPDATE deliveries SET attempts = attempts + ?, last_reply = ?, updated = ?"
             " WHERE id = ? AND status = 'pending'",
-            [reply, now_iso(), job.delivery_id],
+            [attempt, reply, now_iso(), job.delivery_id],
         )
 
     def _permanent(self, job: Job, error: smtp.PermanentFailure) -> None:
@@ -681,12 +699,14 @@ class _Sender:
             self._fail(job, "rejected", error.reply)
             return
         self._fail(job, "hard bounce", error.reply)
-        if job.subscriber_id is None:
-            return
-        self.db.execute(
+        counted = self.db.execute(
             "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = ?",
             [job.subscriber_id],
         )
+        if not counted.rowcount:
+            # Erased while the message was out: an event for a deleted person would break
+            # the foreign key and roll back every result written with it.
+            return
         subscribers.record_event(
             self.db,
             job.subscriber_id,
@@ -707,7 +727,7 @@ class _Sender:
             self._fail(job, f"gave up after {job.attempts} attempts", error.reply)
             return
         self._count_attempt(job, error.reply)
-        # Exponential back-off with full jitter so throttled connections do not retry in step.
+        # Exponential back-off; the random half keeps throttled connections out of step.
         delay = self.options.retry_base * (2 ** (job.attempts - 1))
         due = time.monotonic() + delay * (0.5 + random.random() / 2)
         heapq.heappush(self.retries, (due, job))
@@ -732,7 +752,7 @@ class _Sender:
             report.outcome = self.stop_reason
             report.message = self._explain()
             return report
-        with immediate(self.db):
+        with _writing(self.db):
             self.db.execute(
                 "UPDATE editions SET status = ?, updated = ?,"
                 " sent_at = CASE WHEN ? = 'sent' THEN COALESCE(sent_at, ?) ELSE sent_at END"
@@ -772,6 +792,31 @@ class _Sender:
             [self.edition.id],
         ).fetchone()
         return row[0] if row else "unknown"
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+@contextlib.contextmanager
+def _writing(db: Database) -> Iterator[None]:
+    """``immediate(db)``, waiting as long as another writer holds the database.
+
+    The results being written are messages the server already accepted: giving up after
+    the busy timeout (say, during a long import) would leave them pending, to be sent again.
+    Only BEGIN can be busy; once it succeeds the write lock is held until COMMIT.
+    """
+    stack = contextlib.ExitStack()
+    while True:
+        try:
+            stack.enter_context(immediate(db))
+            break
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+    with stack:
+        yield
 
 
 @contextlib.contextmanager
@@ -852,12 +897,29 @@ def send(
     return report
 
 
+def normalize_test_addresses(addresses: Sequence[str]) -> list[str]:
+    """The ``--to`` addresses, normalised; raises on the first one that is not an address."""
+    return [subscribers.normalize_email(address) for address in addresses]
+
+
+def _refuse_unmailable(db: Database, addresses: Sequence[str]) -> None:
+    """A test copy is still mail: never to an erased, bounced or blocklisted address."""
+    for address in addresses:
+        person = subscribers.find(db, address)
+        why = "erased" if subscribers.is_suppressed(db, address) else ""
+        if person is not None and person["status"] != "active":
+            why = person["status"]
+        if why:
+            raise NewsletterError(f"{address} is {why} and is never mailed; no test copy was sent")
+
+
 def send_test(
     db: Database, settings: Settings, edition_id: int, addresses: Sequence[str]
 ) -> list[tuple[str, str]]:
     """Send a ``[TEST]`` copy to each address; no delivery is recorded. (address, Message-ID)."""
     edition = load_edition(db, edition_id)
-    checked = [subscribers.normalize_email(address) for address in addresses]
+    checked = normalize_test_addresses(addresses)
+    _refuse_unmailable(db, checked)
     template = edition_message(settings, edition, test=True)
     key = token_key(db, settings.secret)
     topic_id = edition.topic_ids[0]

@@ -108,12 +108,21 @@ def parts(msg: EmailMessage) -> tuple[str, str]:
 
 class FaultySink(SmtpSink):
     """The conftest sink plus ``fault(server, envelope)``: may return a reply such as
-    ``"451 4.3.0 later"``, or ``"drop"`` to cut the connection in the middle of DATA."""
+    ``"451 4.3.0 later"``, or ``"drop"`` to cut the connection in the middle of DATA;
+    and ``rcpt_fault(address)``: a reply that refuses RCPT TO for that address."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fault = None
+        self.rcpt_fault = None
         self.attempts: dict[str, int] = {}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        answer = self.rcpt_fault(address) if self.rcpt_fault is not None else None
+        if answer:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -442,3 +443,106 @@ def test_dkim_signatures_survive_the_trip_through_smtp(db, mail_settings, smtp_s
         assert dkim.verify(received.data, dnsfunc=dns)
         text, _html = parts(received.message)
         assert "\n.\n.piste alussa\n" in text.replace("\r\n", "\n")
+
+
+def test_cli_dry_run_with_to_sends_no_test_copy(db, smtp_sink, cli):
+    edition = make_edition(db, [make_topic(db)])
+    result = cli.ok(
+        "send", str(edition), "--to", "Toimitus@Example.FI", "--dry-run", env=smtp_env(smtp_sink)
+    )
+    assert result.stdout.strip() == "a test copy would go to Toimitus@example.fi"
+    assert not smtp_sink.messages
+    bad = cli("send", str(edition), "--to", "not an address", "--dry-run")
+    assert bad.exit_code == 1 and bad.stderr.startswith("error: ")
+
+
+def test_a_slow_rate_keeps_the_lock_fresh_while_waiting(db, settings, smtp_sink, monkeypatch):
+    topic = make_topic(db)
+    add_people(db, topic, 2)
+    edition = make_edition(db, [topic])
+    monkeypatch.setattr(sending, "HEARTBEAT_EVERY", 0.05)
+    monkeypatch.setattr(sending, "LOCK_STALE_AFTER", 1.5)
+    other = open_db(settings.db)  # a second `send` started by someone else
+    stop, taken = threading.Event(), []
+
+    def intruder() -> None:
+        while not stop.wait(0.1):
+            with contextlib.suppress(sending.EditionLocked):
+                sending.acquire_lock(other, edition, "intruder")
+                taken.append(now_iso())
+
+    thread = threading.Thread(target=intruder)
+    thread.start()
+    mail = settings.with_overrides(smtp_host=smtp_sink.host, smtp_port=smtp_sink.port)
+    try:
+        # 0.3 messages a second: the second message waits over 3 s for the rate limit.
+        report = sending.send(db, mail, edition, rate=0.3, concurrency=1)
+    finally:
+        stop.set()
+        thread.join()
+        other.close()
+
+    assert taken == []
+    assert (report.outcome, report.sent) == ("done", 2)
+
+
+def test_results_wait_for_a_writer_that_holds_the_database(db, settings, smtp_sink):
+    topic = make_topic(db)
+    emails = add_people(db, topic, 5)
+    edition = make_edition(db, [topic])
+    # A long import elsewhere: it holds the write lock longer than the busy timeout.
+    db.execute("PRAGMA busy_timeout = 50")
+    holder = open_db(settings.db)
+    released = threading.Event()
+
+    def release() -> None:
+        holder.execute("COMMIT")
+        released.set()
+
+    def reply(envelope):
+        if envelope.rcpt_tos == [emails[1]] and not holder.conn.in_transaction:
+            holder.execute("BEGIN IMMEDIATE")  # before the server's 250 reaches the sender
+            threading.Timer(1.0, release).start()
+        return None
+
+    smtp_sink.reply = reply
+    mail = settings.with_overrides(smtp_host=smtp_sink.host, smtp_port=smtp_sink.port)
+    try:
+        report = sending.send(db, mail, edition, concurrency=1)
+    finally:
+        released.wait(5)
+        holder.close()
+
+    assert released.is_set()
+    assert (report.status, report.sent, report.pending) == ("sent", 5, 0)
+    assert sorted(r for m in smtp_sink.messages for r in m.rcpt_tos) == emails
+
+
+def test_cli_progress_bar_shows_counts_and_rate(db, smtp_sink, cli, monkeypatch):
+    from newsletter.cli import send as send_command
+
+    topic = make_topic(db)
+    add_people(db, topic, 4)
+    edition = make_edition(db, [topic])
+    monkeypatch.setattr(send_command, "stderr_is_tty", lambda: True)
+    result = cli.ok("send", str(edition), "--yes", env=smtp_env(smtp_sink))
+    assert "sending" in result.stderr and "4/4" in result.stderr
+    assert "sent 4 failed 0" in result.stderr and "msg/s" in result.stderr
+
+
+def test_no_test_copy_goes_to_an_erased_bounced_or_blocklisted_address(db, smtp_sink, cli):
+    topic = make_topic(db)
+    erased, blocked, bounced, fine = add_people(db, topic, 4)
+    subscribers.erase(db, erased, "test")
+    subscribers.set_status(db, subscribers.find(db, blocked)["id"], "blocklisted", "test")
+    subscribers.set_status(db, subscribers.find(db, bounced)["id"], "bounced", "test")
+    edition = make_edition(db, [topic])
+    env = smtp_env(smtp_sink)
+    for address, why in ((erased, "erased"), (blocked, "blocklisted"), (bounced, "bounced")):
+        result = cli("send", str(edition), "--to", fine, "--to", address.upper(), env=env)
+        assert result.exit_code == 1
+        assert result.stderr.startswith(f"error: {address.upper().split('@')[0]}")
+        assert f"is {why} and is never mailed" in result.stderr
+    assert not smtp_sink.messages
+    cli.ok("send", str(edition), "--to", fine, env=env)
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [[fine]]

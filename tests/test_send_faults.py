@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import free_port
 from send_helpers import add_people, delivery_rows, faulty_sink, make_edition, make_topic
 
 from newsletter import sending, smtp, subscribers
+from newsletter.db import open_db
 
 
 @pytest.fixture
@@ -144,6 +147,15 @@ def test_unreachable_server_is_a_clear_error_and_keeps_everything_pending(db, se
     assert "5 still pending" in lines[0]
     assert sending.status(db, edition)["pending"] == 5
 
+    rows = delivery_rows(db, edition)
+    assert [row["attempts"] for row in rows] == [0] * 5  # an outage uses up no retries
+    assert any("cannot reach" in (row["last_reply"] or "") for row in rows)
+
+    as_json = cli("send", str(edition), "--yes", "--json", env=env)
+    assert as_json.exit_code == 1 and as_json.stderr.startswith("error: cannot reach")
+    assert json.loads(as_json.stdout) == sending.status(db, edition)
+    assert json.loads(as_json.stdout)["pending"] == 5
+
 
 def test_an_address_that_cannot_go_into_a_header_fails_alone(db, settings, sink):
     topic = make_topic(db)
@@ -159,3 +171,66 @@ def test_an_address_that_cannot_go_into_a_header_fails_alone(db, settings, sink)
         ("sent", None),
     ]
     assert report.sent == 1 and [m.rcpt_tos for m in sink.messages] == [[emails[1]]]
+
+
+def test_only_a_refused_address_counts_as_a_hard_bounce(db, settings, sink):
+    topic = make_topic(db)
+    emails = add_people(db, topic, 6)
+    dmarc, blocked, sender_side, null_mx, unknown, fine = emails
+    # Policy refusals are about us (our DKIM/DMARC, our IP on a blocklist), not the reader:
+    # with the default limit of one, counting them would mark good subscribers bounced.
+    sink.rcpt_fault = lambda address: {
+        blocked: "550 5.7.1 client host 127.0.0.1 blocked using a DNSBL",
+        sender_side: "553 5.1.8 bad sender's system address",
+    }.get(address)
+    after_data = {
+        dmarc: "550 5.7.26 unauthenticated mail is prohibited",
+        null_mx: "556 5.1.10 recipient address has null MX",
+        unknown: "550 5.1.1 no such user",
+    }
+    sink.fault = lambda server, envelope: after_data.get(envelope.rcpt_tos[0])
+    mail = settings.with_overrides(smtp_host=sink.host, smtp_port=sink.port)
+    edition = make_edition(db, [topic])
+
+    report = sending.send(db, mail, edition, max_errors=100)
+
+    rows = {row["email"]: row for row in delivery_rows(db, edition)}
+    for email in (dmarc, blocked, sender_side):
+        assert (rows[email]["status"], rows[email]["reason"]) == ("failed", "rejected")
+        person = subscribers.find(db, email)
+        assert (person["status"], person["hard_bounces"]) == ("active", 0)
+    for email in (null_mx, unknown):
+        assert (rows[email]["status"], rows[email]["reason"]) == ("failed", "hard bounce")
+        assert subscribers.find(db, email)["status"] == "bounced"
+    assert rows[fine]["status"] == "sent"
+    assert (report.sent, report.failed, report.pending) == (1, 5, 0)
+
+
+def test_a_bounce_for_someone_erased_meanwhile_keeps_the_other_results(db, settings, sink):
+    topic = make_topic(db)
+    emails = add_people(db, topic, 3)
+    other = open_db(settings.db)  # an erasure from the CLI while the message is out
+
+    def fault(server, envelope):
+        if envelope.rcpt_tos == [emails[1]]:
+            subscribers.erase(other, emails[1], "test")
+            return "550 5.1.1 no such user"
+        return None
+
+    sink.fault = fault
+    mail = settings.with_overrides(smtp_host=sink.host, smtp_port=sink.port)
+    edition = make_edition(db, [topic])
+    try:
+        report = sending.send(db, mail, edition, concurrency=1)
+    finally:
+        other.close()
+
+    rows = delivery_rows(db, edition)
+    assert [(row["status"], row["reason"]) for row in rows] == [
+        ("sent", None),
+        ("failed", "erased"),
+        ("sent", None),
+    ]
+    assert rows[1]["subscriber_id"] is None
+    assert (report.status, report.sent, report.pending) == ("sent", 2, 0)
+    assert sorted(r for m in sink.messages for r in m.rcpt_tos) == [emails[0], emails[2]]

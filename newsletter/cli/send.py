@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter import sending
+from newsletter import sending, smtp, subscribers
 from newsletter.cli.common import print_json, state, stderr_is_tty
 
 
@@ -56,6 +56,39 @@ def _summary(report: sending.SendReport) -> str:
     )
 
 
+def _test_copies(ctx: typer.Context, edition: int, to: list[str], *, dry_run: bool) -> None:
+    db = state(ctx).db
+    if dry_run:
+        sending.load_edition(db, edition)
+        for address in sending.normalize_test_addresses(to):
+            typer.echo(f"a test copy would go to {address}")
+        return
+    for address, message_id in sending.send_test(db, state(ctx).settings, edition, to):
+        typer.echo(f"test copy sent to {address} {message_id}")
+
+
+def _print_plan(
+    edition: int, count: int, first: list[subscribers.Recipient], *, as_json: bool
+) -> None:
+    if as_json:
+        print_json({"edition": edition, "recipients": count, "first": [p.email for p in first]})
+        return
+    typer.echo(f"edition {edition}: {count} recipients would be mailed")
+    for person in first:
+        typer.echo(f"  {person.email}")
+    if count > len(first):
+        typer.echo(f"  ... and {count - len(first)} more")
+
+
+def _confirm(info: sending.Edition, count: int) -> None:
+    typer.echo(f"Subject:    {info.subject}")
+    typer.echo(f"Topic(s):   {', '.join(info.topic_names)}")
+    typer.echo(f"Recipients: {count}")
+    if not typer.confirm("Send now?", default=False):
+        typer.echo("not sent", err=True)
+        raise typer.Exit(1)
+
+
 def send(
     ctx: typer.Context,
     edition: Annotated[int, typer.Argument(help="Edition id (printed by `newsletter build`)")],
@@ -91,42 +124,36 @@ def send(
     current = state(ctx)
     db, settings = current.db, current.settings
     if to:
-        for address, message_id in sending.send_test(db, settings, edition, to):
-            typer.echo(f"test copy sent to {address} {message_id}")
+        _test_copies(ctx, edition, to, dry_run=dry_run)
         return
     info = sending.load_edition(db, edition)
     count, first = sending.plan(db, edition, include_new=include_new)
-    if dry_run and as_json:
-        print_json({"edition": edition, "recipients": count, "first": [p.email for p in first]})
-        return
     if dry_run:
-        typer.echo(f"edition {edition}: {count} recipients would be mailed")
-        for person in first:
-            typer.echo(f"  {person.email}")
-        if count > len(first):
-            typer.echo(f"  ... and {count - len(first)} more")
+        _print_plan(edition, count, first, as_json=as_json)
         return
     if not yes:
-        typer.echo(f"Subject:    {info.subject}")
-        typer.echo(f"Topic(s):   {', '.join(info.topic_names)}")
-        typer.echo(f"Recipients: {count}")
-        if not typer.confirm("Send now?", default=False):
-            typer.echo("not sent", err=True)
-            raise typer.Exit(1)
+        _confirm(info, count)
     numbers = sending.status(db, edition)
-    bar, progress = _progress_bar(numbers["total"] + count, numbers["sent"] + numbers["failed"])
-    with bar:
-        report = sending.send(
-            db,
-            settings,
-            edition,
-            rate=rate,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            max_errors=max_errors,
-            include_new=include_new,
-            progress=progress,
-        )
+    # ``count`` already holds the pending rows (plus newcomers): total is done + count.
+    done = numbers["sent"] + numbers["failed"]
+    bar, progress = _progress_bar(done + count, done)
+    try:
+        with bar:
+            report = sending.send(
+                db,
+                settings,
+                edition,
+                rate=rate,
+                concurrency=concurrency,
+                batch_size=batch_size,
+                max_errors=max_errors,
+                include_new=include_new,
+                progress=progress,
+            )
+    except smtp.ConnectionFailed:
+        if as_json:  # a script still gets the counts; the error line follows on stderr
+            print_json(sending.status(db, edition))
+        raise
     if as_json:
         print_json(report.as_dict())
     else:
