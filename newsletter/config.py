@@ -56,6 +56,9 @@ class Settings:
     batch_size: int = 100
     max_errors: int = 20
     max_retries: int = 5
+    # First back-off after a 4xx or a dropped connection; it doubles each attempt. Greylisting
+    # servers want minutes, so the default spreads 5 attempts over about 7 minutes.
+    retry_base: float = 30.0
     hard_bounce_limit: int = 1
 
     dkim_selector: str = ""
@@ -117,6 +120,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("batch_size", "send.batch_size", "NEWSLETTER_BATCH_SIZE"),
     _Key("max_errors", "send.max_errors", "NEWSLETTER_MAX_ERRORS"),
     _Key("max_retries", "send.max_retries", "NEWSLETTER_MAX_RETRIES"),
+    _Key("retry_base", "send.retry_base", "NEWSLETTER_RETRY_BASE"),
     _Key("hard_bounce_limit", "send.hard_bounce_limit", "NEWSLETTER_HARD_BOUNCE_LIMIT"),
     _Key("dkim_selector", "dkim.selector", "NEWSLETTER_DKIM_SELECTOR"),
     _Key("dkim_domain", "dkim.domain", "NEWSLETTER_DKIM_DOMAIN"),
@@ -206,6 +210,8 @@ def _validate(settings: Settings) -> None:
     for name in ("concurrency", "batch_size", "max_errors", "hard_bounce_limit"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
+    if settings.retry_base < 0:
+        raise ConfigError("send.retry_base must not be negative (seconds)")
     if settings.rate <= 0:
         raise ConfigError("send.rate must be above 0 (messages per second)")
     if not settings.base_url.startswith(("http://", "https://")):
@@ -262,6 +268,7 @@ concurrency = 2          # parallel SMTP connections
 batch_size = 100
 max_errors = 20          # consecutive errors before a send pauses
 max_retries = 5          # attempts for 4xx replies and dropped connections
+retry_base = 30          # seconds before the first retry; doubles each time (with jitter)
 hard_bounce_limit = 1    # hard bounces before a subscriber is marked bounced
 
 [dkim]

@@ -104,9 +104,41 @@ def _normalise(text: str) -> str:
 
 
 def _qp(text: str) -> bytes:
-    # istext with CRLF input keeps CRLF line ends and soft-wraps at 76 octets, so no line
-    # ever nears SMTP's 998-octet limit (MJML writes one ~66 KB line).
-    return binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    """Quoted-printable for one CRLF-normalised piece of a body; joinable with the next.
+
+    With CRLF input ``b2a_qp`` keeps CRLF line ends and soft-wraps at 76 octets, so no line
+    nears SMTP's 998-octet limit (MJML writes one ~66 KB line). A piece without a line end
+    gets bare-LF soft breaks, fixed here; a piece that stops mid-line ends in a soft break
+    ("=" CRLF), which decoders drop, so pieces concatenate into valid quoted-printable.
+    """
+    raw = text.encode("utf-8")
+    encoded = binascii.b2a_qp(raw, istext=True)
+    if b"\n" not in raw:
+        encoded = encoded.replace(b"\n", b"\r\n")
+    if encoded and not encoded.endswith(b"\r\n"):
+        encoded += b"=\r\n"
+    return encoded
+
+
+class _EncodedBody:
+    """A body encoded once, with holes where the per-recipient placeholders go.
+
+    Encoding the whole 40-90 KB body for every recipient was most of a message's cost;
+    now only the short filled-in values are encoded per message.
+    """
+
+    def __init__(self, body: str) -> None:
+        self._pieces: list[bytes | str] = []
+        position = 0
+        for match in placeholders.PATTERN.finditer(body):
+            self._pieces += [_qp(body[position : match.start()]), match.group(0)]
+            position = match.end()
+        self._pieces.append(_qp(body[position:]))
+
+    def fill(self, values: Mapping[str, str]) -> bytes:
+        return b"".join(
+            piece if isinstance(piece, bytes) else _qp(values[piece]) for piece in self._pieces
+        )
 
 
 class Signer:
@@ -162,8 +194,8 @@ class EditionMessage:
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.domain = settings.sender_domain
-        self._html = _normalise(html)
-        self._text = _normalise(text)
+        self._html = _EncodedBody(_normalise(html))
+        self._text = _EncodedBody(_normalise(text))
         self._boundary = f"=_nl_{secrets.token_hex(12)}"  # "=" never occurs in QP bodies
         self._signer = signer_for(settings)
         fixed = [
@@ -216,8 +248,8 @@ class EditionMessage:
             f'Content-Type: multipart/alternative; boundary="{self._boundary}"{CRLF}{CRLF}'
         )
         escaped = {key: html.escape(value, quote=True) for key, value in values.items()}
-        text_part = _qp(placeholders.fill(self._text, values))
-        html_part = _qp(placeholders.fill(self._html, escaped))
+        text_part = self._text.fill(values)
+        html_part = self._html.fill(escaped)
         data = b"".join(
             (
                 "".join(headers).encode("ascii"),

@@ -15,7 +15,7 @@ PREFERENCES_URL = "%%PREFERENCES_URL%%"
 NAME = "%%NAME%%"
 
 ALL = (UNSUBSCRIBE_URL, PREFERENCES_URL, NAME)
-_PATTERN = re.compile(r"%%(UNSUBSCRIBE_URL|PREFERENCES_URL|NAME)%%")
+PATTERN = re.compile(r"%%(UNSUBSCRIBE_URL|PREFERENCES_URL|NAME)%%")
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
@@ -24,9 +24,9 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     ``values`` is keyed by the full marker (``placeholders.NAME`` ...). The caller escapes
     values for the target format (HTML or plain text) first.
     """
-    return _PATTERN.sub(lambda m: values[m.group(0)], template)
+    return PATTERN.sub(lambda m: values[m.group(0)], template)
 
 
 def remaining(text: str) -> list[str]:
     """Markers still present in ``text`` (for checks and tests)."""
-    return [m.group(0) for m in _PATTERN.finditer(text)]
+    return [m.group(0) for m in PATTERN.finditer(text)]

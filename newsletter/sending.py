@@ -862,7 +862,7 @@ def send(
     max_errors: int | None = None,
     include_new: bool = False,
     progress: Progress | None = None,
-    retry_base: float = 1.0,
+    retry_base: float | None = None,
 ) -> SendReport:
     """Send (or resume) an edition; returns the final counts and why it stopped.
 
@@ -875,7 +875,7 @@ def send(
         batch_size=settings.batch_size if batch_size is None else batch_size,
         max_errors=settings.max_errors if max_errors is None else max_errors,
         max_retries=settings.max_retries,
-        retry_base=retry_base,
+        retry_base=settings.retry_base if retry_base is None else retry_base,
     )
     if options.rate <= 0 or options.concurrency < 1 or options.batch_size < 1:
         raise NewsletterError("--rate, --concurrency and --batch-size must be positive")

@@ -41,6 +41,7 @@ reply_to = "info@example.fi"
 rate = 1000
 concurrency = 2
 batch_size = 50
+retry_base = 0.05   # keep back-off short in tests
 """
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from email import message_from_bytes, policy
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,41 @@ def test_a_very_long_name_cannot_push_the_to_line_past_smtp_limits(settings: Set
     to = message_from_bytes(data, policy=policy.default)["To"]
     assert to.addresses[0].addr_spec == "Maija.Meikalainen@example.fi"
     assert to.addresses[0].display_name.startswith("Äänekoski Äänekoski")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "%%NAME%% alussa, lopussa %%NAME%%",
+        "Rivi päättyy välilyöntiin ennen paikkaa: %%NAME%%\nSeuraava rivi\t%%NAME%%\t\n",
+        "x" * 75 + "%%UNSUBSCRIBE_URL%%" + "y" * 200 + "\n.\n%%PREFERENCES_URL%%\n",
+        "%%NAME%%%%NAME%%\r\n\r\n=3D ei ole koodattu %%UNSUBSCRIBE_URL%%=",
+        "ääkköset " * 40 + "%%NAME%%" + " ☀️" * 30,
+    ],
+)
+def test_body_encoded_in_pieces_decodes_to_the_filled_body(settings: Settings, body: str) -> None:
+    """The body is encoded once with holes for the values: it must decode exactly as if the
+    filled body had been encoded whole, and keep every line short."""
+    edition = message.EditionMessage(
+        settings, subject="s", html=body, text=body, list_id=message.list_id(settings, ["t"])
+    )
+    values = {
+        "to_name": "Åsa Öhman",
+        "unsubscribe_url": UNSUB,
+        "preferences_url": "https://uutiskirje.example.fi/p/x y",
+    }
+    data, _ = edition.render(to_email="asa@example.fi", **values)
+    parsed = message_from_bytes(data, policy=policy.default)
+    text, html = parsed.iter_parts()
+    filled = {
+        placeholders.NAME: values["to_name"],
+        placeholders.UNSUBSCRIBE_URL: values["unsubscribe_url"],
+        placeholders.PREFERENCES_URL: values["preferences_url"],
+    }
+    expected = message._normalise(placeholders.fill(body, filled))
+    assert text.get_content() == expected
+    escaped = {key: html_escape(value, quote=True) for key, value in filled.items()}
+    assert html.get_content() == message._normalise(placeholders.fill(body, escaped))
+    body_bytes = data.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body_bytes.split(b"\r\n")) <= 78
+    assert b"\n" not in body_bytes.replace(b"\r\n", b"")
