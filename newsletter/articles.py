@@ -133,6 +133,15 @@ def _add_topics(db: Database, article_id: int, topic_ids: Sequence[int]) -> None
         )
 
 
+# The columns ``_article`` reads, with the article's topic slugs space-separated.
+_SELECT = (
+    "SELECT a.id, a.url, a.title, a.summary, a.published, a.category, a.image, a.image_alt,"
+    " (SELECT group_concat(t.slug, ' ') FROM article_topics at"
+    "  JOIN topics t ON t.id = at.topic_id WHERE at.article_id = a.id) AS slugs"
+    " FROM articles a"
+)
+
+
 def select(
     db: Database,
     topic_ids: Sequence[int] | None = None,
@@ -155,12 +164,7 @@ def select(
     if until is not None:
         where.append("a.published < ?")
         params.append(to_iso(until))
-    sql = (
-        "SELECT a.id, a.url, a.title, a.summary, a.published, a.category, a.image, a.image_alt,"
-        " (SELECT group_concat(t.slug, ' ') FROM article_topics at"
-        "  JOIN topics t ON t.id = at.topic_id WHERE at.article_id = a.id) AS slugs"
-        " FROM articles a"
-    )
+    sql = _SELECT
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY a.published DESC, a.id DESC"
@@ -180,17 +184,12 @@ def by_ids(db: Database, ids: Sequence[int]) -> list[Article]:
 
 def _all_with_ids(db: Database, ids: Sequence[int]) -> list[Article]:
     marks = ", ".join("?" for _ in ids)
-    sql = (
-        "SELECT a.id, a.url, a.title, a.summary, a.published, a.category, a.image, a.image_alt,"
-        " (SELECT group_concat(t.slug, ' ') FROM article_topics at"
-        "  JOIN topics t ON t.id = at.topic_id WHERE at.article_id = a.id) AS slugs"
-        f" FROM articles a WHERE a.id IN ({marks})"
-    )
+    sql = f"{_SELECT} WHERE a.id IN ({marks})"
     return [_article(row) for row in db.execute(sql, list(ids))]
 
 
 def _article(row: tuple) -> Article:
-    slugs = tuple(sorted((row[8] or "").split())) if row[8] else ()
+    slugs = tuple(sorted((row[8] or "").split()))
     return Article(
         id=row[0],
         url=row[1],

@@ -22,13 +22,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlite_utils import Database
 
 from newsletter.clock import now_iso
 from newsletter.db import immediate, meta_key
 from newsletter.errors import InvalidEmail, NewsletterError
-from newsletter.subscribers import email_key, normalize_email
+from newsletter.subscribers import clean_name, email_key, next_id, normalize_email
 
 # Header names are compared after casefolding and collapsing spaces, "_" and "-" to one space.
 EMAIL_HEADERS = {
@@ -49,8 +50,6 @@ LEFT_HEADERS = {"unsub time", "unsub campaign title", "unsub reason", "clean tim
                 "clean campaign title"}  # fmt: skip
 DELIMITERS = (",", ";", "\t")
 CHUNK = 1000  # records per bulk statement round: bounds memory, keeps IN (...) lists short
-# Control characters (CR, LF, NUL, ...) must never reach a mail header through a name.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +66,9 @@ class Record:
     email: str  # normalised
     name: str | None  # None: not given, keep what is stored
     lang: str | None
+    # A later duplicate row's name, for a person this import adds without one. Never used
+    # on a known person, so the outcome does not depend on where chunks happen to end.
+    later_name: str | None = None
 
 
 @dataclass
@@ -103,22 +105,46 @@ class _DryRun(Exception):
 
 
 def detect_encoding(path: Path) -> str:
-    """UTF-8 (with or without BOM), UTF-16 with BOM, or else Windows-1252 (Finnish Excel)."""
+    """UTF-8 (with or without BOM), UTF-16 with BOM, or else Windows-1252 (Finnish Excel).
+
+    A file that is neither is refused up front: Windows-1252 leaves five byte values
+    undefined, and meeting one in the middle of the import would be a crash, not a report.
+    """
     with path.open("rb") as handle:
         head = handle.read(4)
         if head.startswith(codecs.BOM_UTF8):
             return "utf-8-sig"
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             return "utf-16"
-        handle.seek(0)
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        try:
-            while chunk := handle.read(1 << 20):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
+        if _first_bad_byte(handle, "utf-8") is None:
+            return "utf-8"
+        bad = _first_bad_byte(handle, "cp1252")
+        if bad is None:
             return "cp1252"
-    return "utf-8"
+        handle.seek(bad)
+        byte = handle.read(1)[0]
+    raise NewsletterError(
+        f"{path.name}: byte {byte:#04x} at offset {bad} is neither UTF-8 nor Windows-1252:"
+        " save the file as CSV UTF-8"
+    )
+
+
+def _first_bad_byte(handle: BinaryIO, encoding: str) -> int | None:
+    """The offset of the first byte ``encoding`` cannot decode, or None; read in chunks."""
+    handle.seek(0)
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    while chunk := handle.read(1 << 20):
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            return offset + exc.start
+        offset += len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return offset - 1  # a multi-byte sequence cut off by the end of the file
+    return None
 
 
 def _header_key(text: str) -> str:
@@ -173,11 +199,6 @@ def _columns(header: list[str]) -> _Columns:
         last=find(LAST_NAME_HEADERS),
         lang=find(LANG_HEADERS),
     )
-
-
-def clean_name(raw: str) -> str:
-    """Unicode kept as given; control characters and runs of white space become one space."""
-    return " ".join(_CONTROL.sub(" ", raw).split())
 
 
 def parse_lang(raw: str) -> str | None:
@@ -255,23 +276,25 @@ def _name(row: list[str], cols: _Columns) -> str | None:
 def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(first line number, cells) for every record, header included."""
     encoding = detect_encoding(path)
+    previous = 0
     with path.open(encoding=encoding, newline="") as handle:
-        first_line = handle.readline()
-        # Excel may start a file with "sep=;" to name its delimiter: honour it, skip it.
-        hint = first_line.rstrip("\r\n")
-        skipped = int(hint[:4].lower() == "sep=" and len(hint) == 5)
-        if skipped:
-            delimiter = hint[4]
-        else:
-            delimiter = _delimiter(first_line)
-            handle.seek(0)
-        reader = csv.reader(handle, delimiter=delimiter)
-        previous = skipped
         try:
+            first_line = handle.readline()
+            # Excel may start a file with "sep=;" to name its delimiter: honour it, skip it.
+            hint = first_line.rstrip("\r\n")
+            skipped = int(hint[:4].lower() == "sep=" and len(hint) == 5)
+            if skipped:
+                delimiter = hint[4]
+            else:
+                delimiter = _delimiter(first_line)
+                handle.seek(0)
+            reader = csv.reader(handle, delimiter=delimiter)
+            previous = skipped
             for row in reader:
                 yield previous + 1, row
                 previous = skipped + reader.line_num
         except (csv.Error, UnicodeDecodeError) as exc:
+            # UTF-16 is only checked as it is read; the line is where decoding stopped.
             raise NewsletterError(f"{path.name}: line {previous + 1}: {exc}") from None
 
 
@@ -427,7 +450,7 @@ class _Plan:
 
 def _add_person(plan: _Plan, writes: _Writes, sid: int, rec: Record) -> None:
     stamp, source = plan.stamp, plan.source
-    name, lang = rec.name or "", rec.lang or plan.default_lang
+    name, lang = rec.name or rec.later_name or "", rec.lang or plan.default_lang
     writes.people.append((sid, rec.email, rec.key, name, lang, stamp, stamp))
     writes.events.append((sid, stamp, "create", None, source, None))
     for tid in plan.topic_ids:
@@ -473,7 +496,8 @@ def _update_person(
 
 
 def _merge(chunk: Sequence[Record], report: ImportReport) -> dict[str, Record]:
-    """One record per address of a chunk: the first row wins, a later one may add a name."""
+    """One record per address of a chunk: the first row wins, a later one may add a name
+    (for a new person only: see ``Record.later_name``)."""
     merged: dict[str, Record] = {}
     for rec in chunk:
         earlier = merged.get(rec.key)
@@ -481,8 +505,8 @@ def _merge(chunk: Sequence[Record], report: ImportReport) -> dict[str, Record]:
             merged[rec.key] = rec
             continue
         report.duplicates += 1
-        if earlier.name is None and rec.name:
-            merged[rec.key] = replace(earlier, name=rec.name)
+        if earlier.name is None and earlier.later_name is None and rec.name:
+            merged[rec.key] = replace(earlier, later_name=rec.name)
     return merged
 
 
@@ -519,8 +543,9 @@ def _apply_one(
     if sid >= seen.first_new_id or sid in seen.updated_ids:
         # A duplicate of an earlier row of this file (in an earlier chunk).
         report.duplicates += 1
-        if sid >= seen.first_new_id and rec.name and not name:
-            writes.names.append((rec.name, plan.stamp, sid))
+        later_name = rec.name or rec.later_name
+        if sid >= seen.first_new_id and later_name and not name:
+            writes.names.append((later_name, plan.stamp, sid))
         return
     seen.updated_ids.add(sid)
     changed, refused, pending = _update_person(plan, writes, batch, rec)
@@ -537,7 +562,7 @@ def _apply_one(
 def _apply(db: Database, records: Iterator[Record], plan: _Plan, report: ImportReport) -> None:
     """Write the records chunk by chunk: memory stays flat however long the file is."""
     hkey = hmac.new(meta_key(db, "suppression_key"), digestmod=hashlib.sha256)
-    first = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM subscribers").fetchone()[0]) + 1
+    first = next_id(db)
     seen = _Seen(first_new_id=first, next_id=first)
     for chunk in _chunks(records, CHUNK):
         merged = _merge(chunk, report)
@@ -562,7 +587,8 @@ def import_file(
     Every row counts once: added, updated, unchanged, suppressed (address erased, or an
     imported topic they unsubscribed from - that topic is not touched, even if the row
     changed something else), a duplicate of an earlier row (case-insensitively; the first
-    row wins, a later one can only add a missing name), or invalid.
+    row wins, a later one can only add the missing name of someone this file adds), or
+    invalid.
     Events carry the source ``import:<file name>``.
     """
     path = Path(path)

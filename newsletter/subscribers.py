@@ -7,6 +7,7 @@ counts and the web service all go through ``recipients`` / ``mailable``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -14,11 +15,14 @@ from email_validator import EmailNotValidError, validate_email
 from sqlite_utils import Database
 
 from newsletter.clock import now_iso
-from newsletter.db import immediate, keyed_hash, meta_key
+from newsletter.db import immediate, keyed_hash, meta_get, meta_key
 from newsletter.errors import InvalidEmail, NewsletterError, NotFound
 
 STATUSES = ("active", "bounced", "blocklisted")
 SUBSCRIPTION_STATUSES = ("unconfirmed", "confirmed", "unsubscribed")
+# meta key: the largest id erasure has freed (see ``next_id``).
+_ERASED_MAX_ID = "erased_max_subscriber_id"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,14 @@ def normalize_email(raw: str) -> str:
     except EmailNotValidError as exc:
         raise InvalidEmail(str(exc)) from None
     return f"{checked.local_part}@{checked.domain.lower()}"
+
+
+def clean_name(raw: str) -> str:
+    """Unicode kept as given; control characters and runs of white space become one space.
+
+    Names go into the To header: a CR or LF must never get there, nor NUL or escapes.
+    """
+    return " ".join(_CONTROL.sub(" ", raw).split())
 
 
 def email_key(email: str) -> str:
@@ -164,47 +176,76 @@ def add(
 
     With ``lift_suppression_`` (staff ``add``, a confirmed web sign-up) an erased address
     may come back; an unconfirmed web sign-up passes False and lifts it only on confirmation.
-    Imports must check ``is_suppressed`` first and skip. A CR or LF in a name becomes a
-    space so it can never reach a header.
+    Imports must check ``is_suppressed`` first and skip. The name goes through
+    ``clean_name``.
     """
     address = normalize_email(email)
-    clean_name = " ".join((name or "").split()) if name is not None else None
+    cleaned = clean_name(name) if name is not None else None
     if lang is not None and lang not in ("fi", "sv", "en"):
         raise InvalidEmail(f"unknown language {lang!r}: use fi, sv or en")
-    stamp = now_iso()
-    with db.atomic():
+    with immediate(db):  # read-then-write: see ``unsubscribe``
         row = find(db, address)
-        created = row is None
-        changed = created
-        if created:
-            if lift_suppression_ and is_suppressed(db, address):
-                lift_suppression(db, address)
-            cursor = db.execute(
-                "INSERT INTO subscribers (email, email_key, name, lang, status, created, updated)"
-                " VALUES (?, ?, ?, ?, 'active', ?, ?)",
-                [address, email_key(address), clean_name or "", lang or default_lang, stamp, stamp],
-            )
-            subscriber_id = int(cursor.lastrowid)
-            record_event(db, subscriber_id, "create", source)
+        changed = row is None
+        # Also for a row that exists: an unconfirmed web sign-up creates one without
+        # lifting the suppression, and a later staff add must still lift it.
+        if lift_suppression_ and is_suppressed(db, address):
+            lift_suppression(db, address)
+            changed = True
+        if row is None:
+            subscriber_id = _create(db, address, cleaned or "", lang or default_lang, source)
         else:
-            assert row is not None
             subscriber_id = row["id"]
-            updates = {}
-            if clean_name and clean_name != row["name"]:
-                updates["name"] = clean_name
-            if lang and lang != row["lang"]:
-                updates["lang"] = lang
-            if updates:
-                db.execute(
-                    f"UPDATE subscribers SET {', '.join(f'{k} = ?' for k in updates)},"
-                    " updated = ? WHERE id = ?",
-                    [*updates.values(), stamp, subscriber_id],
-                )
-                record_event(db, subscriber_id, "update", source, detail=updates)
-                changed = True
+            changed |= _update_details(db, row, cleaned, lang, source)
         for topic_id in topic_ids:
             changed |= set_subscription(db, subscriber_id, topic_id, status, source)
-    return AddResult(subscriber_id, created, changed)
+    return AddResult(subscriber_id, row is None, changed)
+
+
+def next_id(db: Database) -> int:
+    """The id for a new subscriber: never one an erased person had.
+
+    SQLite would hand out the largest id again once its row is gone, and the signed
+    unsubscribe and preferences links in the erased person's old mails carry that id: they
+    would open the newcomer's preferences. The caller holds the write lock.
+    """
+    largest = db.execute("SELECT COALESCE(MAX(id), 0) FROM subscribers").fetchone()[0]
+    return max(int(largest), _erased_max_id(db)) + 1
+
+
+def _erased_max_id(db: Database) -> int:
+    return int(meta_get(db, _ERASED_MAX_ID) or 0)
+
+
+def _create(db: Database, address: str, name: str, lang: str, source: str) -> int:
+    stamp = now_iso()
+    subscriber_id = next_id(db)
+    db.execute(
+        "INSERT INTO subscribers (id, email, email_key, name, lang, status, created, updated)"
+        " VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
+        [subscriber_id, address, email_key(address), name, lang, stamp, stamp],
+    )
+    record_event(db, subscriber_id, "create", source)
+    return subscriber_id
+
+
+def _update_details(
+    db: Database, row: dict, name: str | None, lang: str | None, source: str
+) -> bool:
+    """Store a new name or language given for a known person; False when neither changed."""
+    updates = {}
+    if name and name != row["name"]:
+        updates["name"] = name
+    if lang and lang != row["lang"]:
+        updates["lang"] = lang
+    if not updates:
+        return False
+    db.execute(
+        f"UPDATE subscribers SET {', '.join(f'{k} = ?' for k in updates)}, updated = ?"
+        " WHERE id = ?",
+        [*updates.values(), now_iso(), row["id"]],
+    )
+    record_event(db, row["id"], "update", source, detail=updates)
+    return True
 
 
 def staff_add(
@@ -250,19 +291,21 @@ def staff_add(
 
 def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: str) -> int:
     """Unsubscribe from one topic, or from all when ``topic_id`` is None. Idempotent."""
-    if topic_id is None:
-        topic_ids = [
-            r[0]
-            for r in db.execute(
-                "SELECT topic_id FROM subscriptions WHERE subscriber_id = ?"
-                " AND status != 'unsubscribed'",
-                [subscriber_id],
-            )
-        ]
-    else:
-        topic_ids = [topic_id]
     changed = 0
-    with db.atomic():
+    # It reads before it writes: take the write lock first, or a web request committing in
+    # between makes the write fail at once ("database is locked"), whatever busy_timeout.
+    with immediate(db):
+        if topic_id is None:
+            topic_ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT topic_id FROM subscriptions WHERE subscriber_id = ?"
+                    " AND status != 'unsubscribed'",
+                    [subscriber_id],
+                )
+            ]
+        else:
+            topic_ids = [topic_id]
         # With a named topic the row is written even when there was no subscription, so
         # the person's "no" to that topic stops a later import from subscribing them.
         for tid in topic_ids:
@@ -283,10 +326,13 @@ def set_status(db: Database, subscriber_id: int, status: str, source: str) -> No
         record_event(db, subscriber_id, f"status:{status}", source)
 
 
-def erase(db: Database, email: str, source: str = "cli") -> None:
+def erase(db: Database, email: str, source: str = "cli") -> bool:
     """GDPR erasure: delete the person and their events; keep only a keyed hash.
 
-    Pending deliveries are closed first so a running send cannot mail them.
+    Pending deliveries are closed first so a running send cannot mail them. The delivery
+    log keeps its rows (the edition's counts) but loses the SMTP replies, which often quote
+    the address. Returns ``flush_wal``'s answer: False when another connection still holds
+    old copies of the person's pages in the -wal file.
     """
     row = require(db, email)
     with db.atomic():
@@ -295,14 +341,20 @@ def erase(db: Database, email: str, source: str = "cli") -> None:
             " WHERE subscriber_id = ? AND status = 'pending'",
             [now_iso(), row["id"]],
         )
+        db.execute("UPDATE deliveries SET last_reply = NULL WHERE subscriber_id = ?", [row["id"]])
         db.execute(
             "INSERT OR IGNORE INTO suppressions (hash, reason, created) VALUES (?, ?, ?)",
             [suppression_hash(db, row["email"]), f"erased:{source}", now_iso()],
         )
         db.execute("DELETE FROM subscribers WHERE id = ?", [row["id"]])
+        if row["id"] > _erased_max_id(db):
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [_ERASED_MAX_ID, str(row["id"])],
+            )
     # Move the WAL's copies of the deleted pages into the main file (where secure_delete
     # zeroed them) and truncate the WAL, so no readable trace of the address remains.
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return flush_wal(db)
 
 
 def _placeholders(values: Sequence[object]) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from newsletter.clock import now_iso
+from newsletter.db import immediate
 from newsletter.errors import NewsletterError, NotFound
 
 
@@ -36,12 +37,27 @@ def get_by_slug(db: Database, slug: str) -> Topic | None:
     return _row(row) if row else None
 
 
+def find(db: Database, text: str) -> Topic | None:
+    """The topic whose slug or name is ``text``, ignoring case and diacritics; slugs first.
+
+    A topic added as ``topics add impact --name "Vaikuttavuus ja arviointi"`` must answer to
+    its name too, and the name's slug differs from the topic's.
+    """
+    slug = slugify(text)
+    if not slug:
+        return None
+    found = get_by_slug(db, slug)
+    if found is None:
+        found = next((t for t in all_topics(db) if slugify(t.name) == slug), None)
+    return found
+
+
 def ensure_topic(db: Database, name: str) -> Topic:
     """The topic for a tag, created on first sight; case and diacritics do not matter."""
     slug = slugify(name)
     if not slug:
         raise NewsletterError(f"topic name {name!r} has no letters or digits")
-    existing = get_by_slug(db, slug)
+    existing = find(db, name)
     if existing:
         return existing
     db.execute(
@@ -59,7 +75,7 @@ def add_topic(db: Database, slug: str, name: str) -> Topic:
         raise NewsletterError(f"invalid slug {slug!r}: use lower-case letters, digits, hyphens")
     if not name.strip():
         raise NewsletterError("a topic needs a name")
-    with db.atomic():
+    with immediate(db):  # it reads before it writes (see newsletter.db.immediate)
         if get_by_slug(db, clean):
             db.execute("UPDATE topics SET name = ? WHERE slug = ?", [name.strip(), clean])
         else:
@@ -74,7 +90,7 @@ def add_topic(db: Database, slug: str, name: str) -> Topic:
 
 def resolve(db: Database, text: str) -> Topic:
     """A topic named by slug or name, in any case, with or without diacritics."""
-    found = get_by_slug(db, slugify(text))
+    found = find(db, text)
     if found is None:
         known = ", ".join(t.slug for t in all_topics(db)) or "none yet"
         raise NotFound(f"unknown topic {text!r} (known topics: {known})")

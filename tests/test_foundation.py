@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import tokens, topics
+from newsletter import subscribers, tokens, topics
 from newsletter.config import load_settings
 from newsletter.db import open_db
 from newsletter.errors import ConfigError, InvalidToken, NotFound
@@ -121,6 +121,24 @@ def test_topics_differing_in_case_or_diacritics_are_one(db) -> None:
         topics.resolve(db, "Nonexistent")
 
 
+def test_a_topic_answers_to_its_name_when_the_slug_differs(cli, db) -> None:
+    impact = topics.add_topic(db, "impact", "Vaikuttavuus ja arviointi")
+    assert topics.resolve(db, "VAIKUTTAVUUS JA ARVIOINTI").id == impact.id
+    assert topics.resolve(db, "Impact").id == impact.id
+    # A tag spelled as the name joins the topic instead of creating a second one.
+    assert topics.ensure_topic(db, "vaikuttavuus ja arviointi").id == impact.id
+    assert [t.slug for t in topics.all_topics(db)] == ["impact"]
+    # The slug wins when another topic's name would also match.
+    other = topics.add_topic(db, "arviointi", "Impact")
+    assert topics.resolve(db, "impact").id == impact.id
+    assert topics.resolve(db, "arviointi").id == other.id
+    cli.ok("subscribers", "add", "a@example.fi", "--topic", "Vaikuttavuus ja Arviointi")
+    listed = json.loads(cli.ok("topics", "list", "--json").stdout)
+    assert {row["slug"]: row["subscribers"] for row in listed} == {"arviointi": 0, "impact": 0}
+    rows = json.loads(cli.ok("subscribers", "list", "--json").stdout)
+    assert rows[0]["subscriptions"] == {"impact": "unconfirmed"}
+
+
 def test_topics_cli(cli) -> None:
     cli.ok("topics", "add", "vaikuttavuus", "--name", "Vaikuttavuus")
     listed = json.loads(cli.ok("topics", "list", "--json").stdout)
@@ -129,6 +147,24 @@ def test_topics_cli(cli) -> None:
     assert bad.exit_code == 1
     assert bad.stderr.startswith("error: invalid slug")
     assert "Traceback" not in bad.stderr
+
+
+def test_topics_list_counts_only_confirmed_active_recipients(cli, db) -> None:
+    tid = topics.add_topic(db, "vaikuttavuus", "Vaikuttavuus").id
+    topics.add_topic(db, "nuoret", "Nuoret")
+    subscribers.add(db, "vahvistettu@example.fi", topic_ids=[tid])
+    subscribers.add(db, "odottaa@example.fi", topic_ids=[tid], status="unconfirmed")
+    left = subscribers.add(db, "lahti@example.fi", topic_ids=[tid]).subscriber_id
+    subscribers.unsubscribe(db, left, tid, "web")
+    bounced = subscribers.add(db, "pomppi@example.fi", topic_ids=[tid]).subscriber_id
+    subscribers.set_status(db, bounced, "bounced", "bounce")
+    listed = json.loads(cli.ok("topics", "list", "--json").stdout)
+    assert listed == [
+        {"slug": "nuoret", "name": "Nuoret", "subscribers": 0},
+        {"slug": "vaikuttavuus", "name": "Vaikuttavuus", "subscribers": 1},
+    ]
+    lines = cli.ok("topics", "list").stdout.splitlines()
+    assert lines[1].split() == ["vaikuttavuus", "1", "Vaikuttavuus"]
 
 
 def test_usage_error_exits_2(cli) -> None:

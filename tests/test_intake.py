@@ -258,6 +258,20 @@ def test_csv_file(cli) -> None:
     assert rows["https://www.example.fi/csv/2"]["category"] == "Uutiset"
 
 
+def test_csv_errors_give_the_line_a_spreadsheet_shows(tmp_path: Path) -> None:
+    path = tmp_path / "rivit.csv"
+    path.write_text(
+        "url,title,summary,published\n"
+        "\n"  # blank lines count as lines...
+        'https://www.example.fi/1,Yksi,"kaksi\nriviä",2025-01-01\n'  # ...and so do breaks
+        "\n"
+        "https://www.example.fi/2,Kaksi,,huomenna\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(NewsletterError, match=r"rivit\.csv: line 6: unreadable date 'huomenna'"):
+        intake.read_source(str(path), Settings())
+
+
 def test_markdown_folder(cli) -> None:
     assert imported(cli, DATA / "markdown")["imported"] == 2
     rows = by_url(listed(cli))
@@ -566,9 +580,7 @@ def test_list_text_output_and_bad_options(cli) -> None:
 
 
 def test_sample_feed_fits_the_demo(cli) -> None:
-    report = imported(cli, SAMPLE)
-    assert report["imported"] >= 12
-    assert report["errors"] == []
+    assert imported(cli, SAMPLE) == {"imported": 14, "updated": 0, "unchanged": 0, "errors": []}
     rows = listed(cli)
     assert {row["category"] for row in rows} == {"Blogi", "Uutiset"}
     community = listed(cli, "--topic", "Yhteisövaikuttavuus", "--since", "2025-06-01")
@@ -679,6 +691,27 @@ def test_title_from_summary_and_date_from_channel() -> None:
 def test_unusable_items_are_errors(items: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         feeds.parse_feed(feed(items), Settings())
+
+
+def test_copies_with_and_without_a_guid_are_one_article(cli, db, workdir: Path) -> None:
+    """Matched as stored articles are (guid, else URL), or each copy overwrites the other
+    and no re-import is ever "unchanged"."""
+    when = "<pubDate>Mon, 01 Sep 2025 10:00:00 +0300</pubDate>"
+    link = "<link>https://www.example.fi/a</link>"
+    (workdir / "kopiot.xml").write_bytes(
+        feed(
+            f"<item><title>Ilman guidia</title>{link}{when}<category>Nuoret</category></item>"
+            f"<item><title>Versio yksi</title>{link}<guid>g-1</guid>{when}</item>"
+            f"<item><title>Versio kaksi</title>{link}{when}</item>"
+        )
+    )
+    first = imported(cli, workdir / "kopiot.xml")
+    assert first == {"imported": 1, "updated": 0, "unchanged": 0, "errors": []}
+    again = imported(cli, workdir / "kopiot.xml")
+    assert again == {"imported": 0, "updated": 0, "unchanged": 1, "errors": []}
+    [row] = listed(cli)
+    assert (row["title"], row["topics"]) == ("Ilman guidia", ["nuoret"])  # the first copy
+    assert db.execute("SELECT guid FROM articles").fetchall() == [("g-1",)]  # a later one's
 
 
 def test_an_empty_feed_imports_nothing(db, tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ import io
 import json
 import shutil
 import sqlite3
+import threading
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -345,6 +347,27 @@ def test_duplicates_across_chunks(db, workdir, chunked) -> None:
     assert [e[0] for e in events(db, "uusi@example.fi")] == ["create", "subscribe"]
 
 
+def test_a_later_duplicate_never_renames_a_known_person(db, workdir, chunked) -> None:
+    """The outcome must not depend on whether the two rows fall in one chunk or two."""
+    subscribers.add(db, "vanha@example.fi", name="Vanha Nimi")
+    path = workdir / "toisto.csv"
+    path.write_text(
+        "email,name\n"
+        "vanha@example.fi,\n"
+        "VANHA@example.fi,Uusi Nimi\n"
+        "uusi@example.fi,\n"
+        "uusi@example.fi,\n"
+        "Uusi@example.fi,Ensimmäinen Nimi\n"
+        "uusi@example.fi,Toinen Nimi\n",
+        encoding="utf-8",
+    )
+    report = importer.import_file(db, path)
+    assert (report.added, report.updated, report.unchanged, report.duplicates) == (1, 0, 1, 4)
+    assert person(db, "vanha@example.fi")["name"] == "Vanha Nimi"
+    assert person(db, "uusi@example.fi")["name"] == "Ensimmäinen Nimi"
+    assert [e[0] for e in events(db, "vanha@example.fi")] == ["create"]
+
+
 def test_import_file_errors(cli, workdir) -> None:
     (workdir / "nohead.csv").write_text("nimi;puhelin\nMatti;040\n", encoding="utf-8")
     result = cli("subscribers", "import", "nohead.csv")
@@ -366,6 +389,18 @@ def test_mailchimp_unsubscribed_export_is_refused(cli, db, workdir) -> None:
     result = cli("subscribers", "import", "unsubscribed_members.csv")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: the file has a 'UNSUB_TIME' column")
+    assert db.execute("SELECT COUNT(*) FROM subscribers").fetchone()[0] == 0
+
+
+def test_bytes_neither_utf8_nor_windows_1252_are_one_line_error(cli, db, workdir) -> None:
+    # 0x81 is undefined in Windows-1252; it used to escape as a traceback.
+    (workdir / "outo.csv").write_bytes(b"email,name\r\nx@example.fi,A\x81B\r\n")
+    result = cli("subscribers", "import", "outo.csv")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        "error: outo.csv: byte 0x81 at offset 26 is neither UTF-8 nor Windows-1252:"
+        " save the file as CSV UTF-8\n"
+    )
     assert db.execute("SELECT COUNT(*) FROM subscribers").fetchone()[0] == 0
 
 
@@ -499,6 +534,26 @@ def test_add_rejects_bad_input(cli, db, args, message) -> None:
     assert db.execute("SELECT COUNT(*) FROM subscribers").fetchone()[0] == 0
 
 
+def test_add_cleans_control_characters_from_names_like_import(cli, db) -> None:
+    cli.ok("subscribers", "add", "nul@example.fi", "--name", "Nolla\x00Merkki\x1b[31m\r\nBcc: x")
+    assert person(db, "nul@example.fi")["name"] == "Nolla Merkki [31m Bcc: x"
+    assert importer.clean_name is subscribers.clean_name  # one rule for both ways in
+
+
+def test_staff_add_lifts_the_suppression_of_an_unconfirmed_web_sign_up(cli, db) -> None:
+    tid = topic(db)
+    subscribers.add(db, "palaaja@example.fi", topic_ids=[tid])
+    subscribers.erase(db, "palaaja@example.fi")
+    # Signs up again on the web: a row exists, the suppression stays until confirmation.
+    subscribers.add(
+        db, "palaaja@example.fi", topic_ids=[tid], status="unconfirmed", lift_suppression_=False
+    )
+    assert subscribers.is_suppressed(db, "palaaja@example.fi")
+    out = cli.ok("subscribers", "add", "palaaja@example.fi", "-t", "yhteisovaikuttavuus")
+    assert out.stdout.startswith("updated: ")
+    assert not subscribers.is_suppressed(db, "palaaja@example.fi")
+
+
 def test_unsubscribe_one_topic_or_all(cli, db) -> None:
     a, b = topic(db), topic(db, "hyvinvointi", "Hyvinvointi")
     subscribers.add(db, "liisa@example.fi", topic_ids=[a, b])
@@ -515,6 +570,31 @@ def test_unsubscribe_one_topic_or_all(cli, db) -> None:
         ("unsubscribe", "yhteisovaikuttavuus", "cli"),
     ]
     assert cli("subscribers", "unsubscribe", "nobody@example.fi").exit_code == 1
+
+
+def test_unsubscribe_waits_for_another_writer(cli, db, settings) -> None:
+    """The web server writing at the same moment delays a CLI unsubscribe, never breaks it."""
+    tid = topic(db)
+    subscribers.add(db, "liisa@example.fi", topic_ids=[tid])
+    holding = threading.Event()
+
+    def other_writer() -> None:
+        other = sqlite3.connect(str(settings.db), timeout=30, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO topics (slug, name, created) VALUES ('muu', 'Muu', 'x')")
+        holding.set()
+        time.sleep(0.5)
+        other.execute("COMMIT")
+        other.close()
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    assert holding.wait(10)
+    result = cli("subscribers", "unsubscribe", "liisa@example.fi")
+    writer.join(10)
+    assert result.exit_code == 0, result.stderr
+    assert subs(db, "liisa@example.fi") == {"yhteisovaikuttavuus": "unsubscribed"}
+    assert db.execute("SELECT COUNT(*) FROM topics WHERE slug = 'muu'").fetchone()[0] == 1
 
 
 def test_list_filters(cli, db) -> None:
@@ -610,18 +690,68 @@ def test_remove_leaves_no_readable_trace_in_the_file(cli, db, workdir) -> None:
     assert cli("subscribers", "remove", secret_mail).exit_code == 1
 
 
+def test_remove_clears_smtp_replies_that_quote_the_address(cli, db, workdir) -> None:
+    tid = topic(db)
+    gone = subscribers.add(db, "poistuva@piilo.example.fi", topic_ids=[tid]).subscriber_id
+    stays = subscribers.add(db, "jaava@example.fi", topic_ids=[tid]).subscriber_id
+    stamp = "2025-09-01T08:00:00+00:00"
+    edition = db.execute(
+        "INSERT INTO editions (subject, lang, template, html, text, created, updated)"
+        " VALUES ('Syyskuu', 'fi', 'default', '<p></p>', '', ?, ?)",
+        [stamp, stamp],
+    ).lastrowid
+    for sid, reply in (
+        (gone, "550 5.1.1 <poistuva@piilo.example.fi>: Recipient address rejected"),
+        (stays, "250 2.0.0 <jaava@example.fi> queued as 1A2B"),
+    ):
+        db.execute(
+            "INSERT INTO deliveries (edition_id, subscriber_id, topic_id, status, last_reply,"
+            " created, updated) VALUES (?, ?, ?, 'failed', ?, ?, ?)",
+            [edition, sid, tid, reply, stamp, stamp],
+        )
+    db.conn.commit()
+    cli.ok("subscribers", "remove", "poistuva@piilo.example.fi")
+    raw = b"".join(p.read_bytes() for p in workdir.glob("subscribers.db*"))
+    assert b"poistuva" not in raw and b"piilo.example" not in raw
+    rows = db.execute(
+        "SELECT subscriber_id, status, last_reply FROM deliveries ORDER BY id"
+    ).fetchall()
+    # The edition still counts both deliveries; only the other person's reply is kept.
+    assert rows == [
+        (None, "failed", None),
+        (stays, "failed", "250 2.0.0 <jaava@example.fi> queued as 1A2B"),
+    ]
+
+
+def test_an_erased_persons_id_is_never_given_again(cli, db, workdir) -> None:
+    """Old mails carry the id in signed unsubscribe and preferences links: given to someone
+    new, they would open that stranger's preferences."""
+    tid = topic(db)
+    subscribers.add(db, "eka@example.fi", topic_ids=[tid])
+    gone = subscribers.add(db, "viimeinen@example.fi", topic_ids=[tid]).subscriber_id
+    cli.ok("subscribers", "remove", "viimeinen@example.fi")
+    added = subscribers.add(db, "uusi@example.fi", topic_ids=[tid]).subscriber_id
+    cli.ok("subscribers", "remove", "uusi@example.fi")
+    (workdir / "lisaa.csv").write_text("email\ntuotu@example.fi\n", encoding="utf-8")
+    importer.import_file(db, workdir / "lisaa.csv")
+    imported_id = person(db, "tuotu@example.fi")["id"]
+    assert (gone, added, imported_id) == (2, 3, 4)
+    assert subscribers.get(db, gone) is None
+
+
 def test_flush_wal_reports_a_reader_that_keeps_erased_pages(db, workdir) -> None:
     subscribers.add(db, "piilossa@example.fi", name="Piilo Tunnus")
     reader = sqlite3.connect(workdir / "subscribers.db")
     reader.execute("BEGIN")
     assert reader.execute("SELECT COUNT(*) FROM subscribers").fetchone() == (1,)  # snapshot
-    db.execute("PRAGMA busy_timeout = 50")  # erase's own checkpoint would wait 30 s
-    subscribers.erase(db, "piilossa@example.fi")
+    started = time.monotonic()
+    assert not subscribers.erase(db, "piilossa@example.fi")  # it tells, it does not hang
+    assert time.monotonic() - started < 10  # a web request must not wait out 30 s
     assert not subscribers.flush_wal(db, attempts=2, pause=0.05)
     assert b"Piilo Tunnus" in (workdir / "subscribers.db-wal").read_bytes()
     reader.close()
     assert subscribers.flush_wal(db)
-    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 50  # restored
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000  # restored
     raw = b"".join(p.read_bytes() for p in workdir.glob("subscribers.db*"))
     assert b"Piilo Tunnus" not in raw and b"piilossa" not in raw
 

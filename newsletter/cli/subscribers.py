@@ -273,9 +273,9 @@ def remove(
     """
     db = state(ctx).db
     person = subscribers.require(db, email)
-    subscribers.erase(db, person["email"], source="cli")
+    flushed = subscribers.erase(db, person["email"], source="cli")
     typer.echo("erased: the address is on the suppression list as a keyed hash only")
-    if not subscribers.flush_wal(db):
+    if not flushed:
         warn(
             "another process (newsletter serve or send?) is reading the database: old copies"
             " of the erased data stay in its -wal file until that process stops"

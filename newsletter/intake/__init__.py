@@ -24,6 +24,7 @@ from newsletter.db import immediate
 from newsletter.errors import NewsletterError
 from newsletter.intake import feeds, markdown, tabular
 from newsletter.intake.fields import merge_duplicates
+from newsletter.intake.text import one_line
 from newsletter.topics import slugify
 
 # Told (source, articles stored, articles in the source, source finished) as work goes on:
@@ -66,7 +67,7 @@ def read_source(source: str, settings: Settings) -> list[ArticleIn]:
     except UnicodeDecodeError:
         raise NewsletterError(f"{source}: not UTF-8 text") from None
     except (OSError, ValueError, csv.Error, yaml.YAMLError) as exc:
-        raise NewsletterError(f"{source}: {_one_line(exc)}") from None
+        raise NewsletterError(f"{source}: {one_line(exc)}") from None
     for article in found:
         article.source = article.source or source
     return merge_duplicates(found)
@@ -153,7 +154,3 @@ def _store(
     except NewsletterError as exc:
         raise NewsletterError(f"{source}: {exc}") from None
     return outcomes
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -25,7 +25,7 @@ from newsletter import __version__
 from newsletter.articles import ArticleIn
 from newsletter.config import Settings
 from newsletter.intake.fields import TITLE_FROM_SUMMARY, ItemError, parse_time, split_categories
-from newsletter.intake.text import collapse, html_to_text, shorten
+from newsletter.intake.text import collapse, html_to_text, one_line, shorten
 
 FETCH_TIMEOUT = 30.0  # seconds for connecting and for each read
 MAX_BYTES = 20 * 1024 * 1024  # a feed larger than this is a mistake, not news
@@ -70,8 +70,7 @@ def fetch(url: str, timeout: float = FETCH_TIMEOUT) -> tuple[bytes, dict[str, st
     except TimeoutError:
         raise ValueError(f"no answer within {timeout:g} seconds") from None
     except (http.client.HTTPException, OSError) as exc:  # cut off mid-answer
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ValueError(f"cannot fetch: {reason}") from None
+        raise ValueError(f"cannot fetch: {one_line(exc)}") from None
     if len(body) > MAX_BYTES:
         raise ValueError(f"larger than {MAX_BYTES // (1024 * 1024)} MB")
     expected = headers.get("content-length", "")
@@ -122,7 +121,7 @@ def _describe(problem: object) -> str:
     if isinstance(problem, SAXParseException):
         where = f"line {problem.getLineNumber()}, column {problem.getColumnNumber() + 1}"
         return f"{problem.getMessage()} at {where}"
-    return " ".join(str(problem).split()) or type(problem).__name__
+    return one_line(problem)
 
 
 def _article(

@@ -153,20 +153,47 @@ def _name(title: str) -> str:
 
 
 def merge_duplicates(items: Iterable[ArticleIn]) -> list[ArticleIn]:
-    """One article per key (guid, else URL), in first-seen order.
+    """One article per stored identity, in first-seen order.
 
     A feed that lists an item twice must not count it twice; the first copy wins and later
-    copies only add topics and fill fields the first left empty.
+    copies only add topics and fill fields the first left empty. Copies are matched as
+    ``articles.upsert`` matches stored ones: by guid, and a copy without a guid by URL.
+    Otherwise each copy would overwrite the other and every re-import would be "updated".
     """
-    kept: dict[str, ArticleIn] = {}
+    kept: list[ArticleIn] = []
+    by_guid: dict[str, ArticleIn] = {}
+    by_url: dict[str, ArticleIn] = {}
     for item in items:
-        seen = kept.get(item.key)
+        seen = _same(item, by_guid, by_url)
         if seen is None:
-            kept[item.key] = item
-            continue
-        seen.topics.extend(t for t in item.topics if slugify(t) not in map(slugify, seen.topics))
-        seen.summary = seen.summary or item.summary
-        seen.category = seen.category or item.category
-        if not seen.image and item.image:
-            seen.image, seen.image_alt = item.image, item.image_alt
-    return list(kept.values())
+            kept.append(item)
+            seen = item
+        else:
+            _fill(seen, item)
+        if seen.guid:
+            by_guid.setdefault(seen.guid, seen)
+        by_url.setdefault(seen.url, seen)
+    return kept
+
+
+def _same(
+    item: ArticleIn, by_guid: dict[str, ArticleIn], by_url: dict[str, ArticleIn]
+) -> ArticleIn | None:
+    if not item.guid:
+        return by_url.get(item.url)
+    if item.guid in by_guid:
+        return by_guid[item.guid]
+    # A copy without a guid met first: this one names it (upsert adopts a guid the same way).
+    earlier = by_url.get(item.url)
+    return earlier if earlier is not None and not earlier.guid else None
+
+
+def _fill(seen: ArticleIn, item: ArticleIn) -> None:
+    """A later copy adds topics and fills what the first copy left empty."""
+    known = {slugify(t) for t in seen.topics}
+    seen.topics.extend(t for t in item.topics if slugify(t) not in known)
+    seen.guid = seen.guid or item.guid
+    seen.summary = seen.summary or item.summary
+    seen.category = seen.category or item.category
+    if not seen.image and item.image:
+        seen.image, seen.image_alt = item.image, item.image_alt

@@ -27,7 +27,7 @@ from markdown_it import MarkdownIt
 from newsletter.articles import ArticleIn
 from newsletter.config import Settings
 from newsletter.intake.fields import ItemError, article_from_record
-from newsletter.intake.text import html_to_text
+from newsletter.intake.text import html_to_text, one_line
 
 FENCES = ("---", "...")
 
@@ -82,7 +82,7 @@ def split_front_matter(text: str) -> tuple[dict, str]:
     try:
         meta = yaml.safe_load(head) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"invalid YAML front matter: {_one_line(exc)}") from None
+        raise ValueError(f"invalid YAML front matter: {one_line(exc)}") from None
     if not isinstance(meta, dict):
         raise ValueError("front matter must be a mapping of keys to values")
     return meta, body
@@ -118,7 +118,3 @@ def read_body(text: str) -> Body:
             if words and not body.summary:
                 body.summary = html_to_text(md.renderInline(inline.content))
     return body
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())

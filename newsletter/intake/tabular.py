@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ def parse_json(text: str, settings: Settings) -> list[ArticleIn]:
         data = data["articles"]
     if not isinstance(data, list):
         raise ValueError("expected a JSON list of article objects")
-    return _records(data, settings, "item")
+    return _records(enumerate(data, start=1), settings, "item")
 
 
 def read_csv(path: Path, settings: Settings) -> list[ArticleIn]:
@@ -41,11 +41,24 @@ def read_csv(path: Path, settings: Settings) -> list[ArticleIn]:
 
 
 def parse_csv(text: str, settings: Settings) -> list[ArticleIn]:
-    reader = csv.DictReader(io.StringIO(text), delimiter=_delimiter(text))
-    if not reader.fieldnames:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    header = [cell.strip() for cell in next(reader, [])]
+    if not any(header):
         raise ValueError("empty CSV file: a header row is needed")
-    # Line numbers count the header, as a spreadsheet shows them.
-    return _records(reader, settings, "line", start=2)
+    return _records(_rows(reader, header), settings, "line")
+
+
+def _rows(reader: Any, header: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, record) of each non-blank row, numbered as a spreadsheet shows them.
+
+    The number is the row's first line: blank lines and line breaks inside quoted cells
+    count, so it cannot be a running count of records.
+    """
+    previous = reader.line_num
+    for row in reader:
+        if any(cell.strip() for cell in row):
+            yield previous + 1, dict(zip(header, row, strict=False))
+        previous = reader.line_num
 
 
 def _delimiter(text: str) -> str:
@@ -54,19 +67,13 @@ def _delimiter(text: str) -> str:
     return max((",", ";", "\t"), key=header.count)
 
 
-def _records(
-    records: Iterable[Any], settings: Settings, unit: str, start: int = 1
-) -> list[ArticleIn]:
+def _records(numbered: Iterable[tuple[int, Any]], settings: Settings, unit: str) -> list[ArticleIn]:
     articles = []
-    for number, record in enumerate(records, start=start):
+    for number, record in numbered:
         if not isinstance(record, Mapping):
             raise ValueError(f"{unit} {number}: expected an object with url, title, published")
-        # csv.DictReader puts cells beyond the header under the key None.
-        clean = {k: v for k, v in record.items() if k is not None}
-        if unit == "line" and not any((v or "").strip() for v in clean.values()):
-            continue  # blank line
         try:
-            articles.append(article_from_record(clean, settings))
+            articles.append(article_from_record(record, settings))
         except ItemError as exc:
             raise ValueError(f"{unit} {number}: {exc}") from None
     return articles

@@ -63,6 +63,11 @@ def collapse(text: str) -> str:
     return " ".join(text.replace("\u00a0", " ").split())
 
 
+def one_line(problem: object) -> str:
+    """An exception's message on one line (parsers put line breaks in theirs), or its type."""
+    return " ".join(str(problem).split()) or type(problem).__name__
+
+
 def shorten(text: str, limit: int) -> str:
     """At most ``limit`` characters, cut at a word boundary with an ellipsis."""
     if len(text) <= limit:
