@@ -140,6 +140,7 @@ def request_confirmation(
     *,
     lang: str | None = None,
     connection: smtp.Connection | None = None,
+    source: str = "web",
 ) -> bool:
     """Mail the confirmation request for the person's unconfirmed topics.
 
@@ -186,12 +187,14 @@ def request_confirmation(
     else:
         connection.send(settings.sender_address, person["email"], data)
     subscribers.record_event(
-        db, subscriber_id, "confirmation-sent", "web", detail={"topics": [t.slug for t in pending]}
+        db, subscriber_id, "confirmation-sent", source, detail={"topics": [t.slug for t in pending]}
     )
     return True
 
 
-def send_confirmations(db: Database, settings: Settings, subscriber_ids: Iterable[int]) -> int:
+def send_confirmations(
+    db: Database, settings: Settings, subscriber_ids: Iterable[int], *, source: str = "cli"
+) -> int:
     """Mail confirmation requests to each unconfirmed person; the number of mails sent.
 
     For ``subscribers add/import --send-confirmation``, over one reused connection. An
@@ -207,11 +210,13 @@ def send_confirmations(db: Database, settings: Settings, subscriber_ids: Iterabl
     with smtp.Connection(settings) as connection:
         for done, subscriber_id in enumerate(ids):
             try:
-                sent += request_confirmation(db, settings, subscriber_id, connection=connection)
+                sent += request_confirmation(
+                    db, settings, subscriber_id, connection=connection, source=source
+                )
             except smtp.PermanentFailure as exc:
                 refused.append(exc.reply)
                 subscribers.record_event(
-                    db, subscriber_id, "confirmation-refused", "cli", detail={"code": exc.code}
+                    db, subscriber_id, "confirmation-refused", source, detail={"code": exc.code}
                 )
             except NewsletterError as exc:
                 raise NewsletterError(

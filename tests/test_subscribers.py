@@ -930,7 +930,7 @@ def test_import_send_confirmation_mails_the_unconfirmed(cli, db, workdir, smtp_s
     assert [m.rcpt_tos for m in smtp_sink.messages] == [["trimmed@example.fi"]]
     mail = smtp_sink.messages[0].message
     assert "Bekräfta" in str(mail["Subject"])  # in the person's language (sv)
-    assert ("confirmation-sent", None, "web") in events(db, "trimmed@example.fi")
+    assert ("confirmation-sent", None, "cli") in events(db, "trimmed@example.fi")
     assert subs(db, "trimmed@example.fi") == {"yhteisovaikuttavuus": "unconfirmed"}
     assert subs(db, "hyva@example.fi") == {"yhteisovaikuttavuus": "confirmed"}
 
@@ -973,3 +973,47 @@ def test_add_send_confirmation_keeps_a_crlf_name_out_of_headers(
     assert [a.addr_spec for a in message["To"].addresses] == ["eve@example.fi"]
     header_block = mail.data.split(b"\r\n\r\n", 1)[0]
     assert b"\r\nBcc:" not in header_block
+
+
+def test_block_stops_mail_and_unblock_restores_it(cli, db, workdir) -> None:
+    tid = topic(db)
+    cli.ok("subscribers", "add", "Maija@Example.fi", "-t", "yhteisovaikuttavuus", "--confirmed")
+    assert [r.email for r in subscribers.recipients(db, [tid])] == ["Maija@example.fi"]
+
+    blocked = json.loads(cli.ok("subscribers", "block", "maija@example.fi", "--json").stdout)
+    assert blocked == {"email": "Maija@example.fi", "status": "blocklisted", "changed": True}
+    assert list(subscribers.recipients(db, [tid])) == []
+    assert subs(db, "maija@example.fi") == {"yhteisovaikuttavuus": "confirmed"}  # kept
+    again = json.loads(cli.ok("subscribers", "block", "maija@example.fi", "--json").stdout)
+    assert again["changed"] is False
+
+    cli.ok("subscribers", "unblock", "maija@example.fi")
+    assert [r.email for r in subscribers.recipients(db, [tid])] == ["Maija@example.fi"]
+    actions = [e[0] for e in events(db, "maija@example.fi")]
+    assert actions.count("status:blocklisted") == 1 and actions.count("status:active") == 1
+    assert cli("subscribers", "block", "nobody@example.fi").exit_code == 1
+
+
+def test_add_unsubscribe_remove_and_topics_add_speak_json(cli, db, workdir) -> None:
+    added = json.loads(
+        cli.ok("topics", "add", "vaikuttavuus", "--name", "Vaikuttavuus", "--json").stdout
+    )
+    assert added == {"slug": "vaikuttavuus", "name": "Vaikuttavuus"}
+    result = json.loads(
+        cli.ok("subscribers", "add", "a@example.fi", "-t", "Vaikuttavuus", "--json").stdout
+    )
+    assert result == {
+        "email": "a@example.fi",
+        "result": "added",
+        "topics": ["vaikuttavuus"],
+        "confirmations_sent": None,
+    }
+    repeat = json.loads(
+        cli.ok("subscribers", "add", "A@example.fi", "-t", "vaikuttavuus", "--json").stdout
+    )
+    assert repeat["result"] == "unchanged"
+    gone = json.loads(cli.ok("subscribers", "unsubscribe", "a@example.fi", "--json").stdout)
+    assert gone == {"email": "a@example.fi", "topic": None, "changed": 1}
+    erased = json.loads(cli.ok("subscribers", "remove", "a@example.fi", "--json").stdout)
+    assert erased == {"erased": True, "wal_clean": True}
+    assert cli("subscribers", "show", "a@example.fi").exit_code == 1

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from newsletter import articles, dates, intake, topics
+from newsletter import articles, dates, topics
 from newsletter.cli.common import print_json, state, stderr_is_tty
 from newsletter.dates import format_date
+
+if TYPE_CHECKING:
+    from newsletter import intake
 
 app = typer.Typer(
     help="Articles: import from feeds and files, list by topic.", no_args_is_help=True
@@ -42,6 +45,8 @@ def import_(
     """
     st = state(ctx)
     with _progress(len(sources)) as tell:
+        from newsletter import intake  # feed, YAML and Markdown parsers load only here
+
         report = intake.import_sources(st.db, st.settings, sources, topic or [], progress=tell)
     if as_json:
         print_json(report.as_json())

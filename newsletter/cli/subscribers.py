@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +13,7 @@ import typer
 from sqlite_utils import Database
 
 from newsletter import confirmations, export, importer, subscribers, topics
-from newsletter.cli.common import print_json, state, warn
+from newsletter.cli.common import print_json, state, stderr_is_tty, warn
 from newsletter.errors import NewsletterError
 
 app = typer.Typer(help="Subscribers, their topics and consent.", no_args_is_help=True)
@@ -24,13 +26,13 @@ INVALID_SHOWN = 50  # the rest are in --json, where a program can read them
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
-def _send_confirmations(ctx: typer.Context, subscriber_ids: list[int]) -> None:
+def _send_confirmations(ctx: typer.Context, subscriber_ids: list[int], *, quiet: bool) -> int:
     if not subscriber_ids:
-        typer.echo("no confirmation requests to send")
-        return
+        if not quiet:
+            typer.echo("no confirmation requests to send")
+        return 0
     st = state(ctx)
-    sent = confirmations.send_confirmations(st.db, st.settings, subscriber_ids)
-    typer.echo(f"confirmation requests mailed: {sent}")
+    return confirmations.send_confirmations(st.db, st.settings, subscriber_ids, source="cli")
 
 
 @app.command("add")
@@ -46,6 +48,7 @@ def add(
     send_confirmation: Annotated[
         bool, typer.Option("--send-confirmation", help="Mail a confirmation request")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Add a subscriber or update one (staff action: lifts an erasure suppression).
 
@@ -69,10 +72,23 @@ def add(
     person = subscribers.get(st.db, result.subscriber_id)
     assert person is not None
     verb = "added" if result.created else ("updated" if result.changed else "unchanged")
+    mailed = None
+    if send_confirmation:
+        mailed = _send_confirmations(ctx, [result.subscriber_id] if found else [], quiet=as_json)
+    if as_json:
+        print_json(
+            {
+                "email": person["email"],
+                "result": verb,
+                "topics": [t.slug for t in found],
+                "confirmations_sent": mailed,
+            }
+        )
+        return
     where = f" ({', '.join(t.slug for t in found)})" if found else ""
     typer.echo(f"{verb}: {person['email']}{where}")
-    if send_confirmation:
-        _send_confirmations(ctx, [result.subscriber_id] if found else [])
+    if mailed is not None:
+        typer.echo(f"confirmation requests mailed: {mailed}")
 
 
 def _print_report(path: Path, report: importer.ImportReport, dry_run: bool) -> None:
@@ -113,14 +129,15 @@ def import_(
         )
     st = state(ctx)
     found = topics.resolve_many(st.db, topic)
-    report = importer.import_file(
-        st.db,
-        file,
-        topic_ids=[t.id for t in found],
-        confirmed=confirmed,
-        dry_run=dry_run,
-        default_lang=st.settings.default_lang,
-    )
+    with _busy(f"importing {file.name}", show=stderr_is_tty() and not as_json):
+        report = importer.import_file(
+            st.db,
+            file,
+            topic_ids=[t.id for t in found],
+            confirmed=confirmed,
+            dry_run=dry_run,
+            default_lang=st.settings.default_lang,
+        )
     if as_json:
         print_json(report.as_json())
     else:
@@ -129,7 +146,20 @@ def import_(
         if dry_run:
             typer.echo(f"dry run: would request confirmation from {len(report.pending_ids)} people")
         else:
-            _send_confirmations(ctx, report.pending_ids)
+            mailed = _send_confirmations(ctx, report.pending_ids, quiet=False)
+            typer.echo(f"confirmation requests mailed: {mailed}")
+
+
+@contextlib.contextmanager
+def _busy(what: str, *, show: bool) -> Iterator[None]:
+    """A spinner on stderr for work that can take seconds (a 100,000-row import takes ~4 s)."""
+    if not show:
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(what):
+        yield
 
 
 def _export_to_stdout(db: Database, fmt: str, topic_id: int | None, status: str | None) -> None:
@@ -248,6 +278,7 @@ def unsubscribe(
     topic: Annotated[
         str | None, typer.Option("--topic", "-t", help="Only this topic (default: all)")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Unsubscribe a person from one topic or from all of them.
 
@@ -257,6 +288,11 @@ def unsubscribe(
     person = subscribers.require(db, email)
     found = topics.resolve(db, topic) if topic else None
     changed = subscribers.unsubscribe(db, person["id"], found.id if found else None, "cli")
+    if as_json:
+        print_json(
+            {"email": person["email"], "topic": found.slug if found else None, "changed": changed}
+        )
+        return
     scope = found.slug if found else "all topics"
     typer.echo(f"unsubscribed {person['email']} from {scope} ({changed} changed)")
 
@@ -265,21 +301,67 @@ def unsubscribe(
 def remove(
     ctx: typer.Context,
     email: Annotated[str, typer.Argument(help="E-mail address (any case)")],
+    as_json: JsonOption = False,
 ) -> None:
-    """Erase a person for good (GDPR): data and events deleted, only a keyed hash kept so
-    no import can bring the address back.
+    """Erase a person for good (GDPR): data, events and SMTP replies deleted.
+
+    Only a keyed hash stays, on the suppression list, so no import can bring the address
+    back; an explicit `subscribers add` by staff or the person's own confirmed sign-up can.
 
     Example: newsletter subscribers remove maija@example.fi
     """
     db = state(ctx).db
     person = subscribers.require(db, email)
     flushed = subscribers.erase(db, person["email"], source="cli")
-    typer.echo("erased: the address is on the suppression list as a keyed hash only")
+    if as_json:
+        print_json({"erased": True, "wal_clean": flushed})
+    else:
+        typer.echo("erased: the address is on the suppression list as a keyed hash only")
     if not flushed:
         warn(
             "another process (newsletter serve or send?) is reading the database: old copies"
             " of the erased data stay in its -wal file until that process stops"
         )
+
+
+def _set_status(ctx: typer.Context, email: str, status: str, as_json: bool) -> None:
+    db = state(ctx).db
+    person = subscribers.require(db, email)
+    changed = person["status"] != status
+    if changed:
+        subscribers.set_status(db, person["id"], status, "cli")
+    if as_json:
+        print_json({"email": person["email"], "status": status, "changed": changed})
+    else:
+        typer.echo(f"{person['email']}: {status}" + ("" if changed else " (unchanged)"))
+
+
+@app.command("block")
+def block(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="E-mail address (any case)")],
+    as_json: JsonOption = False,
+) -> None:
+    """Blocklist a person: never mailed again, subscriptions kept (e.g. after a spam complaint).
+
+    A send in progress stops mailing them from its next batch.
+
+    Example: newsletter subscribers block maija@example.fi
+    """
+    _set_status(ctx, email, "blocklisted", as_json)
+
+
+@app.command("unblock")
+def unblock(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="E-mail address (any case)")],
+    as_json: JsonOption = False,
+) -> None:
+    """Make a blocklisted or bounced person active again (their subscriptions still apply).
+
+    Example: newsletter subscribers unblock maija@example.fi
+    """
+    _set_status(ctx, email, "active", as_json)
 
 
 def register(root: typer.Typer) -> None:

@@ -17,12 +17,16 @@ def add(
     ctx: typer.Context,
     slug: Annotated[str, typer.Argument(help="Lower-case slug, e.g. yhteisovaikuttavuus")],
     name: Annotated[str, typer.Option("--name", help="Display name")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Create a topic (or rename one).
 
     Example: newsletter topics add vaikuttavuus --name Vaikuttavuus
     """
     topic = topics.add_topic(state(ctx).db, slug, name)
+    if as_json:
+        print_json({"slug": topic.slug, "name": topic.name})
+        return
     typer.echo(f"topic {topic.slug}: {topic.name}")
 
 
