@@ -227,6 +227,9 @@ class AddressChecker:
 
     PROBE_DOMAIN = "a.fi"
     _UNUSUAL = re.compile(r'["\[\]\\\s\x00-\x1f\x7f]')
+    # RFC 5322 dot-atom: atext runs joined by single dots, no dot first or last.
+    _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+    _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*\Z")
 
     def __init__(self) -> None:
         self._domains: dict[str, str | InvalidEmail] = {}
@@ -244,7 +247,12 @@ class AddressChecker:
         ):
             return normalize_email(raw)
         # The local part first: email-validator reports its errors before the domain's.
-        checked_local = normalize_email(f"{local}@{self.PROBE_DOMAIN}").rpartition("@")[0]
+        # A plain dot-atom (nearly every real address) is valid as it is; anything else
+        # gets email-validator's verdict and its error message.
+        if len(local) <= 64 and self._DOT_ATOM.match(local):
+            checked_local = local
+        else:
+            checked_local = normalize_email(f"{local}@{self.PROBE_DOMAIN}").rpartition("@")[0]
         checked_domain = self._domains.get(domain)
         if checked_domain is None:
             try:

@@ -429,6 +429,9 @@ ADDRESSES = [
     "a@" + "x" * 63 + ".fi", "a@" + "x" * 64 + ".fi", "a@" + "b." * 120 + "fi",
     '"quoted"@example.fi', "a@[192.0.2.1]", "åsa@example.fi", "a@förening.fi", "", "   ",
     "a\r\n@example.fi", "a@example.fi\n", "@example.fi", "a@", "a@exa%mple.fi",
+    "a.b-c_d@example.fi", "-@example.fi", "a=@example.fi", "{x}|y@example.fi", "'@example.fi",
+    "a.b.c.d.e@example.fi", "x" * 63 + ".@example.fi", "a,b@example.fi", "a;b@example.fi",
+    "a:b@example.fi", "a<b@example.fi", "a>b@example.fi", "a)b@example.fi", "a\tb@example.fi",
 ]  # fmt: skip
 
 
