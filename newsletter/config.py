@@ -6,9 +6,11 @@ from the command line, and are hidden from ``repr`` so they cannot leak into log
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from email.utils import parseaddr
 from pathlib import Path
@@ -129,7 +131,11 @@ KEYS: tuple[_Key, ...] = (
     _Key("signup_limit_per_hour", "web.signup_limit_per_hour", "NEWSLETTER_SIGNUP_LIMIT"),
 )
 
-_TYPES = {f.name: f.type for f in fields(Settings)}
+_TYPES = {f.name: str(f.type) for f in fields(Settings)}
+_SECRETS = frozenset(f.name for f in fields(Settings) if not f.repr)
+_KEY_OF = {key.attr: key for key in KEYS}
+_TOML_KEYS = {key.toml for key in KEYS}
+_TABLES = {key.toml.rpartition(".")[0] for key in KEYS} - {""}
 
 
 def config_path(explicit: Path | None, env: Mapping[str, str] | None = None) -> Path:
@@ -144,16 +150,21 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     path = config_path(path, env)
     data = _read_toml(path) if path.exists() else {}
+    _reject_unknown(data, path)
     base_dir = path.parent if path.exists() else Path()
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # where each value came from, for error messages
     for key in KEYS:
         raw = _lookup(data, key.toml)
         if raw is not None:
-            values[key.attr] = _coerce(key.attr, raw, f"{path}: {key.toml}", base_dir)
-        if key.env in env and env[key.env] != "":
+            sources[key.attr] = f"{path}: {key.toml}"
+            values[key.attr] = _coerce(key.attr, raw, sources[key.attr], base_dir)
+        # An empty variable counts as unset: shells and service files often export blanks.
+        if env.get(key.env, "") != "":
+            sources[key.attr] = key.env
             values[key.attr] = _coerce(key.attr, env[key.env], key.env, Path())
     settings = Settings(**values)
-    _validate(settings)
+    _validate(settings, lambda attr: sources.get(attr) or _KEY_OF[attr].toml)
     return settings
 
 
@@ -163,8 +174,22 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _reject_unknown(data: Mapping[str, Any], path: Path, prefix: str = "") -> None:
+    """A misspelt key would otherwise be ignored in silence and its default used."""
+    for name, value in data.items():
+        dotted = prefix + name
+        if dotted in _TABLES:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{path}: {dotted} must be a section: [{dotted}]")
+            _reject_unknown(value, path, dotted + ".")
+        elif dotted not in _TOML_KEYS:
+            raise ConfigError(f"{path}: unknown setting {dotted!r}")
 
 
 def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
@@ -177,56 +202,94 @@ def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
 
 
 def _coerce(attr: str, raw: Any, where: str, base_dir: Path) -> Any:
-    kind = str(_TYPES[attr])
+    kind = _TYPES[attr]
     try:
         if "tuple" in kind:
             items = raw.split(",") if isinstance(raw, str) else list(raw)
-            return tuple(str(item).strip() for item in items if str(item).strip())
+            if not all(isinstance(item, str) for item in items):
+                raise TypeError(raw)
+            return tuple(item.strip() for item in items if item.strip())
+        # bool is an int in Python, and a table or list would become its repr as text.
+        if isinstance(raw, bool | Mapping | list):
+            raise TypeError(raw)
         if "Path" in kind:
             candidate = Path(str(raw)).expanduser()
             return candidate if candidate.is_absolute() else base_dir / candidate
         if kind == "int":
-            if isinstance(raw, bool):
+            if isinstance(raw, float) and not raw.is_integer():
                 raise ValueError(raw)
             return int(raw)
         if kind == "float":
-            return float(raw)
+            number = float(raw)
+            if not math.isfinite(number):
+                raise ValueError(raw)
+            return number
         return str(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected {kind}, got {raw!r}") from None
+        # A secret's value is never shown, not even a wrong one: it may be the real one.
+        shown = "a hidden value" if attr in _SECRETS else repr(raw)
+        raise ConfigError(f"{where}: expected {_KIND_NAMES.get(kind, kind)}, got {shown}") from None
 
 
-def _validate(settings: Settings) -> None:
+_KIND_NAMES = {
+    "int": "a whole number",
+    "float": "a number",
+    "str": "text",
+    "Path": "a path",
+    "Path | None": "a path",
+    "tuple[str, ...]": "a list of names",
+}
+
+# Smallest allowed value of each numeric setting.
+_MINIMUM = {
+    "concurrency": 1,
+    "batch_size": 1,
+    "max_errors": 1,
+    "max_retries": 1,
+    "hard_bounce_limit": 1,
+    "confirm_days": 1,
+    "signup_limit_per_hour": 1,
+    "smtp_port": 1,
+    "retry_base": 0,
+}
+
+
+def _validate(settings: Settings, where: Callable[[str], str]) -> None:
+    def bad(attr: str, problem: str) -> ConfigError:
+        return ConfigError(f"{where(attr)}: {problem}")
+
     if settings.default_lang not in LANGUAGES:
-        raise ConfigError(f"default_lang must be one of {', '.join(LANGUAGES)}")
+        raise bad("default_lang", f"must be one of {', '.join(LANGUAGES)}")
     if settings.smtp_security not in SMTP_SECURITY:
-        raise ConfigError(f"smtp.security must be one of {', '.join(SMTP_SECURITY)}")
+        raise bad("smtp_security", f"must be one of {', '.join(SMTP_SECURITY)}")
     try:
         ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"unknown timezone {settings.timezone!r}") from None
+        raise bad("timezone", f"unknown time zone {settings.timezone!r}") from None
     if "@" not in settings.sender_address:
-        raise ConfigError(f"mail.from is not an address: {settings.from_addr!r}")
-    for name in ("concurrency", "batch_size", "max_errors", "hard_bounce_limit"):
-        if getattr(settings, name) < 1:
-            raise ConfigError(f"{name} must be at least 1")
-    if settings.retry_base < 0:
-        raise ConfigError("send.retry_base must not be negative (seconds)")
+        raise bad("from_addr", f"not an address: {settings.from_addr!r}")
+    for attr, minimum in _MINIMUM.items():
+        if getattr(settings, attr) < minimum:
+            raise bad(attr, f"must be at least {minimum}")
+    if settings.smtp_port > 65535:
+        raise bad("smtp_port", "must be at most 65535")
     if settings.rate <= 0:
-        raise ConfigError("send.rate must be above 0 (messages per second)")
+        raise bad("rate", "must be above 0 (messages per second)")
+    if settings.smtp_timeout <= 0:
+        raise bad("smtp_timeout", "must be above 0 (seconds)")
     if not settings.base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"base_url must start with https:// (got {settings.base_url!r})")
-    for name in ("from_addr", "reply_to", "unsubscribe_mailto", "org_name"):
-        if any(ch in getattr(settings, name) for ch in "\r\n"):
-            raise ConfigError(f"{name} must not contain a line break")
+        raise bad("base_url", f"must start with https:// or http:// (got {settings.base_url!r})")
+    for attr in ("from_addr", "reply_to", "unsubscribe_mailto", "org_name"):
+        if any(ch in getattr(settings, attr) for ch in "\r\n"):
+            raise bad(attr, "must not contain a line break")
 
 
 CONFIG_TEMPLATE = """\
 # newsletter.toml: settings for the `newsletter` command.
-# Every value can be overridden by an environment variable (shown after each key).
+# Every value can be overridden by the environment variable named after it.
 # Secrets (smtp.password, secret) belong in the environment, not in this file.
 
-# SQLite database (NEWSLETTER_DB)
+# SQLite database (NEWSLETTER_DB, or --db)
 database = "subscribers.db"
 # Time zone used for dates in editions and for --since/--until (NEWSLETTER_TIMEZONE)
 timezone = "Europe/Helsinki"
@@ -237,9 +300,11 @@ base_url = "https://uutiskirje.example.fi"
 # Folder for your own templates, used by `build --template NAME` (NEWSLETTER_TEMPLATES_DIR)
 # templates_dir = "my-templates"
 # Feed categories that name the kind of article rather than a topic
+# (NEWSLETTER_ARTICLE_TYPES, comma-separated)
 article_types = ["Blogi", "Uutiset", "Blog", "News", "Nyheter"]
 # Key for signed unsubscribe links: set NEWSLETTER_SECRET in the environment.
 # Without it a key is generated once and kept in the database.
+# secret = ""
 
 [organisation]
 name = "Esimerkkisäätiö"          # NEWSLETTER_ORG_NAME
@@ -258,31 +323,48 @@ reply_to = "info@example.fi"                        # NEWSLETTER_REPLY_TO
 host = "localhost"       # NEWSLETTER_SMTP_HOST
 port = 25                # NEWSLETTER_SMTP_PORT
 security = "none"        # none | starttls | ssl (NEWSLETTER_SMTP_SECURITY)
-username = ""            # NEWSLETTER_SMTP_USERNAME; password: NEWSLETTER_SMTP_PASSWORD
-timeout = 30
+username = ""            # NEWSLETTER_SMTP_USERNAME
+# password = ""          # better in the environment: NEWSLETTER_SMTP_PASSWORD
+timeout = 30             # seconds (NEWSLETTER_SMTP_TIMEOUT)
 # ca_file = "relay-ca.pem"  # trust this CA too (NEWSLETTER_SMTP_CA_FILE)
 
 [send]
-rate = 10                # messages per second, across all connections
-concurrency = 2          # parallel SMTP connections
-batch_size = 100
-max_errors = 20          # consecutive errors before a send pauses
-max_retries = 5          # attempts for 4xx replies and dropped connections
-retry_base = 30          # seconds before the first retry; doubles each time (with jitter)
-hard_bounce_limit = 1    # hard bounces before a subscriber is marked bounced
+rate = 10                # messages per second, across all connections (NEWSLETTER_RATE)
+concurrency = 2          # parallel SMTP connections (NEWSLETTER_CONCURRENCY)
+batch_size = 100         # recipients claimed at a time (NEWSLETTER_BATCH_SIZE)
+max_errors = 20          # consecutive errors before a send pauses (NEWSLETTER_MAX_ERRORS)
+max_retries = 5          # attempts for 4xx replies and dropped connections (NEWSLETTER_MAX_RETRIES)
+retry_base = 30          # seconds before the first retry; doubles each time (NEWSLETTER_RETRY_BASE)
+hard_bounce_limit = 1    # hard bounces before one is marked bounced (NEWSLETTER_HARD_BOUNCE_LIMIT)
 
 [dkim]
-# selector = "news"
-# domain = "example.fi"
-# key_file = "dkim-private.pem"
+# selector = "news"                 # NEWSLETTER_DKIM_SELECTOR
+# domain = "example.fi"             # NEWSLETTER_DKIM_DOMAIN
+# key_file = "dkim-private.pem"     # NEWSLETTER_DKIM_KEY_FILE
 
 [web]
-confirm_days = 7              # how long a sign-up confirmation link is valid
-signup_limit_per_hour = 5     # sign-ups per address and per client IP
+confirm_days = 7              # how long a sign-up link is valid (NEWSLETTER_CONFIRM_DAYS)
+signup_limit_per_hour = 5     # sign-ups per address and per client IP (NEWSLETTER_SIGNUP_LIMIT)
 """
 
 
 def write_template(path: Path) -> None:
-    if path.exists():
-        raise ConfigError(f"{path} already exists; not overwriting it")
-    path.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+    """Write the commented settings file; an existing file is never replaced."""
+    try:
+        ensure_folder(path.parent)
+        # Mode "x" refuses an existing file in the same step that creates the new one.
+        with path.open("x", encoding="utf-8") as out:
+            out.write(CONFIG_TEMPLATE)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; not overwriting it") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def ensure_folder(folder: Path) -> None:
+    """Create ``folder`` (for the settings file or the database) unless it exists."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        # mkdir says "File exists" when a file stands where a folder should be.
+        raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder") from None

@@ -7,35 +7,68 @@ import hashlib
 import hmac
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from sqlite_utils import Database
 
+from newsletter.config import ensure_folder
 from newsletter.errors import NewsletterError
 from newsletter.migrations import migrations
+
+# How long a connection waits for another one's write lock before "database is locked".
+# Sends, web threads and imports share one file; their write transactions are short, so a
+# generous wait turns contention into a pause instead of an error.
+BUSY_TIMEOUT = 30.0
 
 
 def open_db(path: Path | str, *, migrate: bool = True) -> Database:
     """Open (creating if needed) the database with the pragmas every connection needs."""
     path = Path(path)
-    if path.parent != Path():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    conn: sqlite3.Connection | None = None
     try:
-        conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+        if path.parent != Path():
+            ensure_folder(path.parent)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT, check_same_thread=False)
         db = Database(conn)
-        db.execute("PRAGMA busy_timeout = 30000")
         db.execute("PRAGMA foreign_keys = ON")
         # Erased subscribers must leave no readable bytes behind in the file.
         db.execute("PRAGMA secure_delete = ON")
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.enable_wal()
+        _enable_wal(db)
+        # In WAL mode NORMAL loses no data on a crash of the program, only possibly the last
+        # commits on a power cut, and it spares an fsync per transaction.
         db.execute("PRAGMA synchronous = NORMAL")
-    except sqlite3.DatabaseError as exc:
-        raise NewsletterError(f"{path}: cannot open database: {exc}") from None
-    if migrate:
-        migrations.apply(db)
+        if migrate and migrations.pending(db):
+            # Two processes opening a new file at once would both see the same pending
+            # migrations; the write lock makes the second wait and then find none left.
+            with immediate(db):
+                migrations.apply(db)
+    except (sqlite3.Error, OSError) as exc:
+        if conn is not None:
+            conn.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise NewsletterError(f"{path}: cannot open database: {reason}") from None
     return db
+
+
+def _enable_wal(db: Database) -> None:
+    """Switch a new file to WAL; the setting is stored in the file, so this happens once.
+
+    Switching needs the file to itself, and SQLite answers "locked" at once rather than
+    waiting when another connection opens the same new file, so this retries.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.enable_wal()
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def meta_get(db: Database, key: str) -> str | None:

@@ -51,8 +51,12 @@ def make(key: bytes, purpose: str, *values: int, expires_at: int | None = None) 
 
 def check(key: bytes, purpose: str, token: str, *, now: float | None = None) -> TokenData:
     """The token's values, or InvalidToken when it is forged, altered, malformed or expired."""
-    body, dot, mac = (token or "").partition(".")
-    if not dot or not body or len(token) > 200:
+    # Tokens arrive from URLs and mail subjects: anything that is not the short ASCII we make
+    # is refused here, as compare_digest raises TypeError on non-ASCII text.
+    if not isinstance(token, str) or len(token) > 200 or not token.isascii():
+        raise InvalidToken("malformed token")
+    body, dot, mac = token.partition(".")
+    if not dot or not body:
         raise InvalidToken("malformed token")
     if not hmac.compare_digest(mac, _mac(key, purpose, body)):
         raise InvalidToken("invalid token")

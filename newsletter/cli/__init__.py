@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Annotated
 
@@ -23,18 +24,34 @@ def fail(message: str) -> typer.Exit:
 
 
 class NewsletterGroup(TyperGroup):
-    """Turns every NewsletterError raised by a command into a one-line error, exit 1."""
+    """Turns every NewsletterError raised by a command into a one-line error, exit 1.
+
+    A locked or damaged database file and a file or folder that cannot be written are the
+    user's to fix, not bugs, so sqlite3 and OS errors get the same one line.
+    """
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except NewsletterError as exc:
             raise fail(str(exc)) from None
+        except sqlite3.Error as exc:
+            where = ctx.obj.settings.db if isinstance(ctx.obj, State) else "database"
+            raise fail(f"{where}: {exc}") from None
+        except BrokenPipeError:
+            raise  # `newsletter ... | head`: click leaves quietly
+        except OSError as exc:
+            raise fail(_os_error(exc)) from None
+
+
+def _os_error(exc: OSError) -> str:
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 app = typer.Typer(
     cls=NewsletterGroup,
-    help="Compose and mail topic newsletters.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold secrets
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -69,13 +86,11 @@ def root(
     Example: newsletter articles import feed.xml && newsletter build --topic Vaikuttavuus
     """
     path = config_path(config)
-    try:
-        settings = load_settings(path)
-    except NewsletterError as exc:
-        raise fail(str(exc)) from None
+    settings = load_settings(path)
     if db is not None:
         settings = settings.with_overrides(db=db)
     ctx.obj = State(settings=settings, config_path=path)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @app.command()
@@ -90,6 +105,8 @@ def init(ctx: typer.Context) -> None:
         typer.echo(f"wrote {current.config_path}")
     else:
         typer.echo(f"{current.config_path} exists; left as it is")
+    # Read the file again: when it was just written, its database path resolves against
+    # its folder, which the defaults loaded before it existed could not know.
     settings = load_settings(current.config_path)
     database = settings.db if ctx.find_root().params.get("db") is None else current.settings.db
     open_db(database).close()

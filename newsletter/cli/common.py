@@ -27,6 +27,11 @@ class State:
             self._db = open_db(self.settings.db)
         return self._db
 
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
 
 def state(ctx: typer.Context) -> State:
     root = ctx.find_root()
