@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from newsletter import intake
 
 app = typer.Typer(
-    help="Articles: import from feeds and files, list by topic.", no_args_is_help=True
+    help="Articles: import from feeds and files, list by topic.\n\n"
+    "Example: newsletter articles list --topic Vaikuttavuus --since 30d",
+    no_args_is_help=True,
 )
 
 

@@ -12,7 +12,10 @@ from newsletter import editions
 from newsletter.cli.common import print_json, state, warn
 from newsletter.errors import NewsletterError
 
-editions_app = typer.Typer(help="Stored editions: list and inspect.", no_args_is_help=True)
+editions_app = typer.Typer(
+    help="Stored editions: list and inspect.\n\nExample: newsletter editions show 3",
+    no_args_is_help=True,
+)
 
 DEFAULT_OUT = Path("editions")
 

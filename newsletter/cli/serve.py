@@ -11,7 +11,11 @@ from rich.progress import Progress
 from newsletter import mailbox_unsubscribe
 from newsletter.cli.common import print_json, state, stderr_is_tty, warn
 
-unsubscribes = typer.Typer(help="Unsubscribe requests that arrived by mail.", no_args_is_help=True)
+unsubscribes = typer.Typer(
+    help="Unsubscribe requests that arrived by mail.\n\n"
+    "Example: newsletter unsubscribes import unsubscribe.mbox",
+    no_args_is_help=True,
+)
 
 
 def serve(

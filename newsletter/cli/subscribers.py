@@ -16,7 +16,11 @@ from newsletter import confirmations, export, importer, subscribers, topics
 from newsletter.cli.common import print_json, state, stderr_is_tty, warn
 from newsletter.errors import NewsletterError
 
-app = typer.Typer(help="Subscribers, their topics and consent.", no_args_is_help=True)
+app = typer.Typer(
+    help="Subscribers, their topics and consent.\n\n"
+    "Example: newsletter subscribers show maija@example.fi",
+    no_args_is_help=True,
+)
 
 TopicOption = Annotated[
     list[str] | None, typer.Option("--topic", "-t", help="Topic slug or name (repeatable)")

@@ -9,7 +9,10 @@ import typer
 from newsletter import subscribers, topics
 from newsletter.cli.common import print_json, state
 
-app = typer.Typer(help="Topics: each has its own newsletter.", no_args_is_help=True)
+app = typer.Typer(
+    help="Topics: each has its own newsletter.\n\nExample: newsletter topics list --json",
+    no_args_is_help=True,
+)
 
 
 @app.command("add")
