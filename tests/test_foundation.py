@@ -778,3 +778,17 @@ def test_python_m_newsletter_runs_the_cli(workdir: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("newsletter ")
+
+
+def test_a_mistyped_config_or_db_path_is_warned_about(cli, workdir: Path) -> None:
+    fresh = cli.ok("--db", "typo.db", "topics", "list")
+    assert "typo.db does not exist: creating a new, empty database" in fresh.stderr
+    again = cli.ok("--db", "typo.db", "topics", "list")
+    assert "does not exist" not in again.stderr
+    from newsletter.cli import app
+
+    defaults = CliRunner().invoke(app, ["--config", "absent.toml", "topics", "list"])
+    assert defaults.exit_code == 0
+    assert "absent.toml does not exist: using the default settings" in defaults.stderr
+    made = CliRunner().invoke(app, ["--config", "new.toml", "init"])
+    assert made.exit_code == 0 and "does not exist" not in made.stderr

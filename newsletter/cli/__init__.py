@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 
 from newsletter import __version__
 from newsletter.cli import articles, build, send, serve, subscribers, topics
-from newsletter.cli.common import State, state
+from newsletter.cli.common import State, state, warn
 from newsletter.config import config_path, load_settings, write_template
 from newsletter.db import open_db
 from newsletter.errors import NewsletterError
@@ -64,6 +64,14 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _warn_about_new_paths(config: Path, *, explicit_config: bool, db: Path | None) -> None:
+    """A mistyped --config or --db would otherwise run silently on defaults or an empty file."""
+    if explicit_config and not config.exists():
+        warn(f"{config} does not exist: using the default settings")
+    if db is not None and not db.exists() and db.parent.is_dir():
+        warn(f"{db} does not exist: creating a new, empty database")
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -89,6 +97,8 @@ def root(
     settings = load_settings(path)
     if db is not None:
         settings = settings.with_overrides(db=db)
+    if ctx.invoked_subcommand != "init":
+        _warn_about_new_paths(path, explicit_config=config is not None, db=db)
     ctx.obj = State(settings=settings, config_path=path)
     ctx.call_on_close(ctx.obj.close)
 
