@@ -187,3 +187,9 @@ def m004_web_signup_attempts(db: Database) -> None:
         CREATE INDEX web_signup_attempts_time ON web_signup_attempts (time);
         """,
     )
+
+
+@migrations()
+def m005_topic_listing(db: Database) -> None:
+    # Feed tags create topics; staff decide which of them the public sign-up page offers.
+    db.execute("ALTER TABLE topics ADD COLUMN listed INTEGER NOT NULL DEFAULT 1")

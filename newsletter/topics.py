@@ -105,5 +105,36 @@ def resolve_many(db: Database, texts: list[str] | None) -> list[Topic]:
     return list(seen.values())
 
 
-def all_topics(db: Database) -> list[Topic]:
-    return [_row(r) for r in db.execute("SELECT id, slug, name FROM topics ORDER BY slug")]
+def all_topics(db: Database, *, listed_only: bool = False) -> list[Topic]:
+    """Every topic by slug; ``listed_only``: those the public sign-up page may offer."""
+    where = " WHERE listed = 1" if listed_only else ""
+    return [_row(r) for r in db.execute(f"SELECT id, slug, name FROM topics{where} ORDER BY slug")]
+
+
+def set_listed(db: Database, text: str, listed: bool) -> Topic:
+    """Offer a topic on the public sign-up page, or stop offering it (subscribers keep it)."""
+    topic = resolve(db, text)
+    db.execute("UPDATE topics SET listed = ? WHERE id = ?", [int(listed), topic.id])
+    return topic
+
+
+def remove_topic(db: Database, text: str) -> Topic:
+    """Delete a topic nobody subscribes to and no edition used (e.g. a stray feed tag).
+
+    Subscriptions, even ended ones, are the consent trail, and editions the record of what
+    was sent: a topic with either is hidden (``set_listed``), never deleted.
+    """
+    with immediate(db):
+        topic = resolve(db, text)
+        used = db.execute(
+            "SELECT (SELECT COUNT(*) FROM subscriptions WHERE topic_id = :id),"
+            " (SELECT COUNT(*) FROM edition_topics WHERE topic_id = :id)",
+            {"id": topic.id},
+        ).fetchone()
+        if used[0] or used[1]:
+            raise NewsletterError(
+                f"topic {topic.slug} has {used[0]} subscriptions and {used[1]} editions:"
+                f" hide it from the sign-up page instead (newsletter topics hide {topic.slug})"
+            )
+        db.execute("DELETE FROM topics WHERE id = ?", [topic.id])  # article tags cascade
+    return topic

@@ -52,8 +52,45 @@ def list_(
         return
     if not rows:
         typer.echo("no topics yet: import articles or run `newsletter topics add`")
+    hidden = {t.slug for t in topics.all_topics(db)} - {
+        t.slug for t in topics.all_topics(db, listed_only=True)
+    }
     for row in rows:
-        typer.echo(f"{row['slug']:30} {row['subscribers']:>7}  {row['name']}")
+        mark = "  (hidden from sign-up)" if row["slug"] in hidden else ""
+        typer.echo(f"{row['slug']:30} {row['subscribers']:>7}  {row['name']}{mark}")
+
+
+TopicArgument = Annotated[str, typer.Argument(help="Topic slug or name")]
+
+
+@app.command("hide")
+def hide(ctx: typer.Context, topic: TopicArgument) -> None:
+    """Stop offering a topic on the public sign-up page (its subscribers keep it).
+
+    Example: newsletter topics hide saatio
+    """
+    found = topics.set_listed(state(ctx).db, topic, False)
+    typer.echo(f"topic {found.slug}: hidden from the sign-up page")
+
+
+@app.command("unhide")
+def unhide(ctx: typer.Context, topic: TopicArgument) -> None:
+    """Offer a hidden topic on the public sign-up page again.
+
+    Example: newsletter topics unhide saatio
+    """
+    found = topics.set_listed(state(ctx).db, topic, True)
+    typer.echo(f"topic {found.slug}: offered on the sign-up page")
+
+
+@app.command("remove")
+def remove(ctx: typer.Context, topic: TopicArgument) -> None:
+    """Delete a topic nobody subscribes to and no edition used, e.g. a stray feed tag.
+
+    Example: newsletter topics remove uusi-kampanja
+    """
+    found = topics.remove_topic(state(ctx).db, topic)
+    typer.echo(f"topic {found.slug} removed (its articles keep their other topics)")
 
 
 def register(root: typer.Typer) -> None:

@@ -103,7 +103,13 @@ def load_preferences(db: Database, subscriber_id: int) -> Preferences:
             "SELECT topic_id, status FROM subscriptions WHERE subscriber_id = ?", [subscriber_id]
         ).fetchall()
     )
-    choices = [TopicChoice(t.id, t.slug, t.name, statuses.get(t.id)) for t in all_topics(db)]
+    listed = set(all_topics(db, listed_only=True))
+    # Listed topics, and any other the person has a subscription to (so they can leave it).
+    choices = [
+        TopicChoice(t.id, t.slug, t.name, statuses.get(t.id))
+        for t in all_topics(db)
+        if t.id in statuses or t in listed
+    ]
     return Preferences(subscriber_id, person["lang"], choices)
 
 

@@ -59,7 +59,7 @@ def health() -> Response:
 def subscribe() -> Page:
     w = web()
     db = w.db()
-    topics = all_topics(db)
+    topics = all_topics(db, listed_only=True)  # hidden topics can be neither seen nor posted
     if request.method == "GET":
         g.lang = request_lang()
         chosen = {request.args.get("topic", "")}
