@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
+from newsletter import dates
 from newsletter import topics as topics_mod
 from newsletter.clock import from_iso, now_iso, to_iso
+from newsletter.errors import NewsletterError
 
 
 @dataclass
@@ -140,6 +143,21 @@ _SELECT = (
     "  JOIN topics t ON t.id = at.topic_id WHERE at.article_id = a.id) AS slugs"
     " FROM articles a"
 )
+
+
+def window(
+    since: str | None, until: str | None, tz: ZoneInfo
+) -> tuple[datetime | None, datetime | None]:
+    """The ``--since``/``--until`` options as (start, exclusive end).
+
+    A window that ends before it starts is refused: "no articles match" would send staff
+    looking for missing articles instead of at the swapped dates.
+    """
+    start = dates.start_of(since, tz) if since else None
+    end = dates.end_of(until, tz) if until else None
+    if start is not None and end is not None and start >= end:
+        raise NewsletterError(f"--since {since} is later than --until {until}")
+    return start, end
 
 
 def select(

@@ -8,13 +8,16 @@ blocklisted addresses. The caller shows the same page whatever happened here.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlite_utils import Database
 
 from newsletter import links, message, render, smtp, subscribers, tokens
+from newsletter.clock import now, to_iso
 from newsletter.config import LANGUAGES, Settings
 from newsletter.db import immediate, token_key
 from newsletter.errors import InvalidToken, NewsletterError
@@ -192,23 +195,66 @@ def request_confirmation(
     return True
 
 
+@dataclass(frozen=True)
+class Mailed:
+    """What ``send_confirmations`` did."""
+
+    sent: int  # confirmation requests mailed now
+    skipped: int  # people whose earlier request still covers all they have pending
+
+
+def has_valid_request(db: Database, settings: Settings, subscriber_id: int) -> bool:
+    """True when an active person's pending topics were all in a confirmation request
+    mailed within ``confirm_days``: the link in it still works and confirms them all."""
+    person = subscribers.get(db, subscriber_id)
+    if person is None or person["status"] != MAILABLE_STATUS:
+        return False
+    pending = {t.slug for t in _topics_with_status(db, subscriber_id, "unconfirmed")}
+    if not pending:
+        return False
+    # Stored times are UTC ISO 8601 with seconds, so they compare as text.
+    since = to_iso(now() - timedelta(days=settings.confirm_days))
+    rows = db.execute(
+        "SELECT detail FROM events WHERE subscriber_id = ? AND action = 'confirmation-sent'"
+        " AND time > ?",
+        [subscriber_id, since],
+    )
+    return any(pending <= set(_mailed_topics(detail)) for (detail,) in rows)
+
+
+def _mailed_topics(detail: str | None) -> list[str]:
+    try:
+        data = json.loads(detail or "{}")
+    except ValueError:
+        return []
+    topics = data.get("topics") if isinstance(data, dict) else None
+    return topics if isinstance(topics, list) else []
+
+
 def send_confirmations(
     db: Database, settings: Settings, subscriber_ids: Iterable[int], *, source: str = "cli"
-) -> int:
-    """Mail confirmation requests to each unconfirmed person; the number of mails sent.
+) -> Mailed:
+    """Mail confirmation requests to each unconfirmed person; how many were mailed.
 
-    For ``subscribers add/import --send-confirmation``, over one reused connection. An
-    address the server refuses (5xx) is skipped with a ``confirmation-refused`` event, and
-    the others are still mailed: stopping there would stop every rerun at the same
-    address. Once all are tried, refusals raise a NewsletterError that counts them. A
-    connection failure stops at once with a NewsletterError that says how many were
-    mailed; a rerun mails the rest (and those already mailed again, which harms nobody).
+    For ``subscribers add/import --send-confirmation``, over one reused connection. People
+    whose earlier request is still valid for everything they have pending are skipped, so
+    importing the same list again does not mail the same people again. (The web sign-up
+    mails again on purpose: there the person is asking.) An address the server refuses
+    (5xx) is skipped with a ``confirmation-refused`` event, and the others are still
+    mailed: stopping there would stop every rerun at the same address. Once all are
+    tried, refusals raise a NewsletterError that counts them. A connection failure stops
+    at once with a NewsletterError that says how many were mailed; a rerun mails the rest.
     """
+    # Every request carries a link to base_url: never one the web service would refuse.
+    links.check_base_url(settings)
     ids = list(dict.fromkeys(subscriber_ids))
-    sent = 0
+    sent = skipped = 0
     refused: list[str] = []
     with smtp.Connection(settings) as connection:
         for done, subscriber_id in enumerate(ids):
+            if has_valid_request(db, settings, subscriber_id):
+                skipped += 1
+                continue
             try:
                 sent += request_confirmation(
                     db, settings, subscriber_id, connection=connection, source=source
@@ -228,7 +274,7 @@ def send_confirmations(
             f"{sent} of {len(ids)} confirmation requests mailed; the mail server refused"
             f" {len(refused)} (first reply: {refused[0]})"
         )
-    return sent
+    return Mailed(sent, skipped)
 
 
 def _subscriber_from_token(db: Database, settings: Settings, token: str) -> int:

@@ -133,14 +133,23 @@ def make_preheader(intro: str | None, chosen: Sequence[Article]) -> str:
     return render.shorten(source, PREHEADER_LIMIT)
 
 
+# Statuses of an edition that has gone out (at least in part). A draft has not: it may be
+# rebuilt or deleted, so it must not move the next edition's window.
+OUT_STATUSES = ("sending", "paused", "sent")
+
+
 def previous_cutoff(db: Database, topic_id: int) -> tuple[int, datetime] | None:
-    """The topic's latest edition and the publication time of its newest article.
+    """The topic's latest edition that has gone out, and the publication time of its newest
+    article.
 
     Articles of the topic count first (a multi-topic edition may carry newer articles of
     another topic); an edition without any falls back to its newest article of all.
     """
+    marks = ", ".join("?" for _ in OUT_STATUSES)
     row = db.execute(
-        "SELECT max(edition_id) FROM edition_topics WHERE topic_id = ?", [topic_id]
+        "SELECT max(et.edition_id) FROM edition_topics et JOIN editions e ON e.id = et.edition_id"
+        f" WHERE et.topic_id = ? AND e.status IN ({marks})",
+        [topic_id, *OUT_STATUSES],
     ).fetchone()
     if row is None or row[0] is None:
         return None
@@ -175,8 +184,9 @@ def select_articles(
 ) -> tuple[list[Article], str]:
     """The articles of an edition, newest first, and a description of the window used.
 
-    With an explicit ``since`` every topic shares it. Without, each topic starts after its
-    previous edition's newest article (so editions never repeat one), or 30 days back.
+    With an explicit ``since`` every topic shares it. Without, each topic starts after the
+    newest article of its latest edition that went out (so sent editions never repeat one,
+    while drafts can be rebuilt), or 30 days back.
     """
     found: dict[int, Article] = {}
     described: list[str] = []
@@ -186,12 +196,19 @@ def select_articles(
             previous = previous_cutoff(db, topic.id)
             if previous is None:
                 start = now() - timedelta(days=FIRST_EDITION_DAYS)
-                described.append(f"{topic.slug}: published since {_local(start, tz)}")
+                described.append(
+                    f"{topic.slug}: published since {_local(start, tz)}, no edition sent yet"
+                )
             else:
                 start, exclusive = previous[1], True
                 described.append(
                     f"{topic.slug}: published after {_local(start, tz)},"
-                    f" the newest article of edition {previous[0]}"
+                    f" the newest article of edition {previous[0]}, the latest one sent"
+                )
+            if until is not None and start >= until:
+                raise NewsletterError(
+                    f"--until ends before the window starts ({described[-1]}):"
+                    " choose --since as well"
                 )
         for article in articles_mod.select(db, [topic.id], start, until, since_exclusive=exclusive):
             found.setdefault(article.id, article)
@@ -226,10 +243,7 @@ def build(
     chosen_topics = topics_mod.resolve_many(db, topics)
     if not chosen_topics:
         raise NewsletterError("choose at least one topic with --topic")
-    start = dates.start_of(since, settings.tz) if since else None
-    end = dates.end_of(until, settings.tz) if until else None
-    if start is not None and end is not None and start >= end:
-        raise NewsletterError("--since must be before --until")
+    start, end = articles_mod.window(since, until, settings.tz)
     names = [t.name for t in chosen_topics]
     # One write transaction from selection to insert: two builds at once must not both
     # take the same "new" articles.
@@ -309,6 +323,31 @@ def write_files(out: Path, edition_id: int, html: str, text: str) -> tuple[Path,
     except OSError as exc:
         raise NewsletterError(f"cannot write the edition to {out}: {exc.strerror}") from None
     return html_path, text_path
+
+
+def delete(db: Database, edition_id: int, out: Path) -> None:
+    """Delete a draft edition and its ``edition-<id>.html/.txt`` in ``out`` if present.
+
+    An edition that has started going out is kept: its delivery log is the record of who
+    was sent what.
+    """
+    with immediate(db):  # the status read and the delete must not straddle a send's start
+        row = db.execute("SELECT status FROM editions WHERE id = ?", [edition_id]).fetchone()
+        if row is None:
+            raise NotFound(f"no edition {edition_id} (see `newsletter editions list`)")
+        if row[0] != "draft":
+            raise NewsletterError(
+                f"edition {edition_id} is {row[0]}, not a draft: it is kept as the record"
+                " of who was sent what"
+            )
+        # ON DELETE CASCADE removes its topics and articles (a draft has no deliveries).
+        db.execute("DELETE FROM editions WHERE id = ?", [edition_id])
+        # Removed inside the transaction: a file that cannot be removed keeps the edition.
+        for path in file_paths(out, edition_id):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise NewsletterError(f"cannot remove {path}: {exc.strerror}") from None
 
 
 def get(db: Database, edition_id: int) -> Edition:

@@ -5,14 +5,48 @@ Tokens are short (see ``tokens``) so URLs stay well under header line limits.
 
 from __future__ import annotations
 
-from urllib.parse import quote
+import ipaddress
+from urllib.parse import quote, urlsplit
 
 from newsletter import tokens
 from newsletter.config import Settings
+from newsletter.errors import ConfigError
 
 UNSUBSCRIBE = "unsub"
 PREFERENCES = "prefs"
 CONFIRM = "confirm"
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
+        ".localhost"
+    ):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(settings: Settings) -> str | None:
+    """None for an https base URL; a warning for plain http on loopback; else ConfigError.
+
+    Links in every email point at the base URL, so a plain-http one would send tokens and
+    sign-up data in clear text over the internet. ``serve`` and every command that mails
+    links ask this first, so nobody is mailed a link the service would not answer.
+    """
+    parts = urlsplit(settings.base_url)
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http" and is_loopback(parts.hostname or ""):
+        return (
+            f"base_url {settings.base_url} is plain http on loopback: fine for local use and"
+            " tests, but links in real emails need an https address"
+        )
+    raise ConfigError(
+        f"base_url {settings.base_url!r} must use https (plain http is accepted only on"
+        " loopback, e.g. http://127.0.0.1:8080)"
+    )
 
 
 def _base(settings: Settings) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import math
 import os
 import queue
 import random
@@ -839,16 +840,40 @@ def _interrupt_sets(event: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def no_recipients(edition: Edition) -> NewsletterError:
+    """The error for an edition nobody may receive (the caller raises it)."""
+    return NewsletterError(
+        f"edition {edition.id} has no recipients: nobody in topic(s)"
+        f" {', '.join(edition.topic_slugs)} is active and confirmed"
+    )
+
+
 def _start(db: Database, edition: Edition, include_new: bool) -> None:
-    """Fix the recipients on the first send (or add newcomers); mark the edition sending."""
+    """Fix the recipients on the first send (or add newcomers); mark the edition sending.
+
+    A first send that finds nobody raises inside the transaction, so the edition stays a
+    draft: marking it ``sent`` would hide that nobody got it.
+    """
     with immediate(db):
         current = db.execute("SELECT status FROM editions WHERE id = ?", [edition.id]).fetchone()
         if current[0] == "draft" or include_new:
-            _fix_recipients(db, edition)
+            added = _fix_recipients(db, edition)
+            if current[0] == "draft" and added == 0:
+                raise no_recipients(edition)
         db.execute(
             "UPDATE editions SET status = 'sending', updated = ? WHERE id = ?",
             [now_iso(), edition.id],
         )
+
+
+def _check_options(options: _Options) -> None:
+    # ``nan <= 0`` is False, so finiteness needs its own test; an infinite rate is no limit.
+    if not math.isfinite(options.rate) or options.rate <= 0:
+        raise NewsletterError(f"--rate must be a positive number, not {options.rate}")
+    if options.concurrency < 1 or options.batch_size < 1:
+        raise NewsletterError("--concurrency and --batch-size must be positive")
+    if options.max_errors < 1:
+        raise NewsletterError("--max-errors must be at least 1")
 
 
 def send(
@@ -877,10 +902,9 @@ def send(
         max_retries=settings.max_retries,
         retry_base=settings.retry_base if retry_base is None else retry_base,
     )
-    if options.rate <= 0 or options.concurrency < 1 or options.batch_size < 1:
-        raise NewsletterError("--rate, --concurrency and --batch-size must be positive")
-    if options.max_errors < 1:
-        raise NewsletterError("--max-errors must be at least 1")
+    _check_options(options)
+    # Before the lock and the delivery log: a refused base URL leaves nothing marked.
+    links.check_base_url(settings)
     edition = load_edition(db, edition_id)
     owner = uuid.uuid4().hex
     acquire_lock(db, edition.id, owner)
@@ -917,6 +941,7 @@ def send_test(
     db: Database, settings: Settings, edition_id: int, addresses: Sequence[str]
 ) -> list[tuple[str, str]]:
     """Send a ``[TEST]`` copy to each address; no delivery is recorded. (address, Message-ID)."""
+    links.check_base_url(settings)
     edition = load_edition(db, edition_id)
     checked = normalize_test_addresses(addresses)
     _refuse_unmailable(db, checked)

@@ -297,8 +297,15 @@ def test_first_edition_takes_the_last_30_days(db, settings, workdir: Path) -> No
     assert [u.rsplit("/", 1)[1] for u in result.articles] == ["tuore", "kuukauden-vanha"]
 
 
-def test_next_edition_starts_after_the_previous_ones_newest_article(
-    db, settings, workdir: Path
+def _mark(db, edition_id: int, status: str) -> None:
+    """What a send does to the edition's status (the send itself is tested in test_send)."""
+    with db.atomic():
+        db.execute("UPDATE editions SET status = ? WHERE id = ?", [status, edition_id])
+
+
+@pytest.mark.parametrize("status", ["sending", "paused", "sent"])
+def test_next_edition_starts_after_the_newest_article_of_the_last_one_sent(
+    db, settings, workdir: Path, status: str
 ) -> None:
     now = clock.now()
     add_articles(
@@ -306,7 +313,10 @@ def test_next_edition_starts_after_the_previous_ones_newest_article(
     )
     first = _build(db, settings, workdir, since=None)
     assert len(first.articles) == 2
-    with pytest.raises(NewsletterError, match=r"no articles .* newest article of edition 1"):
+    _mark(db, first.edition_id, status)
+    with pytest.raises(
+        NewsletterError, match=r"no articles .* newest article of edition 1, the latest one sent"
+    ):
         _build(db, settings, workdir, since=None)
     # A newer article is picked up, and only that one.
     add_articles(db, [_article("Kolmas", now - timedelta(hours=5))])
@@ -315,6 +325,33 @@ def test_next_edition_starts_after_the_previous_ones_newest_article(
     # An explicit --since overrides the window.
     again = _build(db, settings, workdir, since="7d")
     assert len(again.articles) == 3
+
+
+def test_drafts_do_not_move_the_window(db, settings, workdir: Path) -> None:
+    """Build, spot a typo, build again: the second draft gets the same articles."""
+    now = clock.now()
+    add_articles(
+        db, [_article("Eka", now - timedelta(days=3)), _article("Toka", now - timedelta(days=2))]
+    )
+    first = _build(db, settings, workdir, since=None, subject="Kirjoitusvirhe")
+    fixed = _build(db, settings, workdir, since=None, subject="Korjattu")
+    assert fixed.articles == first.articles and len(fixed.articles) == 2
+    # A sent edition moves it; a newer draft after the sent one does not.
+    _mark(db, first.edition_id, "sent")
+    add_articles(db, [_article("Kolmas", now - timedelta(hours=5))])
+    draft = _build(db, settings, workdir, since=None)
+    again = _build(db, settings, workdir, since=None)
+    assert draft.articles == again.articles == ["https://www.example.fi/ajankohtaista/kolmas"]
+
+
+def test_the_window_of_a_topic_with_only_drafts_is_the_last_30_days(
+    db, settings, workdir: Path
+) -> None:
+    now = clock.now()
+    add_articles(db, [_article("Tuore", now - timedelta(days=2))])
+    _build(db, settings, workdir, since=None)
+    with pytest.raises(NewsletterError, match=r"published since .*, no edition sent yet"):
+        _build(db, settings, workdir, since=None, until="2020-01-01")
 
 
 def test_since_until_limit_and_newest_first(db, settings, workdir: Path) -> None:
@@ -363,8 +400,10 @@ def test_bad_options_are_errors(db, settings, workdir: Path) -> None:
         _build(db, settings, workdir, limit=0)
     with pytest.raises(NewsletterError, match="invalid date"):
         _build(db, settings, workdir, since="eilen")
-    with pytest.raises(NewsletterError, match="before --until"):
+    with pytest.raises(NewsletterError, match="--since 2025-08-10 is later than --until"):
         _build(db, settings, workdir, since="2025-08-10", until="2025-08-01")
+    with pytest.raises(NewsletterError, match="--since 0d is later than --until 2025-08-01"):
+        _build(db, settings, workdir, since="0d", until="2025-08-01")
     with pytest.raises(NewsletterError, match="at least one topic"):
         _build(db, settings, workdir, topics=[])
     assert _edition_count(db) == 0
@@ -640,3 +679,58 @@ def test_cli_preview_open_starts_the_browser(cli, db, workdir: Path, monkeypatch
     cli.ok("preview", "1", "--open")
     opened = record.read_text(encoding="utf-8").split()
     assert opened == [(workdir / "editions/edition-1.html").resolve().as_uri()]
+
+
+def test_cli_since_later_than_until_is_one_line_error(cli, db) -> None:
+    add_articles(db, sample_articles(BASE))
+    result = cli("build", "-t", TOPIC_SLUG, "--since", "2025-08-20", "--until", "2025-08-10")
+    assert result.exit_code == 1
+    assert result.stderr == "error: --since 2025-08-20 is later than --until 2025-08-10\n"
+    # No --since: the default window (the last 30 days) starts after this --until.
+    early = cli("build", "-t", TOPIC_SLUG, "--until", "2025-08-10")
+    assert early.exit_code == 1
+    assert early.stderr.startswith("error: --until ends before the window starts (")
+    assert early.stderr.count("\n") == 1
+    assert _edition_count(db) == 0
+
+
+def test_cli_editions_delete_a_draft(cli, db, workdir: Path) -> None:
+    add_articles(db, sample_articles(BASE))
+    cli.ok("build", "--topic", TOPIC_SLUG, "--since", "2025-08-01")
+    cli.ok("build", "--topic", TOPIC_SLUG, "--since", "2025-08-01", "--out", "muualla")
+    assert (workdir / "editions/edition-1.html").exists()
+    result = cli.ok("editions", "delete", "1", "--json")
+    assert json.loads(result.stdout) == {"deleted": 1}
+    assert not (workdir / "editions/edition-1.html").exists()
+    assert not (workdir / "editions/edition-1.txt").exists()
+    assert [e.id for e in editions.list_(db)] == [2]
+    for table in ("edition_topics", "edition_articles"):
+        rows = db.execute(f"SELECT count(*) FROM {table} WHERE edition_id = 1").fetchone()[0]
+        assert rows == 0, table
+    # Its files are elsewhere (--out muualla) or gone: deleting still works.
+    (workdir / "muualla/edition-2.txt").unlink()
+    done = cli.ok("editions", "delete", "2", "--out", "muualla")
+    assert done.stdout == "deleted edition 2\n"
+    assert not (workdir / "muualla/edition-2.html").exists()
+    assert editions.list_(db) == []
+    missing = cli("editions", "delete", "2")
+    assert missing.exit_code == 1 and "no edition 2" in missing.stderr
+
+
+@pytest.mark.parametrize("status", ["sending", "paused", "sent"])
+def test_cli_editions_delete_refuses_an_edition_that_went_out(
+    cli, db, workdir: Path, status: str
+) -> None:
+    add_articles(db, sample_articles(BASE))
+    cli.ok("build", "--topic", TOPIC_SLUG, "--since", "2025-08-01")
+    _mark(db, 1, status)
+    before = editions.get(db, 1)
+    result = cli("editions", "delete", "1", "--json")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: edition 1 is {status}, not a draft:"
+        " it is kept as the record of who was sent what\n"
+    )
+    assert result.stdout == ""
+    assert editions.get(db, 1) == before
+    assert (workdir / "editions/edition-1.html").exists()

@@ -368,6 +368,15 @@ def test_guid_arriving_later_updates_the_article_stored_by_url(db) -> None:
         ("broken.xml", "not a well-formed feed: no element found at line 15"),
         ("not-a-feed.html", "not a well-formed feed"),
         ("bad-item.json", "item 2: 'Osoite puuttuu' has no url"),
+        (
+            "bad-link.json",
+            "item 2: 'Skriptilinkki' has a link that is not an http(s) address:"
+            " 'javascript:alert(1)'",
+        ),
+        (
+            "atom-no-link.xml",
+            "item 2: 'Linkitön' has a link that is not an http(s) address: 'urn:uuid:",
+        ),
         ("bad-date.csv", "line 4: unreadable date 'ensi viikolla'"),
         ("missing.xml", "no such file or folder"),
     ],
@@ -576,6 +585,22 @@ def test_list_text_output_and_bad_options(cli) -> None:
     assert cli("articles", "list", "--limit", "0").exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [("2025-10-01", "2025-09-01"), ("2025-09-02", "2025-09-01"), ("1d", "2025-09-01")],
+)
+def test_list_since_later_than_until_is_one_line_error(cli, since: str, until: str) -> None:
+    imported(cli, DATA / "atom.xml")
+    result = cli("articles", "list", "--since", since, "--until", until)
+    assert result.exit_code == 1
+    assert result.stderr == f"error: --since {since} is later than --until {until}\n"
+    assert result.stdout == ""
+    # The same day as both ends is one whole day, not an error.
+    assert [
+        row["title"] for row in listed(cli, "--since", "2025-09-30", "--until", "2025-09-30")
+    ] == ["Nuoret & tulevaisuus"]
+
+
 # --- the bundled sample ---------------------------------------------------------------------
 
 
@@ -730,6 +755,42 @@ def test_relative_links_resolve_against_the_site() -> None:
     [item] = feeds.parse_feed(body, Settings())
     assert item.url == "https://www.example.fi/blogi/suhteellinen"
     assert item.image == "https://www.example.fi/kuvat/k.jpg"
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["javascript:alert(1)", "data:text/html,x", "mailto:toimitus@example.fi", "https:///polku"],
+)
+@pytest.mark.parametrize("suffix", [".json", ".csv"])
+def test_links_that_are_not_http_are_bad_items(link: str, suffix: str, tmp_path: Path) -> None:
+    path = tmp_path / f"outo{suffix}"
+    if suffix == ".json":
+        record = {"url": link, "title": "Outo linkki", "published": "2025-07-02"}
+        path.write_text(json.dumps([record]), encoding="utf-8")
+    else:
+        path.write_text(f'url,title,published\n"{link}",Outo linkki,2025-07-02\n', encoding="utf-8")
+    with pytest.raises(NewsletterError, match="'Outo linkki' has a link that is not an http"):
+        intake.read_source(str(path), Settings())
+
+
+def test_a_markdown_link_that_is_not_http_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text(
+        "---\ntitle: Skripti\nurl: javascript:alert(1)\npublished: 2025-07-02\n---\nTeksti.\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(NewsletterError, match=r"a\.md: 'Skripti' has a link that is not an http"):
+        intake.read_source(str(tmp_path), Settings())
+
+
+def test_a_relative_link_without_a_site_address_is_a_bad_item() -> None:
+    # No channel <link> to resolve against: the link stays relative, which no reader can open.
+    body = RSS.replace("<link>https://www.example.fi/</link>", "").format(
+        channel="",
+        items="<item><title>Suhteellinen</title><link>/blogi/x</link>"
+        "<pubDate>Mon, 01 Sep 2025 10:00:00 +0300</pubDate></item>",
+    )
+    with pytest.raises(ValueError, match="item 1: 'Suhteellinen' has a link that is not an http"):
+        feeds.parse_feed(body.encode(), Settings())
 
 
 def test_refused_and_cut_off_downloads_are_errors(cli, db) -> None:

@@ -29,6 +29,7 @@ from send_helpers import (
 from newsletter import links, placeholders, sending, subscribers, tokens
 from newsletter.clock import now_iso
 from newsletter.db import open_db, token_key
+from newsletter.errors import ConfigError, NewsletterError
 
 
 @pytest.fixture
@@ -374,15 +375,132 @@ def test_cli_errors_are_one_line(db, smtp_sink, cli):
     bad = cli("send", str(edition), "--to", "not an address", env=smtp_env(smtp_sink))
     assert bad.exit_code == 1 and bad.stderr.startswith("error: ")
     assert len(bad.stderr.strip().splitlines()) == 1
-    zero = cli("send", str(edition), "--yes", "--rate", "0", env=smtp_env(smtp_sink))
-    assert zero.exit_code == 1 and "--rate" in zero.stderr
 
 
-def test_an_edition_without_recipients_is_sent_at_once(db, mail_settings, smtp_sink):
-    edition = make_edition(db, [make_topic(db)])
-    report = sending.send(db, mail_settings, edition)
-    assert (report.status, report.total) == ("sent", 0)
+def lock_owner(db, edition: int) -> str | None:
+    return db.execute("SELECT lock_owner FROM editions WHERE id = ?", [edition]).fetchone()[0]
+
+
+def test_an_edition_without_recipients_is_refused_and_stays_a_draft(
+    db, mail_settings, smtp_sink, cli
+):
+    topic = make_topic(db)
+    [left, waiting] = add_people(db, topic, 2)
+    subscribers.unsubscribe(db, subscribers.find(db, left)["id"], None, "test")
+    waiting_id = subscribers.find(db, waiting)["id"]
+    with db.atomic():
+        subscribers.set_subscription(db, waiting_id, topic, "unconfirmed", "test")
+    edition = make_edition(db, [topic])
+    message = (
+        f"edition {edition} has no recipients: nobody in topic(s) vaikuttavuus"
+        " is active and confirmed"
+    )
+
+    with pytest.raises(NewsletterError) as caught:
+        sending.send(db, mail_settings, edition)
+    assert str(caught.value) == message
+    for args in (("--yes",), ("--yes", "--json"), ()):
+        result = cli("send", str(edition), *args, env=smtp_env(smtp_sink))
+        assert result.exit_code == 1
+        assert result.stderr == f"error: {message}\n"
+        assert "Send now?" not in result.stdout  # refused before asking
+    assert sending.status(db, edition)["status"] == "draft"
+    assert delivery_rows(db, edition) == []
+    assert lock_owner(db, edition) is None
     assert not smtp_sink.messages
+
+    # Once someone may be mailed, the same edition goes out as usual.
+    with db.atomic():
+        subscribers.set_subscription(db, waiting_id, topic, "confirmed", "test")
+    assert sending.send(db, mail_settings, edition).sent == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--rate", "nan"),
+        ("--rate", "inf"),
+        ("--rate", "-inf"),
+        ("--rate", "-5"),
+        ("--rate", "0"),
+        ("--concurrency", "0"),
+        ("--batch-size", "0"),
+        ("--max-errors", "0"),
+    ],
+)
+def test_bad_send_option_values_are_usage_errors(db, smtp_sink, cli, option, value):
+    topic = make_topic(db)
+    add_people(db, topic, 2)
+    edition = make_edition(db, [topic])
+    result = cli("send", str(edition), "--yes", option, value, env=smtp_env(smtp_sink))
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert not smtp_sink.messages
+    assert sending.status(db, edition)["status"] == "draft"
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), -1.0, 0.0])
+def test_the_core_refuses_a_rate_that_is_not_a_positive_number(db, mail_settings, rate):
+    topic = make_topic(db)
+    add_people(db, topic, 1)
+    edition = make_edition(db, [topic])
+    with pytest.raises(NewsletterError, match="--rate must be a positive number"):
+        sending.send(db, mail_settings, edition, rate=rate)
+    assert delivery_rows(db, edition) == []
+
+
+def test_plain_http_base_url_is_refused_before_anything_is_sent(db, mail_settings, smtp_sink, cli):
+    topic = make_topic(db)
+    add_people(db, topic, 3)
+    edition = make_edition(db, [topic])
+    public_http = mail_settings.with_overrides(base_url="http://uutiskirje.example.fi")
+    env = {**smtp_env(smtp_sink), "NEWSLETTER_BASE_URL": "http://uutiskirje.example.fi"}
+
+    with pytest.raises(ConfigError, match="must use https"):
+        sending.send(db, public_http, edition)
+    with pytest.raises(ConfigError, match="must use https"):
+        sending.send_test(db, public_http, edition, ["toimitus@example.fi"])
+    for args in (("--yes",), ("--to", "toimitus@example.fi"), ("--dry-run",)):
+        result = cli("send", str(edition), *args, env=env)
+        assert result.exit_code == 1
+        assert result.stderr.startswith("error: base_url 'http://uutiskirje.example.fi'")
+        assert len(result.stderr.splitlines()) == 1
+    assert not smtp_sink.messages
+    assert sending.status(db, edition)["status"] == "draft"
+    assert delivery_rows(db, edition) == []
+    assert lock_owner(db, edition) is None
+
+
+def test_plain_http_on_loopback_sends_with_a_warning(db, smtp_sink, cli):
+    topic = make_topic(db)
+    [email] = add_people(db, topic, 1)
+    edition = make_edition(db, [topic])
+    env = {**smtp_env(smtp_sink), "NEWSLETTER_BASE_URL": "http://127.0.0.1:8080"}
+
+    test_copy = cli.ok("send", str(edition), "--to", "toimitus@example.fi", env=env)
+    assert "warning: base_url http://127.0.0.1:8080 is plain http on loopback" in test_copy.stderr
+    result = cli.ok("send", str(edition), "--yes", env=env)
+    assert "warning: base_url http://127.0.0.1:8080 is plain http on loopback" in result.stderr
+    text, _html = parts(smtp_sink.to(email)[0].message)
+    assert "Peru tilaus: http://127.0.0.1:8080/u/" in text
+
+
+def test_test_copies_speak_json(db, smtp_sink, cli):
+    edition = make_edition(db, [make_topic(db)])
+    env = smtp_env(smtp_sink)
+    args = ("send", str(edition), "--to", "Toimitus@Example.FI", "--to", "b@example.fi", "--json")
+    sent = json.loads(cli.ok(*args, env=env).stdout)
+    received = {m.rcpt_tos[0]: m.message["Message-ID"] for m in smtp_sink.messages}
+    assert sent == [
+        {"to": "Toimitus@example.fi", "message_id": received["Toimitus@example.fi"]},
+        {"to": "b@example.fi", "message_id": received["b@example.fi"]},
+    ]
+    planned = json.loads(cli.ok(*args, "--dry-run", env=env).stdout)
+    assert planned == [
+        {"to": "Toimitus@example.fi", "message_id": None},
+        {"to": "b@example.fi", "message_id": None},
+    ]
+    assert len(smtp_sink.messages) == 2
 
 
 def test_a_send_whose_lock_was_taken_over_stops(db, settings, smtp_sink, monkeypatch):

@@ -587,11 +587,55 @@ def test_send_confirmations_mails_only_unconfirmed_people(settings, db, smtp_sin
     ]
     done = subscribers.add(db, "valmis@example.fi", topic_ids=[tid], status="confirmed")
     ids = [r.subscriber_id for r in [*waiting, done]]
-    assert confirmations.send_confirmations(db, config, ids) == 2
+    assert confirmations.send_confirmations(db, config, ids) == confirmations.Mailed(2, 0)
     assert len(smtp_sink.messages) == 2
     assert smtp_sink.to("valmis@example.fi") == []
     sent = [e for e in events(db) if e["action"] == "confirmation-sent"]
     assert len(sent) == 2
+
+
+def test_send_confirmations_skips_people_whose_request_is_still_valid(
+    settings, db, smtp_sink
+) -> None:
+    config = web_settings(settings, smtp_sink)
+    tid = topics.add_topic(db, "yhteisovaikuttavuus", "Yhteisövaikuttavuus").id
+    ids = [
+        subscribers.add(
+            db, f"odottaa{n}@example.fi", topic_ids=[tid], status="unconfirmed"
+        ).subscriber_id
+        for n in range(3)
+    ]
+    assert confirmations.send_confirmations(db, config, ids[:2]) == confirmations.Mailed(2, 0)
+    assert confirmations.has_valid_request(db, config, ids[0])
+    assert not confirmations.has_valid_request(db, config, ids[2])
+    assert confirmations.send_confirmations(db, config, ids) == confirmations.Mailed(1, 2)
+    assert len(smtp_sink.messages) == 3
+    # The web sign-up path: a person asking again gets a new mail at once.
+    assert confirmations.request_confirmation(db, config, ids[0])
+    assert len(smtp_sink.to("odottaa0@example.fi")) == 2
+    # A zero-day validity means no request is still valid.
+    expired = config.with_overrides(confirm_days=0)
+    assert not confirmations.has_valid_request(db, expired, ids[0])
+
+
+def test_send_confirmations_refuses_a_plain_http_base_url(settings, db, smtp_sink) -> None:
+    config = web_settings(settings, smtp_sink).with_overrides(
+        base_url="http://uutiskirje.example.fi"
+    )
+    tid = topics.add_topic(db, "yhteisovaikuttavuus", "Yhteisövaikuttavuus").id
+    sid = subscribers.add(db, "odottaa@example.fi", topic_ids=[tid], status="unconfirmed")
+    with pytest.raises(ConfigError, match="must use https"):
+        confirmations.send_confirmations(db, config, [sid.subscriber_id])
+    assert smtp_sink.messages == []
+    assert events(db, "confirmation-sent") == []
+
+
+def test_base_url_rule_lives_in_the_core_and_is_shared_with_serve() -> None:
+    from newsletter.web import server
+
+    assert check_base_url is links.check_base_url and server.is_loopback is links.is_loopback
+    assert links.is_loopback("127.0.0.5") and links.is_loopback("[::1]")
+    assert links.is_loopback("app.localhost") and not links.is_loopback("example.fi")
 
 
 def test_send_confirmations_gets_past_a_refused_address(settings, db, smtp_sink) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from newsletter import articles, dates, topics
+from newsletter import articles, topics
 from newsletter.cli.common import print_json, state, stderr_is_tty
 from newsletter.dates import format_date
 
@@ -115,12 +115,9 @@ def list_(
     st = state(ctx)
     tz = st.settings.tz
     chosen = topics.resolve_many(st.db, topic)
+    start, end = articles.window(since, until, tz)
     found = articles.select(
-        st.db,
-        topic_ids=[t.id for t in chosen] or None,
-        since=dates.start_of(since, tz) if since else None,
-        until=dates.end_of(until, tz) if until else None,
-        limit=limit,
+        st.db, topic_ids=[t.id for t in chosen] or None, since=start, until=end, limit=limit
     )
     if as_json:
         print_json([a.as_json(tz) for a in found])

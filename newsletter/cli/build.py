@@ -13,7 +13,7 @@ from newsletter.cli.common import print_json, state, warn
 from newsletter.errors import NewsletterError
 
 editions_app = typer.Typer(
-    help="Stored editions: list and inspect.\n\nExample: newsletter editions show 3",
+    help="Stored editions: list, inspect and delete drafts.\n\nExample: newsletter editions show 3",
     no_args_is_help=True,
 )
 
@@ -44,8 +44,8 @@ def build(
         str | None,
         typer.Option(
             "--since",
-            help="First day (YYYY-MM-DD, or 14d / 2w back). Default: after the previous"
-            " edition of the topic, or the last 30 days",
+            help="First day (YYYY-MM-DD, or 14d / 2w back). Default: after the newest article"
+            " of the topic's latest edition sent (drafts do not count), or the last 30 days",
         ),
     ] = None,
     until: Annotated[
@@ -181,6 +181,26 @@ def show(
     typer.echo(f"  articles ({len(shown)}):")
     for article in shown:
         typer.echo(f"    - {article.title}\n      {article.url}")
+
+
+@editions_app.command("delete")
+def delete(
+    ctx: typer.Context,
+    edition_id: Annotated[int, typer.Argument(help="Edition number (a draft)")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder of its edition-ID.html and .txt")
+    ] = DEFAULT_OUT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Delete a draft edition and its files; editions that went out are kept.
+
+    Example: newsletter editions delete 3
+    """
+    editions.delete(state(ctx).db, edition_id, out)
+    if as_json:
+        print_json({"deleted": edition_id})
+        return
+    typer.echo(f"deleted edition {edition_id}")
 
 
 def register(root: typer.Typer) -> None:

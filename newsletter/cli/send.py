@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import AbstractContextManager, nullcontext
 from typing import Annotated
 
 import typer
 
-from newsletter import sending, smtp, subscribers
-from newsletter.cli.common import print_json, state, stderr_is_tty
+from newsletter import links, sending, smtp, subscribers
+from newsletter.cli.common import print_json, state, stderr_is_tty, warn
 
 
 def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, sending.Progress | None]:
@@ -56,15 +57,31 @@ def _summary(report: sending.SendReport) -> str:
     )
 
 
-def _test_copies(ctx: typer.Context, edition: int, to: list[str], *, dry_run: bool) -> None:
+def _test_copies(
+    ctx: typer.Context, edition: int, to: list[str], *, dry_run: bool, as_json: bool
+) -> None:
     db = state(ctx).db
     if dry_run:
         sending.load_edition(db, edition)
-        for address in sending.normalize_test_addresses(to):
-            typer.echo(f"a test copy would go to {address}")
+        addresses = sending.normalize_test_addresses(to)
+        copies: list[tuple[str, str | None]] = [(address, None) for address in addresses]
+    else:
+        copies = list(sending.send_test(db, state(ctx).settings, edition, to))
+    if as_json:
+        print_json([{"to": address, "message_id": message_id} for address, message_id in copies])
         return
-    for address, message_id in sending.send_test(db, state(ctx).settings, edition, to):
-        typer.echo(f"test copy sent to {address} {message_id}")
+    for address, message_id in copies:
+        if message_id is None:
+            typer.echo(f"a test copy would go to {address}")
+        else:
+            typer.echo(f"test copy sent to {address} {message_id}")
+
+
+def _positive_rate(value: float | None) -> float | None:
+    # Click's float type takes "nan" and "inf"; neither is a rate (and nan passes ``<= 0``).
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a positive number of messages per second")
+    return value
 
 
 def _print_plan(
@@ -101,21 +118,26 @@ def send(
         typer.Option("--to", help="Send a test copy to this address only (repeatable)"),
     ] = None,
     rate: Annotated[
-        float | None, typer.Option("--rate", help="Messages per second, all connections")
+        float | None,
+        typer.Option(
+            "--rate", callback=_positive_rate, help="Messages per second, all connections"
+        ),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", help="Parallel SMTP connections")
+        int | None, typer.Option("--concurrency", min=1, help="Parallel SMTP connections")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Recipients claimed at a time")
+        int | None, typer.Option("--batch-size", min=1, help="Recipients claimed at a time")
     ] = None,
     max_errors: Annotated[
-        int | None, typer.Option("--max-errors", help="Errors in a row before pausing")
+        int | None, typer.Option("--max-errors", min=1, help="Errors in a row before pausing")
     ] = None,
     include_new: Annotated[
         bool, typer.Option("--include-new", help="Also mail people who subscribed since")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the final status as JSON")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: the final status, or the test copies")
+    ] = False,
 ) -> None:
     """Send an edition to its topic's subscribers; run it again to resume.
 
@@ -123,14 +145,20 @@ def send(
     """
     current = state(ctx)
     db, settings = current.db, current.settings
+    # Every mail carries links to base_url: refuse one the web service would not serve.
+    base_url_warning = links.check_base_url(settings)
+    if base_url_warning:
+        warn(base_url_warning)
     if to:
-        _test_copies(ctx, edition, to, dry_run=dry_run)
+        _test_copies(ctx, edition, to, dry_run=dry_run, as_json=as_json)
         return
     info = sending.load_edition(db, edition)
     count, first = sending.plan(db, edition, include_new=include_new)
     if dry_run:
         _print_plan(edition, count, first, as_json=as_json)
         return
+    if count == 0 and info.status == "draft":
+        raise sending.no_recipients(info)
     if not yes:
         _confirm(info, count)
     numbers = sending.status(db, edition)

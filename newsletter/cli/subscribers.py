@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from sqlite_utils import Database
 
-from newsletter import confirmations, export, importer, subscribers, topics
+from newsletter import confirmations, export, importer, links, subscribers, topics
 from newsletter.cli.common import print_json, state, stderr_is_tty, warn
 from newsletter.errors import NewsletterError
 
@@ -30,13 +30,45 @@ INVALID_SHOWN = 50  # the rest are in --json, where a program can read them
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
-def _send_confirmations(ctx: typer.Context, subscriber_ids: list[int], *, quiet: bool) -> int:
+def _send_confirmations(
+    ctx: typer.Context, subscriber_ids: list[int], *, quiet: bool
+) -> confirmations.Mailed:
     if not subscriber_ids:
         if not quiet:
             typer.echo("no confirmation requests to send")
-        return 0
+        return confirmations.Mailed(0, 0)
     st = state(ctx)
+    base_url_warning = links.check_base_url(st.settings)
+    if base_url_warning:
+        warn(base_url_warning)
     return confirmations.send_confirmations(st.db, st.settings, subscriber_ids, source="cli")
+
+
+def _mailed_line(mailed: confirmations.Mailed) -> str:
+    line = f"confirmation requests mailed: {mailed.sent}"
+    if mailed.skipped:
+        line += f" ({mailed.skipped} already had a valid one)"
+    return line
+
+
+def _no_confirmed_with_send(confirmed: bool, send_confirmation: bool) -> None:
+    if confirmed and send_confirmation:
+        raise typer.BadParameter(
+            "cannot be used with --confirmed (confirmation requests are for unconfirmed"
+            " subscriptions)",
+            param_hint="'--send-confirmation'",
+        )
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[str | None], str | None]:
+    """An option callback that makes any other value a usage error (exit 2)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return check
 
 
 @app.command("add")
@@ -58,10 +90,7 @@ def add(
 
     Example: newsletter subscribers add maija@example.fi --name "Maija Mäkelä" --topic vaikuttavuus
     """
-    if confirmed and send_confirmation:
-        raise NewsletterError(
-            "--send-confirmation is for unconfirmed subscriptions: drop --confirmed"
-        )
+    _no_confirmed_with_send(confirmed, send_confirmation)
     st = state(ctx)
     found = topics.resolve_many(st.db, topic)
     result = subscribers.staff_add(
@@ -85,14 +114,15 @@ def add(
                 "email": person["email"],
                 "result": verb,
                 "topics": [t.slug for t in found],
-                "confirmations_sent": mailed,
+                "confirmations_sent": mailed.sent if mailed else None,
+                "confirmations_skipped": mailed.skipped if mailed else None,
             }
         )
         return
     where = f" ({', '.join(t.slug for t in found)})" if found else ""
     typer.echo(f"{verb}: {person['email']}{where}")
     if mailed is not None:
-        typer.echo(f"confirmation requests mailed: {mailed}")
+        typer.echo(_mailed_line(mailed))
 
 
 def _print_report(path: Path, report: importer.ImportReport, dry_run: bool) -> None:
@@ -127,10 +157,7 @@ def import_(
 
     Example: newsletter subscribers import members.csv --topic Yhteisövaikuttavuus --dry-run
     """
-    if confirmed and send_confirmation:
-        raise NewsletterError(
-            "--send-confirmation is for unconfirmed subscriptions: drop --confirmed"
-        )
+    _no_confirmed_with_send(confirmed, send_confirmation)
     st = state(ctx)
     found = topics.resolve_many(st.db, topic)
     with _busy(f"importing {file.name}", show=stderr_is_tty() and not as_json):
@@ -151,7 +178,7 @@ def import_(
             typer.echo(f"dry run: would request confirmation from {len(report.pending_ids)} people")
         else:
             mailed = _send_confirmations(ctx, report.pending_ids, quiet=False)
-            typer.echo(f"confirmation requests mailed: {mailed}")
+            typer.echo(_mailed_line(mailed))
 
 
 @contextlib.contextmanager
@@ -186,9 +213,16 @@ def export_(
         str | None, typer.Option("--topic", "-t", help="Only the recipients of this topic")
     ] = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="active, bounced or blocklisted")
+        str | None,
+        typer.Option(
+            "--status",
+            callback=_choice(subscribers.STATUSES),
+            help="active, bounced or blocklisted",
+        ),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+    fmt: Annotated[
+        str, typer.Option("--format", callback=_choice(export.FORMATS), help="csv or json")
+    ] = "csv",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")
     ] = None,
@@ -224,6 +258,7 @@ def list_(
         str | None,
         typer.Option(
             "--status",
+            callback=_choice(subscribers.STATUSES + subscribers.SUBSCRIPTION_STATUSES),
             help="active, bounced, blocklisted, or a subscription state:"
             " unconfirmed, confirmed, unsubscribed",
         ),

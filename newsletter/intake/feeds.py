@@ -24,7 +24,13 @@ import feedparser
 from newsletter import __version__
 from newsletter.articles import ArticleIn
 from newsletter.config import Settings
-from newsletter.intake.fields import TITLE_FROM_SUMMARY, ItemError, parse_time, split_categories
+from newsletter.intake.fields import (
+    TITLE_FROM_SUMMARY,
+    ItemError,
+    checked_url,
+    parse_time,
+    split_categories,
+)
 from newsletter.intake.text import collapse, html_to_text, one_line, shorten
 
 FETCH_TIMEOUT = 30.0  # seconds for connecting and for each read
@@ -108,9 +114,10 @@ def parse_feed(
     for index, entry in enumerate(parsed.entries):
         try:
             article = _article(entry, images[index], fallback, settings, source)
+            # Resolved first: a relative link is fine, a urn: or javascript: one is not.
+            article.url = checked_url(urljoin(base, article.url), article.title)
         except ItemError as exc:
             raise ValueError(f"item {index + 1}: {exc}") from None
-        article.url = urljoin(base, article.url)
         if article.image:
             article.image = urljoin(base, article.image)
         articles.append(article)

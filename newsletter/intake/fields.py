@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from newsletter.articles import ArticleIn
@@ -18,6 +19,19 @@ TITLE_FROM_SUMMARY = 90  # characters of summary that stand in for a missing tit
 
 class ItemError(ValueError):
     """One item of a source cannot be used; the message says which and why."""
+
+
+def checked_url(url: str, title: str) -> str:
+    """``url`` if it is an absolute http(s) address; otherwise the item is unusable.
+
+    Checked at import rather than at build: an ``urn:`` id standing in for a missing Atom
+    link, or a ``javascript:`` link, would otherwise sit in the database until a build
+    refused the whole edition because of it.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ItemError(f"{_name(title)}has a link that is not an http(s) address: {url!r}")
+    return url
 
 
 def split_categories(
@@ -127,6 +141,7 @@ def article_from_record(
         raise ItemError(f"{_name(title)}has no url")
     if not title:
         raise ItemError(f"{url} has no title")
+    checked_url(url, title)
     published = parse_time(first(record, "published", "date", "pubdate"), settings.tz)
     if published is None:
         raise ItemError(f"{url} has no published date")

@@ -1,49 +1,20 @@
-"""Running the app under waitress, and the base-URL rule for ``serve``."""
+"""Running the app under waitress."""
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask
 from waitress import create_server
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from newsletter.config import Settings
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.errors import NewsletterError
+from newsletter.links import check_base_url, is_loopback
 from newsletter.web.app import MAX_BODY, base_path, create_app
 
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
-        ".localhost"
-    ):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_base_url(settings: Settings) -> str | None:
-    """None for an https base URL; a warning for plain http on loopback; else ConfigError.
-
-    Links in every email point at the base URL, so a plain-http one would send tokens and
-    sign-up data in clear text over the internet.
-    """
-    parts = urlsplit(settings.base_url)
-    if parts.scheme == "https":
-        return None
-    if parts.scheme == "http" and is_loopback(parts.hostname or ""):
-        return (
-            f"base_url {settings.base_url} is plain http on loopback: fine for local use and"
-            " tests, but links in real emails need an https address"
-        )
-    raise ConfigError(
-        f"base_url {settings.base_url!r} must use https (plain http is accepted only on"
-        " loopback, e.g. http://127.0.0.1:8080)"
-    )
+# The base-URL rule lives in the core (``send`` needs it too); kept importable from here.
+__all__ = ["check_base_url", "is_loopback", "make_server"]
 
 
 def make_server(
