@@ -1095,3 +1095,15 @@ def test_add_unsubscribe_remove_and_topics_add_speak_json(cli, db, workdir) -> N
     erased = json.loads(cli.ok("subscribers", "remove", "a@example.fi", "--json").stdout)
     assert erased == {"erased": True, "wal_clean": True}
     assert cli("subscribers", "show", "a@example.fi").exit_code == 1
+
+
+def test_import_json_with_send_confirmation_keeps_stdout_json(cli, db, workdir, smtp_sink) -> None:
+    topic(db)
+    result = cli.ok(
+        "subscribers", "import", str(data_file(workdir, "bom_utf8.csv")),
+        "-t", "yhteisovaikuttavuus", "--send-confirmation", "--json",
+        env=smtp_env(smtp_sink),
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    assert report["added"] > 0
+    assert "confirmation requests mailed:" in result.stderr

@@ -174,11 +174,13 @@ def import_(
     else:
         _print_report(file, report, dry_run)
     if send_confirmation:
+        # With --json stdout holds only the report; this line goes to stderr.
         if dry_run:
-            typer.echo(f"dry run: would request confirmation from {len(report.pending_ids)} people")
+            count = len(report.pending_ids)
+            typer.echo(f"dry run: would request confirmation from {count} people", err=as_json)
         else:
             mailed = _send_confirmations(ctx, report.pending_ids, quiet=False)
-            typer.echo(_mailed_line(mailed))
+            typer.echo(_mailed_line(mailed), err=as_json)
 
 
 @contextlib.contextmanager
