@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
@@ -65,6 +66,11 @@ class Article:
 _FIELDS = ("url", "title", "summary", "published", "category", "image", "image_alt")
 
 
+def _web_address(url: str | None) -> bool:
+    parts = urlsplit(url or "")
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
 def upsert(db: Database, art: ArticleIn) -> str:
     """Store one article; returns ``imported``, ``updated`` or ``unchanged``.
 
@@ -76,8 +82,10 @@ def upsert(db: Database, art: ArticleIn) -> str:
         "summary": art.summary or "",
         "published": to_iso(art.published),
         "category": art.category,
-        "image": art.image,
-        "image_alt": art.image_alt,
+        # An image the mail client could not fetch (a relative path, data: or javascript:)
+        # is no image at all: the card then renders without one.
+        "image": art.image if _web_address(art.image) else None,
+        "image_alt": art.image_alt if _web_address(art.image) else None,
     }
     topic_ids = sorted({topics_mod.ensure_topic(db, name).id for name in art.topics})
     row = _find(db, art)

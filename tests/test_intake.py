@@ -853,3 +853,32 @@ def test_import_waits_for_another_writer(cli, db, settings) -> None:
     assert done.is_set()
     assert report == {"imported": 2, "updated": 0, "unchanged": 0, "errors": []}
     assert db.execute("SELECT count(*) FROM topics WHERE slug = 'muu'").fetchone()[0] == 1
+
+
+def test_an_image_mail_clients_cannot_fetch_is_dropped(db) -> None:
+    from datetime import UTC, datetime
+
+    from newsletter.articles import ArticleIn, select, upsert
+
+    for n, image in enumerate(["javascript:alert(1)", "data:image/png;base64,AAAA", "kuva.jpg"]):
+        upsert(
+            db,
+            ArticleIn(
+                url=f"https://www.example.fi/a/{n}", title=f"Artikkeli {n}",
+                published=datetime(2025, 8, 15, tzinfo=UTC), image=image, image_alt="Kuva",
+            ),
+        )  # fmt: skip
+    upsert(
+        db,
+        ArticleIn(
+            url="https://www.example.fi/a/ok", title="Hyvä", image_alt="Kuva",
+            published=datetime(2025, 8, 15, tzinfo=UTC), image="https://www.example.fi/k.jpg",
+        ),
+    )  # fmt: skip
+    stored = {a.url.rsplit("/", 1)[1]: (a.image, a.image_alt) for a in select(db)}
+    assert stored == {
+        "0": (None, None),
+        "1": (None, None),
+        "2": (None, None),
+        "ok": ("https://www.example.fi/k.jpg", "Kuva"),
+    }
