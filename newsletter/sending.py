@@ -154,6 +154,22 @@ def status(db: Database, edition_id: int) -> dict:
     }
 
 
+def failures(db: Database, edition_id: int) -> Iterator[dict]:
+    """The edition's failed deliveries, by delivery id: who, why, and the server's last reply.
+
+    An erased person's row has no address any more (and its reply was cleared with them).
+    """
+    status(db, edition_id)  # NotFound for an unknown edition
+    rows = db.execute(
+        "SELECT s.email, d.reason, d.last_reply, d.attempts, d.updated FROM deliveries d"
+        " LEFT JOIN subscribers s ON s.id = d.subscriber_id"
+        " WHERE d.edition_id = ? AND d.status = 'failed' ORDER BY d.id",
+        [edition_id],
+    )
+    keys = ("email", "reason", "reply", "attempts", "time")
+    return (dict(zip(keys, row, strict=True)) for row in rows)
+
+
 # --- the delivery log ----------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ def sink():
         yield server
 
 
-def test_temporary_and_permanent_failures_and_dropped_connections(db, settings, sink):
+def test_temporary_and_permanent_failures_and_dropped_connections(db, settings, sink, cli):
     topic = make_topic(db)
     emails = add_people(db, topic, 14)
     edition = make_edition(db, [topic])
@@ -85,6 +85,16 @@ def test_temporary_and_permanent_failures_and_dropped_connections(db, settings, 
     assert actions[-2:] == ["hard_bounce", "status:bounced"]
     assert subscribers.find(db, content)["status"] == "active"
     assert subscribers.find(db, hopeless)["status"] == "active"
+
+    # Staff can see who was not reached and why.
+    listed = json.loads(cli.ok("status", str(edition), "--failed", "--json").stdout)
+    assert {(f["email"], f["reason"], f["reply"]) for f in listed} == {
+        (bounce, "hard bounce", "550 5.1.1 no such user here"),
+        (content, "rejected", "554 5.7.1 message content refused"),
+        (hopeless, "gave up after 5 attempts", "452 4.2.2 mailbox full"),
+    }
+    text = cli.ok("status", str(edition), "--failed").stdout
+    assert f"{bounce}" in text and "3 failed" in text
 
 
 def test_hard_bounce_limit_counts_bounces_across_editions(db, settings, sink):

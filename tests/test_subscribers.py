@@ -1107,3 +1107,16 @@ def test_import_json_with_send_confirmation_keeps_stdout_json(cli, db, workdir, 
     report = json.loads(result.stdout)
     assert report["added"] > 0
     assert "confirmation requests mailed:" in result.stderr
+
+
+def test_staff_add_warns_when_it_overrides_an_unsubscribe(cli, db, workdir) -> None:
+    topic(db)
+    cli.ok("subscribers", "add", "matti@example.fi", "-t", "yhteisovaikuttavuus", "--confirmed")
+    quiet = cli.ok("subscribers", "add", "matti@example.fi", "-t", "yhteisovaikuttavuus")
+    assert "unsubscribed" not in quiet.stderr
+    cli.ok("subscribers", "unsubscribe", "matti@example.fi")
+    again = cli.ok(
+        "subscribers", "add", "Matti@Example.fi", "-t", "yhteisovaikuttavuus", "--confirmed"
+    )
+    assert "had unsubscribed from yhteisovaikuttavuus" in again.stderr
+    assert subs(db, "matti@example.fi") == {"yhteisovaikuttavuus": "confirmed"}

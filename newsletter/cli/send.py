@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import time
 from contextlib import AbstractContextManager, nullcontext
 from typing import Annotated
 
 import typer
+from sqlite_utils import Database
 
 from newsletter import links, sending, smtp, subscribers
 from newsletter.cli.common import print_json, state, stderr_is_tty, warn
@@ -36,14 +38,18 @@ def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, sendin
     )
     task = bar.add_task("sending", total=total, completed=done, counts="", rate="")
 
+    started = time.monotonic()
+
     def update(report: sending.SendReport) -> None:
-        speed = bar.tasks[0].speed
+        # This run's own average: rich's speed needs several updates before it has one.
+        elapsed = max(time.monotonic() - started, 1e-3)
+        speed = (report.sent_now + report.failed_now) / elapsed
         bar.update(
             task,
             total=report.total,
             completed=report.sent + report.failed,
             counts=f"sent {report.sent} failed {report.failed}",
-            rate=f"{speed:.1f} msg/s" if speed else "",
+            rate=f"{speed:.1f} msg/s",
         )
 
     return bar, update
@@ -195,12 +201,18 @@ def send(
 def status(
     ctx: typer.Context,
     edition: Annotated[int, typer.Argument(help="Edition id")],
+    failed: Annotated[
+        bool, typer.Option("--failed", help="List the failed recipients with the reasons")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Show how far an edition's send got.
+    """Show how far an edition's send got (and, with --failed, who was not reached and why).
 
-    Example: newsletter status 3 --json
+    Example: newsletter status 3 --failed
     """
+    if failed:
+        _print_failures(state(ctx).db, edition, as_json)
+        return
     numbers = sending.status(state(ctx).db, edition)
     if as_json:
         print_json(numbers)
@@ -209,6 +221,20 @@ def status(
         f"edition {numbers['edition']}: {numbers['status']}; sent {numbers['sent']},"
         f" failed {numbers['failed']}, pending {numbers['pending']} of {numbers['total']}"
     )
+
+
+def _print_failures(db: Database, edition: int, as_json: bool) -> None:
+    rows = sending.failures(db, edition)
+    if as_json:
+        print_json(list(rows))
+        return
+    count = 0
+    for row in rows:
+        count += 1
+        who = row["email"] or "(erased)"
+        reply = f": {row['reply']}" if row["reply"] else ""
+        typer.echo(f"{who:40} {row['reason']}{reply}")
+    typer.echo(f"{count} failed" if count else f"edition {edition}: no failed recipients")
 
 
 def register(app: typer.Typer) -> None:

@@ -44,6 +44,27 @@ def _send_confirmations(
     return confirmations.send_confirmations(st.db, st.settings, subscriber_ids, source="cli")
 
 
+def _warn_if_they_left(db: Database, email: str, found: list[topics.Topic]) -> None:
+    """Staff may subscribe someone again, but should know when that overrides their "no"."""
+    try:
+        person = subscribers.find(db, email)
+    except NewsletterError:
+        return  # an invalid address: staff_add gives the error
+    if person is None:
+        return
+    statuses = dict(
+        db.execute(
+            "SELECT topic_id, status FROM subscriptions WHERE subscriber_id = ?", [person["id"]]
+        ).fetchall()
+    )
+    left = [t.slug for t in found if statuses.get(t.id) == "unsubscribed"]
+    if left:
+        warn(
+            f"{person['email']} had unsubscribed from {', '.join(left)}: subscribed again by"
+            " staff (recorded in their events)"
+        )
+
+
 def _mailed_line(mailed: confirmations.Mailed) -> str:
     line = f"confirmation requests mailed: {mailed.sent}"
     if mailed.skipped:
@@ -93,6 +114,7 @@ def add(
     _no_confirmed_with_send(confirmed, send_confirmation)
     st = state(ctx)
     found = topics.resolve_many(st.db, topic)
+    _warn_if_they_left(st.db, email, found)
     result = subscribers.staff_add(
         st.db,
         email,
