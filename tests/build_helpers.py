@@ -67,7 +67,7 @@ def add_articles(db, items: list[ArticleIn]) -> None:
 
 
 def with_images(items: list[ArticleIn], url: str) -> list[ArticleIn]:
-    """The same articles with every existing image pointing at ``url`` (a local file)."""
+    """The same articles with every existing image pointing at ``url``."""
     return [replace(item, image=url) if item.image else item for item in items]
 
 

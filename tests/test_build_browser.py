@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Iterator
 from datetime import datetime
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,17 +25,27 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def edition_file(db, settings, workdir: Path) -> Path:
-    """A built edition whose images are local files, with the placeholders filled in."""
-    image = workdir / "kuva.png"
-    image.write_bytes(png_bytes(1200, 600, (40, 110, 140)))
-    logo = workdir / "logo.png"
-    logo.write_bytes(png_bytes(320, 80, (200, 60, 40)))
+def image_server(workdir: Path) -> Iterator[str]:
+    """The workdir over HTTP on loopback: emails may only use http(s) images."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(workdir))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def edition_file(db, settings, workdir: Path, image_server: str) -> Path:
+    """A built edition whose images come from a loopback server, placeholders filled in."""
+    (workdir / "kuva.png").write_bytes(png_bytes(1200, 600, (40, 110, 140)))
+    (workdir / "logo.png").write_bytes(png_bytes(320, 80, (200, 60, 40)))
     base = datetime(2025, 8, 15, 9, 30, tzinfo=HELSINKI)
-    add_articles(db, with_images(sample_articles(base), image.as_uri()))
+    add_articles(db, with_images(sample_articles(base), f"{image_server}/kuva.png"))
     result = editions.build(
         db,
-        settings.with_overrides(logo_url=logo.as_uri()),
+        settings.with_overrides(logo_url=f"{image_server}/logo.png"),
         topics=[TOPIC_SLUG],
         since="2025-08-01",
         until=None,
@@ -106,7 +120,7 @@ def test_dark_mode_page_still_fits(browser, artifacts: Path, edition_file: Path)
 
 
 def _local_only(route) -> None:
-    if route.request.url.startswith("file:"):
+    if route.request.url.startswith(("file:", "http://127.0.0.1:")):
         route.continue_()
     else:
         route.abort()
