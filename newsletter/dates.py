@@ -1,4 +1,5 @@
-"""Parsing the date options: ``--since 2025-08-01``, ``--since 14d``, ``--since 2w``.
+"""Parsing the date options: ``--since 2025-08-01`` (or the Finnish ``1.8.2025``),
+``--since 14d``, ``--since 2w``.
 
 A date is a whole day in the organisation's time zone: ``--since`` includes its day,
 ``--until`` includes its day too (the window ends at the next midnight), so a day across a
@@ -18,16 +19,24 @@ from newsletter.errors import NewsletterError
 _RELATIVE = re.compile(r"([0-9]+)\s*([dw])", re.IGNORECASE)
 # date.fromisoformat alone would also take 20250801 and week dates such as 2025-W31-1.
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_HELP = "use YYYY-MM-DD, Nd or Nw"
+# The way the tool prints dates for Finnish readers (15.08.2025), so staff can paste them back.
+_FINNISH_DAY = re.compile(r"([0-9]{1,2})\.([0-9]{1,2})\.([0-9]{4})")
+_HELP = "use YYYY-MM-DD, DD.MM.YYYY, Nd or Nw"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def _day(text: str) -> date:
+def _day(text: str, help_text: str = _HELP) -> date:
+    clean = text.strip()
     try:
-        if not _DAY.fullmatch(text.strip()):
+        finnish = _FINNISH_DAY.fullmatch(clean)
+        if finnish:
+            day, month, year = (int(part) for part in finnish.groups())
+            return date(year, month, day)
+        if not _DAY.fullmatch(clean):
             raise ValueError(text)
-        return date.fromisoformat(text.strip())
+        return date.fromisoformat(clean)
     except ValueError:
-        raise NewsletterError(f"invalid date {text!r}: {_HELP}") from None
+        raise NewsletterError(f"invalid date {text!r}: {help_text}") from None
 
 
 def start_of(text: str, tz: ZoneInfo, *, today: datetime | None = None) -> datetime:
@@ -45,7 +54,8 @@ def start_of(text: str, tz: ZoneInfo, *, today: datetime | None = None) -> datet
 def end_of(text: str, tz: ZoneInfo) -> datetime:
     """The exclusive end of an inclusive ``--until`` day."""
     try:
-        end = datetime.combine(_day(text) + timedelta(days=1), time(0), tzinfo=tz)
+        day = _day(text, "use YYYY-MM-DD or DD.MM.YYYY (a day, not Nd)")
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
     except OverflowError:
         raise NewsletterError(f"date out of range: {text!r}") from None
     return _in_range(end, text)
@@ -68,4 +78,4 @@ def format_date(moment: datetime, lang: str, tz: ZoneInfo) -> str:
         return local.strftime("%d.%m.%Y")
     if lang == "sv":
         return f"{local.day}.{local.month}.{local.year}"
-    return f"{local.day} {local.strftime('%b')} {local.year}"
+    return f"{local.day} {_MONTHS[local.month - 1]} {local.year}"  # not %b: locale-dependent

@@ -79,6 +79,17 @@ def is_suppressed(db: Database, email: str) -> bool:
     return row is not None
 
 
+def suppress(db: Database, email: str, reason: str) -> bool:
+    """Block an address nobody subscribes with: only its keyed hash is kept, and imports and
+    unconfirmed sign-ups skip it. False when it was already suppressed."""
+    address = normalize_email(email)
+    cursor = db.execute(
+        "INSERT OR IGNORE INTO suppressions (hash, reason, created) VALUES (?, ?, ?)",
+        [suppression_hash(db, address), reason, now_iso()],
+    )
+    return cursor.rowcount == 1
+
+
 def lift_suppression(db: Database, email: str) -> None:
     db.execute("DELETE FROM suppressions WHERE hash = ?", [suppression_hash(db, email)])
 

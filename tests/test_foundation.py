@@ -704,11 +704,22 @@ def test_relative_dates_count_calendar_days_across_dst() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["20250801", "2025-W31-1", "2025-02-30", "1.8.2025", "14", "14x", "-3d", "٣d", ""]
+    "text",
+    ["20250801", "2025-W31-1", "2025-02-30", "30.2.2025", "1.8.25", "14", "14x", "-3d", "٣d", ""],
 )
 def test_dates_outside_the_documented_forms_are_refused(text: str) -> None:
-    with pytest.raises(NewsletterError, match="use YYYY-MM-DD, Nd or Nw"):
+    with pytest.raises(NewsletterError, match=r"use YYYY-MM-DD, DD\.MM\.YYYY, Nd or Nw"):
         dates.start_of(text, HELSINKI)
+
+
+def test_finnish_dates_are_accepted_as_the_tool_prints_them() -> None:
+    assert dates.start_of("15.08.2025", HELSINKI) == dates.start_of("2025-08-15", HELSINKI)
+    assert dates.start_of("1.8.2025", HELSINKI) == dates.start_of("2025-08-01", HELSINKI)
+    assert dates.end_of("31.12.2025", HELSINKI) == dates.start_of("2026-01-01", HELSINKI)
+    with pytest.raises(NewsletterError, match="a day, not Nd"):
+        dates.end_of("7d", HELSINKI)
+    august = datetime(2025, 8, 15, 12, 0, tzinfo=HELSINKI)
+    assert dates.format_date(august, "en", HELSINKI) == "15 Aug 2025"
 
 
 @pytest.mark.parametrize(

@@ -1068,7 +1068,21 @@ def test_block_stops_mail_and_unblock_restores_it(cli, db, workdir) -> None:
     assert [r.email for r in subscribers.recipients(db, [tid])] == ["Maija@example.fi"]
     actions = [e[0] for e in events(db, "maija@example.fi")]
     assert actions.count("status:blocklisted") == 1 and actions.count("status:active") == 1
-    assert cli("subscribers", "block", "nobody@example.fi").exit_code == 1
+    assert cli("subscribers", "unblock", "nobody@example.fi").exit_code == 1
+
+
+def test_blocking_an_unknown_address_keeps_it_out_of_imports(cli, db, workdir) -> None:
+    topic(db)
+    blocked = json.loads(cli.ok("subscribers", "block", "Spam@Bad.example", "--json").stdout)
+    assert blocked == {"email": "Spam@bad.example", "status": "blocklisted", "changed": True}
+    assert subscribers.find(db, "spam@bad.example") is None  # nothing but a keyed hash
+    source = workdir / "list.csv"
+    source.write_text("email\nspam@bad.example\nok@example.fi\n", encoding="utf-8")
+    report = import_json(cli, source, "-t", "yhteisovaikuttavuus")
+    assert (report["added"], report["suppressed"]) == (1, 1)
+    cli.ok("subscribers", "unblock", "spam@bad.example")
+    again = import_json(cli, source, "-t", "yhteisovaikuttavuus")
+    assert again["added"] == 1
 
 
 def test_add_unsubscribe_remove_and_topics_add_speak_json(cli, db, workdir) -> None:

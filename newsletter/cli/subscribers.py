@@ -389,14 +389,28 @@ def remove(
 
 def _set_status(ctx: typer.Context, email: str, status: str, as_json: bool) -> None:
     db = state(ctx).db
-    person = subscribers.require(db, email)
-    changed = person["status"] != status
-    if changed:
-        subscribers.set_status(db, person["id"], status, "cli")
-    if as_json:
-        print_json({"email": person["email"], "status": status, "changed": changed})
+    person = subscribers.find(db, email)
+    if person is None:
+        address, changed = _block_unknown(db, email, status)
     else:
-        typer.echo(f"{person['email']}: {status}" + ("" if changed else " (unchanged)"))
+        address, changed = person["email"], person["status"] != status
+        if changed:
+            subscribers.set_status(db, person["id"], status, "cli")
+    if as_json:
+        print_json({"email": address, "status": status, "changed": changed})
+    else:
+        typer.echo(f"{address}: {status}" + ("" if changed else " (unchanged)"))
+
+
+def _block_unknown(db: Database, email: str, status: str) -> tuple[str, bool]:
+    """Someone not on the list is blocked by the keyed hash of their address alone."""
+    address = subscribers.normalize_email(email)
+    if status == "blocklisted":
+        return address, subscribers.suppress(db, address, "blocklisted:cli")
+    if not subscribers.is_suppressed(db, address):
+        subscribers.require(db, address)  # NotFound: nothing to unblock
+    subscribers.lift_suppression(db, address)
+    return address, True
 
 
 @app.command("block")
@@ -407,7 +421,8 @@ def block(
 ) -> None:
     """Blocklist a person: never mailed again, subscriptions kept (e.g. after a spam complaint).
 
-    A send in progress stops mailing them from its next batch.
+    A send in progress stops mailing them from its next batch. An address not on the list is
+    kept as a keyed hash only, so no import can add it.
 
     Example: newsletter subscribers block maija@example.fi
     """
