@@ -65,10 +65,15 @@ def _enable_wal(db: Database) -> None:
                 db.enable_wal()
             return
         except sqlite3.OperationalError as exc:
-            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-            if not busy or time.monotonic() > deadline:
+            if not is_busy(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+def is_busy(error: sqlite3.OperationalError) -> bool:
+    """Another connection holds the lock (extended codes such as SQLITE_BUSY_SNAPSHOT too)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def meta_get(db: Database, key: str) -> str | None:

@@ -32,7 +32,7 @@ from sqlite_utils import Database
 from newsletter import links, message, smtp, subscribers
 from newsletter.clock import from_iso, now, now_iso
 from newsletter.config import Settings
-from newsletter.db import immediate, token_key
+from newsletter.db import immediate, is_busy, token_key
 from newsletter.errors import NewsletterError, NotFound
 
 LOCK_STALE_AFTER = 60.0  # seconds without a heartbeat before another send may take over
@@ -616,7 +616,7 @@ class _Sender:
             if not heartbeat(self.db, self.edition.id, self.owner):
                 self.stop_reason = "lock lost"
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
+            if not is_busy(exc):
                 raise
             return  # another writer is busy: the lock stays fresh for a while yet
         self.last_beat = time.monotonic()
@@ -811,11 +811,6 @@ class _Sender:
         return row[0] if row else "unknown"
 
 
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    code = getattr(error, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
 @contextlib.contextmanager
 def _writing(db: Database) -> Iterator[None]:
     """``immediate(db)``, waiting as long as another writer holds the database.
@@ -830,7 +825,7 @@ def _writing(db: Database) -> Iterator[None]:
             stack.enter_context(immediate(db))
             break
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
+            if not is_busy(exc):
                 raise
     with stack:
         yield
