@@ -24,6 +24,7 @@ from newsletter.errors import NewsletterError
 CRLF = "\r\n"
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 _UNSAFE_IN_HEADER = re.compile(r"[\r\n\0]")
+_NOT_IN_ADDRESS = re.compile(r'[\s<>,;"\x00-\x1f\x7f]')
 MAX_NAME = 200  # characters of a display name
 MAX_PLAIN_HEADER = 900  # characters; leaves room for the name within SMTP's 998
 # What DKIM must cover: From plus everything a forwarder could alter to change the meaning,
@@ -62,13 +63,15 @@ def encode_header_text(value: str) -> str:
 
 
 def ascii_address(address: str) -> str:
-    """The address as it may appear in a header: ASCII local part, IDNA domain."""
+    """One plain address as a header or RCPT TO may carry it: ASCII local part, IDNA domain.
+
+    Anything else is refused: smtplib would quietly pick an address out of
+    ``a@x.fi>,<b@y.fi`` or an address followed by CR LF, and a header would gain a line.
+    """
     address = address.strip()
-    if _UNSAFE_IN_HEADER.search(address) or any(ch in address for ch in '<>,;" '):
-        raise AddressError(f"address not usable in a header: {address!r}")
     local, at, domain = address.rpartition("@")
-    if not at or not local or not domain:
-        raise AddressError(f"not an address: {address!r}")
+    if not at or not local or not domain or _NOT_IN_ADDRESS.search(address):
+        raise AddressError(f"not a single plain address: {address!r}")
     if not local.isascii():
         raise AddressError(f"non-ASCII local part needs SMTPUTF8, not supported: {address!r}")
     try:

@@ -441,7 +441,7 @@ class _Worker(threading.Thread):
         except message.AddressError as exc:
             return Result(job, invalid=str(exc))
         try:
-            reply = connection.send(self.sender, message.ascii_address(job.email), data)
+            reply = connection.send(self.sender, job.email, data)
         except smtp.SmtpError as exc:
             return Result(job, error=exc)
         return Result(job, reply=reply, message_id=message_id)
@@ -970,6 +970,6 @@ def send_test(
                 preferences_url=links.preferences_url(settings, key, 0),
                 unsubscribe_mailto=links.unsubscribe_mailto(settings, key, 0, topic_id),
             )
-            connection.send(settings.sender_address, message.ascii_address(address), data)
+            connection.send(settings.sender_address, address, data)
             sent.append((address, message_id))
     return sent

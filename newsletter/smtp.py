@@ -9,7 +9,6 @@ refused); a send stops and keeps everything pending.
 
 from __future__ import annotations
 
-import re
 import smtplib
 import socket
 import ssl
@@ -17,6 +16,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import NoReturn
 
+from newsletter import message
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 
@@ -64,24 +64,12 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-_NOT_IN_ENVELOPE = re.compile(r'[\s<>,;"\x00-\x1f\x7f]')
-
-
 def envelope_address(address: str) -> str:
-    """The address for RCPT TO: IDNA domain; a non-ASCII local part would need SMTPUTF8.
-
-    Anything that is not one plain address is refused here: smtplib would quietly pick an
-    address out of ``a@x.fi>,<b@y.fi`` or an address followed by CR LF and mail it.
-    """
-    local, at, domain = address.strip().rpartition("@")
-    if not at or not local or not domain or _NOT_IN_ENVELOPE.search(address.strip()):
-        raise PermanentFailure(f"not a single plain address: {address!r}")
-    if not local.isascii():
-        raise PermanentFailure(f"{address!r} needs SMTPUTF8, which is not supported")
+    """The address for RCPT TO (``message.ascii_address``), refused as a permanent failure."""
     try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
-        raise PermanentFailure(f"invalid domain in {address!r}") from None
+        return message.ascii_address(address)
+    except message.AddressError as exc:
+        raise PermanentFailure(str(exc)) from None
 
 
 class Connection:
