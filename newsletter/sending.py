@@ -73,6 +73,17 @@ class SendReport:
     outcome: str = "done"
     message: str = ""
 
+    @classmethod
+    def from_counts(cls, edition: int, status: str, numbers: dict[str, int]) -> SendReport:
+        return cls(
+            edition=edition,
+            status=status,
+            total=sum(numbers.values()),
+            sent=numbers["sent"],
+            failed=numbers["failed"],
+            pending=numbers["pending"],
+        )
+
     def as_dict(self) -> dict:
         return {
             "edition": self.edition,
@@ -143,15 +154,7 @@ def status(db: Database, edition_id: int) -> dict:
     row = db.execute("SELECT status FROM editions WHERE id = ?", [edition_id]).fetchone()
     if row is None:
         raise NotFound(f"no edition {edition_id}")
-    numbers = counts(db, edition_id)
-    return {
-        "edition": edition_id,
-        "status": row[0],
-        "total": sum(numbers.values()),
-        "sent": numbers["sent"],
-        "failed": numbers["failed"],
-        "pending": numbers["pending"],
-    }
+    return SendReport.from_counts(edition_id, row[0], counts(db, edition_id)).as_dict()
 
 
 def failures(db: Database, edition_id: int) -> Iterator[dict]:
@@ -173,17 +176,9 @@ def failures(db: Database, edition_id: int) -> Iterator[dict]:
 # --- the delivery log ----------------------------------------------------------------------
 
 
-def _new_recipients(
-    db: Database, edition: Edition, *, limit: int | None = None
-) -> Iterator[subscribers.Recipient]:
+def _new_recipients(db: Database, edition: Edition) -> Iterator[subscribers.Recipient]:
     """Current recipients of the edition's topics without a delivery row yet."""
-    after = 0
-    yielded = 0
-    while limit is None or yielded < limit:
-        chunk = list(subscribers.recipients(db, edition.topic_ids, after_id=after, limit=FIX_CHUNK))
-        if not chunk:
-            return
-        after = chunk[-1].id
+    for chunk in _recipient_chunks(db, edition):
         have = {
             r[0]
             for r in db.execute(
@@ -192,27 +187,25 @@ def _new_recipients(
                 [edition.id, chunk[0].id, chunk[-1].id],
             )
         }
-        for person in chunk:
-            if person.id not in have:
-                yield person
-                yielded += 1
-                if limit is not None and yielded >= limit:
-                    return
+        yield from (person for person in chunk if person.id not in have)
+
+
+def _recipient_chunks(db: Database, edition: Edition) -> Iterator[list[subscribers.Recipient]]:
+    """The edition's recipients (``subscribers.recipients``, the one definition of who may
+    be mailed) in chunks of ``FIX_CHUNK``, by id."""
+    after = 0
+    while chunk := list(
+        subscribers.recipients(db, edition.topic_ids, after_id=after, limit=FIX_CHUNK)
+    ):
+        yield chunk
+        after = chunk[-1].id
 
 
 def _fix_recipients(db: Database, edition: Edition) -> int:
-    """Copy the edition's recipients into the delivery log (inside the caller's transaction).
-
-    The list comes from ``subscribers.recipients``, the one definition of who may be mailed.
-    """
+    """Copy the edition's recipients into the delivery log (inside the caller's transaction)."""
     stamp = now_iso()
     added = 0
-    after = 0
-    while True:
-        chunk = list(subscribers.recipients(db, edition.topic_ids, after_id=after, limit=FIX_CHUNK))
-        if not chunk:
-            return added
-        after = chunk[-1].id
+    for chunk in _recipient_chunks(db, edition):
         cursor = db.conn.executemany(
             "INSERT OR IGNORE INTO deliveries"
             " (edition_id, subscriber_id, topic_id, status, created, updated)"
@@ -220,6 +213,7 @@ def _fix_recipients(db: Database, edition: Edition) -> int:
             [(edition.id, p.id, p.topic_id, stamp, stamp) for p in chunk],
         )
         added += cursor.rowcount
+    return added
 
 
 def plan(
@@ -398,6 +392,26 @@ def _is_hard_bounce(error: smtp.PermanentFailure) -> bool:
     return error.hard_bounce or error.code in (550, 551, 553)
 
 
+def _render_for(
+    template: message.EditionMessage,
+    settings: Settings,
+    key: bytes,
+    email: str,
+    name: str,
+    subscriber_id: int,
+    topic_id: int,
+) -> tuple[bytes, str]:
+    """The edition addressed to one person, with their signed unsubscribe and preferences
+    links: (bytes for SMTP, Message-ID)."""
+    return template.render(
+        to_email=email,
+        to_name=name,
+        unsubscribe_url=links.unsubscribe_url(settings, key, subscriber_id, topic_id),
+        preferences_url=links.preferences_url(settings, key, subscriber_id),
+        unsubscribe_mailto=links.unsubscribe_mailto(settings, key, subscriber_id, topic_id),
+    )
+
+
 class _Worker(threading.Thread):
     def __init__(
         self,
@@ -429,15 +443,11 @@ class _Worker(threading.Thread):
 
     def _deliver(self, connection: smtp.Connection, job: Job) -> Result:
         assert job.subscriber_id is not None
-        s, key, sid = self.settings, self.key, job.subscriber_id
         try:
-            data, message_id = self.template.render(
-                to_email=job.email,
-                to_name=job.name,
-                unsubscribe_url=links.unsubscribe_url(s, key, sid, job.topic_id),
-                preferences_url=links.preferences_url(s, key, sid),
-                unsubscribe_mailto=links.unsubscribe_mailto(s, key, sid, job.topic_id),
-            )
+            data, message_id = _render_for(
+                self.template, self.settings, self.key, job.email, job.name,
+                job.subscriber_id, job.topic_id,
+            )  # fmt: skip
         except message.AddressError as exc:
             return Result(job, invalid=str(exc))
         try:
@@ -489,15 +499,7 @@ class _Sender:
         self.crash: BaseException | None = None
         self.interrupted = threading.Event()
         self.last_beat = time.monotonic()
-        numbers = counts(db, edition.id)
-        self.report = SendReport(
-            edition=edition.id,
-            status="sending",
-            total=sum(numbers.values()),
-            sent=numbers["sent"],
-            failed=numbers["failed"],
-            pending=numbers["pending"],
-        )
+        self.report = SendReport.from_counts(edition.id, "sending", counts(db, edition.id))
 
     # claiming ---------------------------------------------------------------------------
 
@@ -963,13 +965,7 @@ def send_test(
     # Subscriber id 0 exists for nobody: the links look real but change nothing.
     with smtp.Connection(settings) as connection:
         for address in checked:
-            data, message_id = template.render(
-                to_email=address,
-                to_name="",
-                unsubscribe_url=links.unsubscribe_url(settings, key, 0, topic_id),
-                preferences_url=links.preferences_url(settings, key, 0),
-                unsubscribe_mailto=links.unsubscribe_mailto(settings, key, 0, topic_id),
-            )
+            data, message_id = _render_for(template, settings, key, address, "", 0, topic_id)
             connection.send(settings.sender_address, address, data)
             sent.append((address, message_id))
     return sent
