@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from sqlite_utils import Database
 
+from newsletter import links
 from newsletter.config import Settings
 from newsletter.db import open_db
 
@@ -45,6 +46,14 @@ def print_json(data: Any) -> None:
 
 def warn(message: str) -> None:
     typer.echo(f"warning: {message}", err=True)
+
+
+def check_base_url(settings: Settings) -> None:
+    """Every mail and page links to base_url: refuse one off loopback without https
+    (ConfigError), and say so when plain http on loopback is used."""
+    warning = links.check_base_url(settings)
+    if warning:
+        warn(warning)
 
 
 def stderr_is_tty() -> bool:

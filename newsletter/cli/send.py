@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from sqlite_utils import Database
 
-from newsletter import links, sending, smtp, subscribers
-from newsletter.cli.common import print_json, state, stderr_is_tty, warn
+from newsletter import sending, smtp, subscribers
+from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty
 
 
 def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, sending.Progress | None]:
@@ -55,10 +55,16 @@ def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, sendin
     return bar, update
 
 
+def _counts_line(numbers: dict) -> str:
+    return (
+        f"edition {numbers['edition']}: {numbers['status']}; sent {numbers['sent']},"
+        f" failed {numbers['failed']}, pending {numbers['pending']} of {numbers['total']}"
+    )
+
+
 def _summary(report: sending.SendReport) -> str:
     return (
-        f"edition {report.edition}: {report.status}; sent {report.sent}, failed {report.failed},"
-        f" pending {report.pending} of {report.total}"
+        f"{_counts_line(report.as_dict())}"
         f" (this run: {report.sent_now} sent, {report.failed_now} failed)"
     )
 
@@ -151,10 +157,7 @@ def send(
     """
     current = state(ctx)
     db, settings = current.db, current.settings
-    # Every mail carries links to base_url: refuse one the web service would not serve.
-    base_url_warning = links.check_base_url(settings)
-    if base_url_warning:
-        warn(base_url_warning)
+    check_base_url(settings)  # every mail links there: refuse what `serve` would refuse
     if to:
         _test_copies(ctx, edition, to, dry_run=dry_run, as_json=as_json)
         return
@@ -217,10 +220,7 @@ def status(
     if as_json:
         print_json(numbers)
         return
-    typer.echo(
-        f"edition {numbers['edition']}: {numbers['status']}; sent {numbers['sent']},"
-        f" failed {numbers['failed']}, pending {numbers['pending']} of {numbers['total']}"
-    )
+    typer.echo(_counts_line(numbers))
 
 
 def _print_failures(db: Database, edition: int, as_json: bool) -> None:

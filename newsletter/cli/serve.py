@@ -9,7 +9,7 @@ import typer
 from rich.progress import Progress
 
 from newsletter import mailbox_unsubscribe
-from newsletter.cli.common import print_json, state, stderr_is_tty, warn
+from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty
 
 unsubscribes = typer.Typer(
     help="Unsubscribe requests that arrived by mail.\n\n"
@@ -39,12 +39,10 @@ def serve(
     Example: newsletter serve --host 127.0.0.1 --port 8080 --trusted-proxy 127.0.0.1
     """
     # Flask loads only for this command, so every other command starts faster.
-    from newsletter.web import check_base_url, make_server
+    from newsletter.web import make_server
 
     settings = state(ctx).settings
-    warning = check_base_url(settings)
-    if warning:
-        warn(warning)
+    check_base_url(settings)
     server = make_server(
         settings, host=host, port=port, threads=threads, trusted_proxy=trusted_proxy
     )

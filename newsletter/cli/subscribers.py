@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 from sqlite_utils import Database
 
-from newsletter import confirmations, export, importer, links, subscribers, topics
-from newsletter.cli.common import print_json, state, stderr_is_tty, warn
+from newsletter import confirmations, export, importer, subscribers, topics
+from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
 from newsletter.errors import NewsletterError
 
 app = typer.Typer(
@@ -38,9 +38,7 @@ def _send_confirmations(
             typer.echo("no confirmation requests to send")
         return confirmations.Mailed(0, 0)
     st = state(ctx)
-    base_url_warning = links.check_base_url(st.settings)
-    if base_url_warning:
-        warn(base_url_warning)
+    check_base_url(st.settings)
     return confirmations.send_confirmations(st.db, st.settings, subscriber_ids, source="cli")
 
 
