@@ -133,6 +133,15 @@ def record_event(
     )
 
 
+def subscription_statuses(db: Database, subscriber_id: int) -> dict[int, str]:
+    """One person's subscriptions: topic id -> unconfirmed, confirmed or unsubscribed."""
+    return dict(
+        db.execute(
+            "SELECT topic_id, status FROM subscriptions WHERE subscriber_id = ?", [subscriber_id]
+        ).fetchall()
+    )
+
+
 def set_subscription(
     db: Database, subscriber_id: int, topic_id: int, status: str, source: str
 ) -> bool:
@@ -280,14 +289,8 @@ def staff_add(
         row = find(db, email)
         keep: set[int] = set()
         if row is not None and not confirmed:
-            keep = {
-                r[0]
-                for r in db.execute(
-                    "SELECT topic_id FROM subscriptions WHERE subscriber_id = ?"
-                    " AND status = 'confirmed'",
-                    [row["id"]],
-                )
-            }
+            statuses = subscription_statuses(db, row["id"])
+            keep = {tid for tid, status in statuses.items() if status == "confirmed"}
         return add(
             db,
             email,
@@ -307,14 +310,8 @@ def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: 
     # between makes the write fail at once ("database is locked"), whatever busy_timeout.
     with immediate(db):
         if topic_id is None:
-            topic_ids = [
-                r[0]
-                for r in db.execute(
-                    "SELECT topic_id FROM subscriptions WHERE subscriber_id = ?"
-                    " AND status != 'unsubscribed'",
-                    [subscriber_id],
-                )
-            ]
+            statuses = subscription_statuses(db, subscriber_id)
+            topic_ids = [tid for tid, status in statuses.items() if status != "unsubscribed"]
         else:
             topic_ids = [topic_id]
         # With a named topic the row is written even when there was no subscription, so

@@ -50,11 +50,7 @@ def _warn_if_they_left(db: Database, email: str, found: list[topics.Topic]) -> N
         return  # an invalid address: staff_add gives the error
     if person is None:
         return
-    statuses = dict(
-        db.execute(
-            "SELECT topic_id, status FROM subscriptions WHERE subscriber_id = ?", [person["id"]]
-        ).fetchall()
-    )
+    statuses = subscribers.subscription_statuses(db, person["id"])
     left = [t.slug for t in found if statuses.get(t.id) == "unsubscribed"]
     if left:
         warn(

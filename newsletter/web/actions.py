@@ -98,11 +98,7 @@ def load_preferences(db: Database, subscriber_id: int) -> Preferences:
     person = subscribers.get(db, subscriber_id)
     if person is None:
         raise InvalidToken("no such subscriber")
-    statuses = dict(
-        db.execute(
-            "SELECT topic_id, status FROM subscriptions WHERE subscriber_id = ?", [subscriber_id]
-        ).fetchall()
-    )
+    statuses = subscribers.subscription_statuses(db, subscriber_id)
     listed = set(all_topics(db, listed_only=True))
     # Listed topics, and any other the person has a subscription to (so they can leave it).
     choices = [
