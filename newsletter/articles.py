@@ -66,7 +66,8 @@ class Article:
 _FIELDS = ("url", "title", "summary", "published", "category", "image", "image_alt")
 
 
-def _web_address(url: str | None) -> bool:
+def is_web_address(url: str | None) -> bool:
+    """An absolute http(s) address with a host: what a mail client can open or fetch."""
     parts = urlsplit(url or "")
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
@@ -76,6 +77,7 @@ def upsert(db: Database, art: ArticleIn) -> str:
 
     The caller owns the transaction (one per source).
     """
+    usable_image = is_web_address(art.image)
     values = {
         "url": art.url,
         "title": art.title,
@@ -84,8 +86,8 @@ def upsert(db: Database, art: ArticleIn) -> str:
         "category": art.category,
         # An image the mail client could not fetch (a relative path, data: or javascript:)
         # is no image at all: the card then renders without one.
-        "image": art.image if _web_address(art.image) else None,
-        "image_alt": art.image_alt if _web_address(art.image) else None,
+        "image": art.image if usable_image else None,
+        "image_alt": art.image_alt if usable_image else None,
     }
     topic_ids = sorted({topics_mod.ensure_topic(db, name).id for name in art.topics})
     row = _find(db, art)

@@ -321,6 +321,6 @@ def confirm(db: Database, settings: Settings, token: str) -> Pending:
         assert person is not None
         for topic in found.topics:
             subscribers.set_subscription(db, found.subscriber_id, topic.id, "confirmed", "web")
-        if found.topics and subscribers.is_suppressed(db, person["email"]):
+        if found.topics:
             subscribers.lift_suppression(db, person["email"])
     return found

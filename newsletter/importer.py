@@ -29,7 +29,14 @@ from sqlite_utils import Database
 from newsletter.clock import now_iso
 from newsletter.db import immediate, meta_key
 from newsletter.errors import InvalidEmail, NewsletterError
-from newsletter.subscribers import clean_name, email_key, next_id, normalize_email
+from newsletter.subscribers import (
+    SUBSCRIPTION_ACTIONS,
+    clean_name,
+    email_key,
+    next_id,
+    normalize_email,
+    sql_marks,
+)
 
 # Header names are compared after casefolding and collapsing spaces, "_" and "-" to one space.
 EMAIL_HEADERS = {
@@ -351,10 +358,6 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield chunk
 
 
-def _marks(values: Sequence) -> str:
-    return ", ".join("?" for _ in values)
-
-
 @dataclass
 class _Writes:
     people: list[tuple] = field(default_factory=list)
@@ -417,7 +420,7 @@ def _lookup(db: Database, keys: Sequence[str], topic_ids: Sequence[int], hkey: h
         key: (sid, name, lang)
         for sid, key, name, lang in db.execute(
             "SELECT id, email_key, name, lang FROM subscribers"
-            f" WHERE email_key IN ({_marks(keys)})",
+            f" WHERE email_key IN ({sql_marks(keys)})",
             list(keys),
         )
     }
@@ -425,7 +428,7 @@ def _lookup(db: Database, keys: Sequence[str], topic_ids: Sequence[int], hkey: h
     suppressed = {
         hashes[row[0]]
         for row in db.execute(
-            f"SELECT hash FROM suppressions WHERE hash IN ({_marks(hashes)})", list(hashes)
+            f"SELECT hash FROM suppressions WHERE hash IN ({sql_marks(hashes)})", list(hashes)
         )
     }
     subscriptions: dict[tuple[int, int], str] = {}
@@ -433,7 +436,7 @@ def _lookup(db: Database, keys: Sequence[str], topic_ids: Sequence[int], hkey: h
     if ids and topic_ids:
         for sid, tid, status in db.execute(
             "SELECT subscriber_id, topic_id, status FROM subscriptions"
-            f" WHERE subscriber_id IN ({_marks(ids)}) AND topic_id IN ({_marks(topic_ids)})",
+            f" WHERE subscriber_id IN ({sql_marks(ids)}) AND topic_id IN ({sql_marks(topic_ids)})",
             [*ids, *topic_ids],
         ):
             subscriptions[(sid, tid)] = status
@@ -452,8 +455,7 @@ class _Plan:
 
     @property
     def action(self) -> str:
-        # The same event names subscribers.set_subscription writes.
-        return "confirm" if self.status == "confirmed" else "subscribe"
+        return SUBSCRIPTION_ACTIONS[self.status]
 
 
 def _add_person(plan: _Plan, writes: _Writes, sid: int, rec: Record) -> None:

@@ -20,7 +20,7 @@ import jinja2
 
 import newsletter
 from newsletter import dates, i18n, placeholders
-from newsletter.articles import Article
+from newsletter.articles import Article, is_web_address
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 
@@ -258,7 +258,7 @@ def checked_link(url: str, title: str) -> str:
     Feeds are outside input: a ``javascript:`` or ``data:`` link would run when staff click
     it in ``preview --open``, and mail filters treat such links as phishing.
     """
-    if urlsplit(url.strip()).scheme.lower() not in ("http", "https"):
+    if not is_web_address(url.strip()):
         raise NewsletterError(f"article {title!r}: its link {url!r} is not an http(s) address")
     return url
 

@@ -20,6 +20,12 @@ from newsletter.errors import InvalidEmail, NewsletterError, NotFound
 
 STATUSES = ("active", "bounced", "blocklisted")
 SUBSCRIPTION_STATUSES = ("unconfirmed", "confirmed", "unsubscribed")
+# The consent-trail event written when a subscription takes each status.
+SUBSCRIPTION_ACTIONS = {
+    "unconfirmed": "subscribe",
+    "confirmed": "confirm",
+    "unsubscribed": "unsubscribe",
+}
 # meta key: the largest id erasure has freed (see ``next_id``).
 _ERASED_MAX_ID = "erased_max_subscriber_id"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -90,8 +96,10 @@ def suppress(db: Database, email: str, reason: str) -> bool:
     return cursor.rowcount == 1
 
 
-def lift_suppression(db: Database, email: str) -> None:
-    db.execute("DELETE FROM suppressions WHERE hash = ?", [suppression_hash(db, email)])
+def lift_suppression(db: Database, email: str) -> bool:
+    """Take an address off the suppression list; False when it was not on it."""
+    cursor = db.execute("DELETE FROM suppressions WHERE hash = ?", [suppression_hash(db, email)])
+    return cursor.rowcount > 0
 
 
 def find(db: Database, email: str) -> dict | None:
@@ -168,8 +176,7 @@ def set_subscription(
                 " VALUES (?, ?, ?, ?, ?)",
                 [subscriber_id, topic_id, status, stamp, stamp],
             )
-        action = {"unconfirmed": "subscribe", "confirmed": "confirm"}.get(status, "unsubscribe")
-        record_event(db, subscriber_id, action, source, topic_id)
+        record_event(db, subscriber_id, SUBSCRIPTION_ACTIONS[status], source, topic_id)
     return True
 
 
@@ -208,8 +215,7 @@ def add(
         changed = row is None
         # Also for a row that exists: an unconfirmed web sign-up creates one without
         # lifting the suppression, and a later staff add must still lift it.
-        if lift_suppression_ and is_suppressed(db, address):
-            lift_suppression(db, address)
+        if lift_suppression_ and lift_suppression(db, address):
             changed = True
         if row is None:
             subscriber_id = _create(db, address, cleaned or "", lang or default_lang, source)
@@ -365,7 +371,7 @@ def erase(db: Database, email: str, source: str = "cli") -> bool:
     return flush_wal(db)
 
 
-def _placeholders(values: Sequence[object]) -> str:
+def sql_marks(values: Sequence[object]) -> str:
     return ", ".join("?" for _ in values)
 
 
@@ -374,7 +380,7 @@ def recipient_condition(topic_ids: Sequence[int]) -> tuple[str, list[object]]:
     is a recipient of the topics, with its parameters. ``recipients``, ``count_recipients``
     and the export all build on it, so there is one definition of who gets mailed."""
     return (
-        f"sub.topic_id IN ({_placeholders(topic_ids)})"
+        f"sub.topic_id IN ({sql_marks(topic_ids)})"
         " AND sub.status = 'confirmed' AND s.status = 'active'",
         list(topic_ids),
     )

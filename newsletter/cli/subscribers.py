@@ -401,9 +401,8 @@ def _block_unknown(db: Database, email: str, status: str) -> tuple[str, bool]:
     address = subscribers.normalize_email(email)
     if status == "blocklisted":
         return address, subscribers.suppress(db, address, "blocklisted:cli")
-    if not subscribers.is_suppressed(db, address):
+    if not subscribers.lift_suppression(db, address):
         subscribers.require(db, address)  # NotFound: nothing to unblock
-    subscribers.lift_suppression(db, address)
     return address, True
 
 

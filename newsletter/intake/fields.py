@@ -6,10 +6,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from newsletter.articles import ArticleIn
+from newsletter.articles import ArticleIn, is_web_address
 from newsletter.config import Settings
 from newsletter.intake.text import collapse, html_to_text, shorten
 from newsletter.topics import slugify
@@ -28,8 +27,7 @@ def checked_url(url: str, title: str) -> str:
     link, or a ``javascript:`` link, would otherwise sit in the database until a build
     refused the whole edition because of it.
     """
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    if not is_web_address(url):
         raise ItemError(f"{_name(title)}has a link that is not an http(s) address: {url!r}")
     return url
 
