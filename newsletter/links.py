@@ -61,8 +61,12 @@ def unsubscribe_url(settings: Settings, key: bytes, subscriber_id: int, topic_id
     return f"{_base(settings)}/u/{unsubscribe_token(key, subscriber_id, topic_id)}"
 
 
+def preferences_token(key: bytes, subscriber_id: int) -> str:
+    return tokens.make(key, PREFERENCES, subscriber_id)
+
+
 def preferences_url(settings: Settings, key: bytes, subscriber_id: int) -> str:
-    return f"{_base(settings)}/p/{tokens.make(key, PREFERENCES, subscriber_id)}"
+    return f"{_base(settings)}/p/{preferences_token(key, subscriber_id)}"
 
 
 def confirm_url(settings: Settings, key: bytes, subscriber_id: int, expires_at: int) -> str:

@@ -89,10 +89,6 @@ def preferences_subscriber(db: Database, key: bytes, token: str) -> int:
     return subscriber_id
 
 
-def preferences_token(key: bytes, subscriber_id: int) -> str:
-    return tokens.make(key, links.PREFERENCES, subscriber_id)
-
-
 def load_preferences(db: Database, subscriber_id: int) -> Preferences:
     """Only this person's own subscriptions and language: never their address."""
     person = subscribers.get(db, subscriber_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, g, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from newsletter import confirmations, subscribers
+from newsletter import confirmations, links, subscribers
 from newsletter.config import LANGUAGES
 from newsletter.errors import InvalidEmail, InvalidToken
 from newsletter.topics import all_topics
@@ -30,7 +30,7 @@ def _bad_link() -> Page:
 
 
 def _manage_url(subscriber_id: int) -> str:
-    token = actions.preferences_token(web().key, subscriber_id)
+    token = links.preferences_token(web().key, subscriber_id)
     return url_for("views.preferences", token=token)
 
 
@@ -185,8 +185,7 @@ def unsubscribe(token: str) -> Page:
             return message("unsubscribed_title", body, values=topic)
         if not csrf_ok():
             abort(403)
-        actions.unsubscribe(db, w.key, token, "web")
-        link = actions.read_unsubscribe(db, w.key, token)
+        link = actions.unsubscribe(db, w.key, token, "web")  # the link as it reads now
 
     if link.status in ("confirmed", "unconfirmed"):
         return page("unsubscribe.html", topic=link.topic_name or "", manage=manage)
