@@ -19,6 +19,7 @@ demo: $(STAMP)
 ## test: lint, then the whole test suite (installs Debian chromium for the browser tests)
 test: $(STAMP) chromium
 	$(PY) -m ruff check newsletter tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lint: $(STAMP)

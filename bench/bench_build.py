@@ -18,10 +18,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from newsletter import editions, render
-from newsletter.articles import ArticleIn, select, upsert
 from newsletter.config import Settings
-from newsletter.db import open_db
+from newsletter.content import editions, render
+from newsletter.content.articles import ArticleIn, select, upsert
+from newsletter.store.db import open_db
 
 ARTICLES = 10
 ROUNDS = 50

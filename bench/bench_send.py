@@ -1,7 +1,7 @@
 """Send pipeline benchmarks (issue 5), one run on this machine:
 
 (a) per-recipient message assembly for a 40 KB edition (goal >= 2,000 messages/s, one core);
-(b) end-to-end ``sending.send`` throughput into an aiosmtpd sink in another process with
+(b) end-to-end ``pipeline.send`` throughput into an aiosmtpd sink in another process with
     4 connections, as a ratio of a minimal raw client pushing pre-built messages into the
     same sink (goal >= 0.8);
 (c) peak memory of a send to 100,000 recipients (goal: flat, under 150 MB).
@@ -20,11 +20,12 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
-from newsletter import links, sending
+from newsletter import links
 from newsletter.config import Settings
-from newsletter.db import open_db, token_key
-from newsletter.message import EditionMessage
-from newsletter.message import list_id as make_list_id
+from newsletter.delivery import pipeline
+from newsletter.mail.message import EditionMessage
+from newsletter.mail.message import list_id as make_list_id
+from newsletter.store.db import open_db, token_key
 
 SETTINGS = Settings(
     base_url="https://uutiskirje.example.fi",
@@ -273,7 +274,7 @@ def send_rate(port: int, count: int, connections: int, rate: float = 1_000_000) 
         db = open_db(path)
         settings = SETTINGS.with_overrides(db=path, smtp_port=port)
         start = time.perf_counter()
-        report = sending.send(
+        report = pipeline.send(
             db, settings, edition, rate=rate, concurrency=connections, batch_size=200
         )
         elapsed = time.perf_counter() - start
@@ -341,7 +342,7 @@ def _memory_child(path: str, port: int, edition: int, out: multiprocessing.Queue
     samples: list[tuple[int, float]] = []
     step = [10_000]
 
-    def progress(report: sending.SendReport) -> None:
+    def progress(report: pipeline.SendReport) -> None:
         done = report.sent + report.failed
         if done >= step[0]:
             samples.append((done, _status_mb("VmRSS")))
@@ -349,7 +350,7 @@ def _memory_child(path: str, port: int, edition: int, out: multiprocessing.Queue
 
     token_key(db, settings.secret)
     start = time.perf_counter()
-    report = sending.send(
+    report = pipeline.send(
         db, settings, edition, rate=1_000_000, concurrency=4, batch_size=500, progress=progress
     )
     elapsed = time.perf_counter() - start

@@ -23,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from newsletter import export, topics
-from newsletter.db import open_db
-from newsletter.topics import slugify
+from newsletter.audience import export
+from newsletter.content import topics
+from newsletter.content.topics import slugify
+from newsletter.store.db import open_db
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from newsletter import articles
-from newsletter.articles import ArticleIn
+from newsletter.content import articles
+from newsletter.content.articles import ArticleIn
 
 GOLDEN = Path(__file__).parent / "golden"
 HELSINKI = ZoneInfo("Europe/Helsinki")

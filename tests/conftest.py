@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from newsletter.config import Settings, load_settings
-from newsletter.db import open_db
+from newsletter.store.db import open_db
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"  # screenshots and other things a developer may look at

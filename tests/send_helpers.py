@@ -9,8 +9,9 @@ from email.message import EmailMessage
 from conftest import SmtpSink
 from sqlite_utils import Database
 
-from newsletter import subscribers, topics
+from newsletter.audience import subscribers
 from newsletter.clock import now_iso
+from newsletter.content import topics
 
 SUBJECT = "Vaikuttavuus-uutiskirje: syksyn hankkeet ja äänestys"
 

@@ -22,10 +22,12 @@ from build_helpers import (
 )
 from premailer import Premailer
 
-from newsletter import clock, dates, editions, i18n, placeholders, render
-from newsletter.articles import ArticleIn
+from newsletter import clock, dates, i18n
 from newsletter.config import LANGUAGES
+from newsletter.content import editions, render
+from newsletter.content.articles import ArticleIn
 from newsletter.errors import NewsletterError, NotFound
+from newsletter.mail import placeholders
 
 BASE = datetime(2025, 8, 15, 9, 30, tzinfo=HELSINKI)
 

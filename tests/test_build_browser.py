@@ -19,7 +19,8 @@ from build_helpers import (
     with_images,
 )
 
-from newsletter import editions, placeholders
+from newsletter.content import editions
+from newsletter.mail import placeholders
 
 pytestmark = pytest.mark.browser
 

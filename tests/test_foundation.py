@@ -20,12 +20,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from newsletter import articles, dates, links, subscribers, tokens, topics
-from newsletter import db as db_module
+from newsletter import dates, links, tokens
+from newsletter.audience import subscribers
 from newsletter.config import CONFIG_TEMPLATE, KEYS, Settings, load_settings, write_template
-from newsletter.db import open_db
+from newsletter.content import articles, topics
 from newsletter.errors import ConfigError, InvalidToken, NewsletterError, NotFound
-from newsletter.migrations import migrations
+from newsletter.store import db as db_module
+from newsletter.store.db import open_db
+from newsletter.store.migrations import migrations
 
 EXPECTED_TABLES = {
     "meta",

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import articles, intake
 from newsletter.config import Settings
+from newsletter.content import articles, intake
+from newsletter.content.intake import feeds
+from newsletter.content.intake.fields import parse_time, split_categories
+from newsletter.content.intake.text import html_to_text, shorten
 from newsletter.errors import NewsletterError
-from newsletter.intake import feeds
-from newsletter.intake.fields import parse_time, split_categories
-from newsletter.intake.text import html_to_text, shorten
 
 DATA = Path(__file__).parent / "data" / "intake"
 SAMPLE = Path(__file__).parent.parent / "sample" / "articles.xml"
@@ -858,7 +858,7 @@ def test_import_waits_for_another_writer(cli, db, settings) -> None:
 def test_an_image_mail_clients_cannot_fetch_is_dropped(db) -> None:
     from datetime import UTC, datetime
 
-    from newsletter.articles import ArticleIn, select, upsert
+    from newsletter.content.articles import ArticleIn, select, upsert
 
     for n, image in enumerate(["javascript:alert(1)", "data:image/png;base64,AAAA", "kuva.jpg"]):
         upsert(

@@ -11,9 +11,11 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from newsletter import links, subscribers, tokens, topics
-from newsletter.db import token_key
-from newsletter.mailbox_unsubscribe import import_unsubscribes
+from newsletter import links, tokens
+from newsletter.audience import subscribers
+from newsletter.content import topics
+from newsletter.delivery.mailbox_unsubscribe import import_unsubscribes
+from newsletter.store.db import token_key
 
 MAILBOX = "unsubscribe@example.fi"
 _serial = itertools.count(1)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import message, placeholders
 from newsletter.config import Settings
+from newsletter.mail import message, placeholders
 
 HTML = (
     "<!DOCTYPE html><html lang='fi'><body><p>Hei %%NAME%%!</p>"

@@ -26,10 +26,13 @@ from send_helpers import (
     parts,
 )
 
-from newsletter import links, placeholders, sending, subscribers, tokens
+from newsletter import links, tokens
+from newsletter.audience import subscribers
 from newsletter.clock import now_iso
-from newsletter.db import open_db, token_key
+from newsletter.delivery import pipeline
 from newsletter.errors import ConfigError, NewsletterError
+from newsletter.mail import placeholders
+from newsletter.store.db import open_db, token_key
 
 
 @pytest.fixture
@@ -48,7 +51,7 @@ def test_every_recipient_gets_one_correct_message(db, mail_settings, smtp_sink):
     add_people(db, other, 2, prefix="toinen")  # another topic's readers get nothing
     edition = make_edition(db, [topic])
 
-    report = sending.send(db, mail_settings, edition, concurrency=3, batch_size=3)
+    report = pipeline.send(db, mail_settings, edition, concurrency=3, batch_size=3)
 
     assert (report.outcome, report.status) == ("done", "sent")
     assert (report.sent, report.failed, report.pending, report.total) == (7, 0, 0, 7)
@@ -91,7 +94,7 @@ def test_every_recipient_gets_one_correct_message(db, mail_settings, smtp_sink):
         assert rows[email]["last_reply"].startswith("250")
         assert rows[email]["attempts"] == 1
     assert len(message_ids) == 7
-    assert sending.status(db, edition) == {
+    assert pipeline.status(db, edition) == {
         "edition": edition,
         "status": "sent",
         "total": 7,
@@ -114,7 +117,7 @@ def test_line_breaks_in_a_stored_name_cannot_add_headers_or_recipients(
     db.execute("UPDATE subscribers SET name = ?", [evil])
     edition = make_edition(db, [topic])
 
-    sending.send(db, mail_settings, edition)
+    pipeline.send(db, mail_settings, edition)
 
     [received] = smtp_sink.messages
     assert received.rcpt_tos == [email]
@@ -155,19 +158,19 @@ def test_resume_mails_only_pending_rows(db, mail_settings, smtp_sink):
         return None
 
     smtp_sink.reply = reply
-    first = sending.send(db, mail_settings, edition, concurrency=1, max_errors=1)
+    first = pipeline.send(db, mail_settings, edition, concurrency=1, max_errors=1)
     assert first.outcome == "paused"
     assert "errors in a row" in first.message and "send" in first.message
     assert (first.sent, first.pending) == (3, 3)
-    assert sending.status(db, edition)["status"] == "paused"
+    assert pipeline.status(db, edition)["status"] == "paused"
 
     smtp_sink.reply = None
-    second = sending.send(db, mail_settings, edition, concurrency=2)
+    second = pipeline.send(db, mail_settings, edition, concurrency=2)
     assert (second.status, second.sent, second.pending, second.sent_now) == ("sent", 6, 0, 3)
     received = sorted(r for m in smtp_sink.messages for r in m.rcpt_tos)
     assert received == emails  # once each: nothing sent was sent again
 
-    third = sending.send(db, mail_settings, edition)
+    third = pipeline.send(db, mail_settings, edition)
     assert third.sent_now == 0 and len(smtp_sink.messages) == 6
 
 
@@ -177,16 +180,16 @@ def test_recipients_are_fixed_at_the_first_send_and_include_new_adds_newcomers(
     topic = make_topic(db)
     add_people(db, topic, 3)
     edition = make_edition(db, [topic])
-    sending.send(db, mail_settings, edition)
+    pipeline.send(db, mail_settings, edition)
     [late] = add_people(db, topic, 1, prefix="myohainen")
 
-    assert sending.plan(db, edition)[0] == 0
-    again = sending.send(db, mail_settings, edition)
+    assert pipeline.plan(db, edition)[0] == 0
+    again = pipeline.send(db, mail_settings, edition)
     assert again.sent_now == 0 and not smtp_sink.to(late)
 
-    count, first = sending.plan(db, edition, include_new=True)
+    count, first = pipeline.plan(db, edition, include_new=True)
     assert count == 1 and [p.email for p in first] == [late]
-    report = sending.send(db, mail_settings, edition, include_new=True)
+    report = pipeline.send(db, mail_settings, edition, include_new=True)
     assert (report.sent_now, report.total) == (1, 4)
     assert len(smtp_sink.to(late)) == 1 and len(smtp_sink.messages) == 4
 
@@ -199,7 +202,7 @@ def test_people_who_lose_consent_before_their_batch_are_closed_with_the_reason(
     edition = make_edition(db, [topic])
     gate = {"open": False}
     smtp_sink.reply = lambda envelope: None if gate["open"] else "451 4.3.2 not yet"
-    paused = sending.send(db, mail_settings, edition, concurrency=1, max_errors=1)
+    paused = pipeline.send(db, mail_settings, edition, concurrency=1, max_errors=1)
     assert paused.pending == 6 and not smtp_sink.messages
 
     ids = [subscribers.find(db, e)["id"] for e in emails]
@@ -208,7 +211,7 @@ def test_people_who_lose_consent_before_their_batch_are_closed_with_the_reason(
     subscribers.set_status(db, ids[2], "bounced", "test")
     subscribers.erase(db, emails[3], "test")
     gate["open"] = True
-    report = sending.send(db, mail_settings, edition)
+    report = pipeline.send(db, mail_settings, edition)
 
     assert sorted(r for m in smtp_sink.messages for r in m.rcpt_tos) == emails[4:]
     reasons = {row["subscriber_id"]: row["reason"] for row in delivery_rows(db, edition)}
@@ -238,7 +241,7 @@ def test_unsubscribing_during_a_slow_send_stops_mail_at_once(db, settings, smtp_
     smtp_sink.reply = reply
     slow = settings.with_overrides(smtp_host=smtp_sink.host, smtp_port=smtp_sink.port)
     # A whole batch of 10 is claimed (and checked) before anyone unsubscribes.
-    report = sending.send(db, slow, edition, rate=8, concurrency=1, batch_size=10)
+    report = pipeline.send(db, slow, edition, rate=8, concurrency=1, batch_size=10)
     other.close()
 
     assert done.is_set()
@@ -252,18 +255,18 @@ def test_a_second_send_is_refused_while_the_lock_is_held(db, mail_settings, smtp
     topic = make_topic(db)
     add_people(db, topic, 2)
     edition = make_edition(db, [topic])
-    sending.acquire_lock(db, edition, "someone-else")  # this live process, fresh heartbeat
+    pipeline.acquire_lock(db, edition, "someone-else")  # this live process, fresh heartbeat
 
-    with pytest.raises(sending.EditionLocked, match="already being sent"):
-        sending.send(db, mail_settings, edition)
+    with pytest.raises(pipeline.EditionLocked, match="already being sent"):
+        pipeline.send(db, mail_settings, edition)
     result = cli("send", str(edition), "--yes", env=smtp_env(smtp_sink))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: edition {edition} is already being sent")
     assert not smtp_sink.messages
-    assert sending.status(db, edition)["pending"] == 0  # nothing was even fixed
+    assert pipeline.status(db, edition)["pending"] == 0  # nothing was even fixed
 
-    sending.release_lock(db, edition, "someone-else")
-    assert sending.send(db, mail_settings, edition).sent == 2
+    pipeline.release_lock(db, edition, "someone-else")
+    assert pipeline.send(db, mail_settings, edition).sent == 2
 
 
 def dead_pid() -> int:
@@ -286,7 +289,7 @@ def test_a_crashed_lock_holder_is_taken_over(db, mail_settings, smtp_sink, case)
         " lock_host = ?, lock_heartbeat = ? WHERE id = ?",
         [*values, edition],
     )
-    report = sending.send(db, mail_settings, edition)
+    report = pipeline.send(db, mail_settings, edition)
     assert report.sent == 2 and len(smtp_sink.messages) == 2
 
 
@@ -298,8 +301,8 @@ def test_a_live_lock_on_another_host_is_respected(db, mail_settings):
         " lock_heartbeat = ? WHERE id = ?",
         [now_iso(), edition],
     )
-    with pytest.raises(sending.EditionLocked, match="other-host"):
-        sending.send(db, mail_settings, edition)
+    with pytest.raises(pipeline.EditionLocked, match="other-host"):
+        pipeline.send(db, mail_settings, edition)
 
 
 def test_cli_dry_run_confirmation_json_and_status(db, smtp_sink, cli):
@@ -364,7 +367,7 @@ def test_cli_test_copy_goes_only_to_the_given_address(db, smtp_sink, cli):
     assert placeholders.remaining(text) == []
     assert unquote(msg["List-Unsubscribe"]).count("unsubscribe ") == 1
     assert delivery_rows(db, edition) == []
-    assert sending.status(db, edition)["status"] == "draft"
+    assert pipeline.status(db, edition)["status"] == "draft"
 
 
 def test_cli_errors_are_one_line(db, smtp_sink, cli):
@@ -397,14 +400,14 @@ def test_an_edition_without_recipients_is_refused_and_stays_a_draft(
     )
 
     with pytest.raises(NewsletterError) as caught:
-        sending.send(db, mail_settings, edition)
+        pipeline.send(db, mail_settings, edition)
     assert str(caught.value) == message
     for args in (("--yes",), ("--yes", "--json"), ()):
         result = cli("send", str(edition), *args, env=smtp_env(smtp_sink))
         assert result.exit_code == 1
         assert result.stderr == f"error: {message}\n"
         assert "Send now?" not in result.stdout  # refused before asking
-    assert sending.status(db, edition)["status"] == "draft"
+    assert pipeline.status(db, edition)["status"] == "draft"
     assert delivery_rows(db, edition) == []
     assert lock_owner(db, edition) is None
     assert not smtp_sink.messages
@@ -412,7 +415,7 @@ def test_an_edition_without_recipients_is_refused_and_stays_a_draft(
     # Once someone may be mailed, the same edition goes out as usual.
     with db.atomic():
         subscribers.set_subscription(db, waiting_id, topic, "confirmed", "test")
-    assert sending.send(db, mail_settings, edition).sent == 1
+    assert pipeline.send(db, mail_settings, edition).sent == 1
 
 
 @pytest.mark.parametrize(
@@ -436,7 +439,7 @@ def test_bad_send_option_values_are_usage_errors(db, smtp_sink, cli, option, val
     assert result.exit_code == 2
     assert f"Invalid value for '{option}'" in result.stderr
     assert not smtp_sink.messages
-    assert sending.status(db, edition)["status"] == "draft"
+    assert pipeline.status(db, edition)["status"] == "draft"
 
 
 @pytest.mark.parametrize("rate", [float("nan"), float("inf"), -1.0, 0.0])
@@ -445,7 +448,7 @@ def test_the_core_refuses_a_rate_that_is_not_a_positive_number(db, mail_settings
     add_people(db, topic, 1)
     edition = make_edition(db, [topic])
     with pytest.raises(NewsletterError, match="--rate must be a positive number"):
-        sending.send(db, mail_settings, edition, rate=rate)
+        pipeline.send(db, mail_settings, edition, rate=rate)
     assert delivery_rows(db, edition) == []
 
 
@@ -457,16 +460,16 @@ def test_plain_http_base_url_is_refused_before_anything_is_sent(db, mail_setting
     env = {**smtp_env(smtp_sink), "NEWSLETTER_BASE_URL": "http://uutiskirje.example.fi"}
 
     with pytest.raises(ConfigError, match="must use https"):
-        sending.send(db, public_http, edition)
+        pipeline.send(db, public_http, edition)
     with pytest.raises(ConfigError, match="must use https"):
-        sending.send_test(db, public_http, edition, ["toimitus@example.fi"])
+        pipeline.send_test(db, public_http, edition, ["toimitus@example.fi"])
     for args in (("--yes",), ("--to", "toimitus@example.fi"), ("--dry-run",)):
         result = cli("send", str(edition), *args, env=env)
         assert result.exit_code == 1
         assert result.stderr.startswith("error: base_url 'http://uutiskirje.example.fi'")
         assert len(result.stderr.splitlines()) == 1
     assert not smtp_sink.messages
-    assert sending.status(db, edition)["status"] == "draft"
+    assert pipeline.status(db, edition)["status"] == "draft"
     assert delivery_rows(db, edition) == []
     assert lock_owner(db, edition) is None
 
@@ -507,7 +510,7 @@ def test_a_send_whose_lock_was_taken_over_stops(db, settings, smtp_sink, monkeyp
     topic = make_topic(db)
     add_people(db, topic, 30)
     edition = make_edition(db, [topic])
-    monkeypatch.setattr(sending, "HEARTBEAT_EVERY", 0.05)
+    monkeypatch.setattr(pipeline, "HEARTBEAT_EVERY", 0.05)
     other = open_db(settings.db)
 
     def reply(envelope):
@@ -518,7 +521,7 @@ def test_a_send_whose_lock_was_taken_over_stops(db, settings, smtp_sink, monkeyp
 
     smtp_sink.reply = reply
     mail = settings.with_overrides(smtp_host=smtp_sink.host, smtp_port=smtp_sink.port)
-    report = sending.send(db, mail, edition, rate=20, concurrency=1)
+    report = pipeline.send(db, mail, edition, rate=20, concurrency=1)
     other.close()
 
     assert report.outcome == "lock lost" and "took over the lock" in report.message
@@ -553,7 +556,7 @@ def test_dkim_signatures_survive_the_trip_through_smtp(db, mail_settings, smtp_s
     signed = mail_settings.with_overrides(
         dkim_selector="news", dkim_domain="example.fi", dkim_key_file=key
     )
-    sending.send(db, signed, edition)
+    pipeline.send(db, signed, edition)
 
     assert len(smtp_sink.messages) == 3
     for received in smtp_sink.messages:
@@ -578,15 +581,15 @@ def test_a_slow_rate_keeps_the_lock_fresh_while_waiting(db, settings, smtp_sink,
     topic = make_topic(db)
     add_people(db, topic, 2)
     edition = make_edition(db, [topic])
-    monkeypatch.setattr(sending, "HEARTBEAT_EVERY", 0.05)
-    monkeypatch.setattr(sending, "LOCK_STALE_AFTER", 1.5)
+    monkeypatch.setattr(pipeline, "HEARTBEAT_EVERY", 0.05)
+    monkeypatch.setattr(pipeline, "LOCK_STALE_AFTER", 1.5)
     other = open_db(settings.db)  # a second `send` started by someone else
     stop, taken = threading.Event(), []
 
     def intruder() -> None:
         while not stop.wait(0.1):
-            with contextlib.suppress(sending.EditionLocked):
-                sending.acquire_lock(other, edition, "intruder")
+            with contextlib.suppress(pipeline.EditionLocked):
+                pipeline.acquire_lock(other, edition, "intruder")
                 taken.append(now_iso())
 
     thread = threading.Thread(target=intruder)
@@ -594,7 +597,7 @@ def test_a_slow_rate_keeps_the_lock_fresh_while_waiting(db, settings, smtp_sink,
     mail = settings.with_overrides(smtp_host=smtp_sink.host, smtp_port=smtp_sink.port)
     try:
         # 0.3 messages a second: the second message waits over 3 s for the rate limit.
-        report = sending.send(db, mail, edition, rate=0.3, concurrency=1)
+        report = pipeline.send(db, mail, edition, rate=0.3, concurrency=1)
     finally:
         stop.set()
         thread.join()
@@ -626,7 +629,7 @@ def test_results_wait_for_a_writer_that_holds_the_database(db, settings, smtp_si
     smtp_sink.reply = reply
     mail = settings.with_overrides(smtp_host=smtp_sink.host, smtp_port=smtp_sink.port)
     try:
-        report = sending.send(db, mail, edition, concurrency=1)
+        report = pipeline.send(db, mail, edition, concurrency=1)
     finally:
         released.wait(5)
         holder.close()

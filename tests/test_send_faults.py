@@ -8,9 +8,11 @@ import pytest
 from conftest import free_port
 from send_helpers import add_people, delivery_rows, faulty_sink, make_edition, make_topic
 
-from newsletter import sending, smtp, subscribers
-from newsletter.db import open_db
+from newsletter.audience import subscribers
+from newsletter.delivery import pipeline
 from newsletter.errors import NewsletterError
+from newsletter.mail import smtp
+from newsletter.store.db import open_db
 
 
 @pytest.fixture
@@ -51,7 +53,7 @@ def test_temporary_and_permanent_failures_and_dropped_connections(db, settings, 
 
     sink.fault = fault
     mail = settings.with_overrides(smtp_host=sink.host, smtp_port=sink.port)
-    report = sending.send(
+    report = pipeline.send(
         db, mail, edition, concurrency=3, batch_size=4, max_errors=100, retry_base=0.01
     )
 
@@ -102,15 +104,15 @@ def test_hard_bounce_limit_counts_bounces_across_editions(db, settings, sink):
     [email] = add_people(db, topic, 1)
     sink.fault = lambda server, envelope: "550 5.1.1 unknown user"
     mail = settings.with_overrides(smtp_host=sink.host, smtp_port=sink.port, hard_bounce_limit=2)
-    sending.send(db, mail, make_edition(db, [topic]))
+    pipeline.send(db, mail, make_edition(db, [topic]))
     person = subscribers.find(db, email)
     assert (person["status"], person["hard_bounces"]) == ("active", 1)
-    sending.send(db, mail, make_edition(db, [topic]))
+    pipeline.send(db, mail, make_edition(db, [topic]))
     person = subscribers.find(db, email)
     assert (person["status"], person["hard_bounces"]) == ("bounced", 2)
     third = make_edition(db, [topic])
     with pytest.raises(NewsletterError, match="has no recipients"):
-        sending.send(db, mail, third)  # bounced people are not recipients
+        pipeline.send(db, mail, third)  # bounced people are not recipients
     assert sink.attempts[email] == 2
 
 
@@ -128,7 +130,7 @@ def test_consecutive_errors_pause_the_send_with_everything_pending(db, sink, cli
         result.stderr
     )
     assert f"newsletter send {edition}` again" in result.stderr
-    numbers = sending.status(db, edition)
+    numbers = pipeline.status(db, edition)
     assert (numbers["status"], numbers["pending"], numbers["sent"]) == ("paused", 20, 0)
     assert not sink.messages
 
@@ -146,8 +148,8 @@ def test_unreachable_server_is_a_clear_error_and_keeps_everything_pending(db, se
     mail = settings.with_overrides(smtp_host="127.0.0.1", smtp_port=port)
 
     with pytest.raises(smtp.ConnectionFailed, match=f"cannot reach SMTP server 127.0.0.1:{port}"):
-        sending.send(db, mail, edition)
-    numbers = sending.status(db, edition)
+        pipeline.send(db, mail, edition)
+    numbers = pipeline.status(db, edition)
     assert (numbers["status"], numbers["pending"], numbers["total"]) == ("paused", 5, 5)
     assert db.execute("SELECT lock_owner FROM editions").fetchone()[0] is None
 
@@ -157,7 +159,7 @@ def test_unreachable_server_is_a_clear_error_and_keeps_everything_pending(db, se
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach SMTP server")
     assert "5 still pending" in lines[0]
-    assert sending.status(db, edition)["pending"] == 5
+    assert pipeline.status(db, edition)["pending"] == 5
 
     rows = delivery_rows(db, edition)
     assert [row["attempts"] for row in rows] == [0] * 5  # an outage uses up no retries
@@ -165,7 +167,7 @@ def test_unreachable_server_is_a_clear_error_and_keeps_everything_pending(db, se
 
     as_json = cli("send", str(edition), "--yes", "--json", env=env)
     assert as_json.exit_code == 1 and as_json.stderr.startswith("error: cannot reach")
-    assert json.loads(as_json.stdout) == sending.status(db, edition)
+    assert json.loads(as_json.stdout) == pipeline.status(db, edition)
     assert json.loads(as_json.stdout)["pending"] == 5
 
 
@@ -176,7 +178,7 @@ def test_an_address_that_cannot_go_into_a_header_fails_alone(db, settings, sink)
     db.execute("UPDATE subscribers SET email = 'pävi@example.org' WHERE email = ?", [emails[0]])
     edition = make_edition(db, [topic])
     mail = settings.with_overrides(smtp_host=sink.host, smtp_port=sink.port)
-    report = sending.send(db, mail, edition)
+    report = pipeline.send(db, mail, edition)
     rows = delivery_rows(db, edition)
     assert [(r["status"], r["reason"]) for r in rows] == [
         ("failed", "invalid address"),
@@ -204,7 +206,7 @@ def test_only_a_refused_address_counts_as_a_hard_bounce(db, settings, sink):
     mail = settings.with_overrides(smtp_host=sink.host, smtp_port=sink.port)
     edition = make_edition(db, [topic])
 
-    report = sending.send(db, mail, edition, max_errors=100)
+    report = pipeline.send(db, mail, edition, max_errors=100)
 
     rows = {row["email"]: row for row in delivery_rows(db, edition)}
     for email in (dmarc, blocked, sender_side):
@@ -233,7 +235,7 @@ def test_a_bounce_for_someone_erased_meanwhile_keeps_the_other_results(db, setti
     mail = settings.with_overrides(smtp_host=sink.host, smtp_port=sink.port)
     edition = make_edition(db, [topic])
     try:
-        report = sending.send(db, mail, edition, concurrency=1)
+        report = pipeline.send(db, mail, edition, concurrency=1)
     finally:
         other.close()
 

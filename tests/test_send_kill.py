@@ -15,8 +15,8 @@ import pytest
 from conftest import ROOT
 from send_helpers import add_people, make_edition, make_topic
 
-from newsletter import sending
-from newsletter.db import open_db
+from newsletter.delivery import pipeline
+from newsletter.store.db import open_db
 
 CONCURRENCY = 3
 
@@ -55,7 +55,7 @@ def wait_for_sent(settings, edition: int, at_least: int, process: subprocess.Pop
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            sent = sending.status(watcher, edition)["sent"]
+            sent = pipeline.status(watcher, edition)["sent"]
             if sent >= at_least:
                 return sent
             assert process.poll() is None, process.communicate()
@@ -82,7 +82,7 @@ def test_sigkill_at_a_random_point_then_resume(workdir, settings, db, smtp_sink,
         time.sleep(0.2 + rng.random() * 0.3)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    before = sending.status(db, edition)
+    before = pipeline.status(db, edition)
     if kill_after:
         assert before["pending"] > 0 and before["status"] == "sending"
     # The dead process still holds the lock; the next send takes it over.
@@ -98,7 +98,7 @@ def test_sigkill_at_a_random_point_then_resume(workdir, settings, db, smtp_sink,
     doubles = [email for email, n in copies.items() if n == 2]
     assert len(doubles) <= CONCURRENCY, doubles
     assert max(copies.values()) <= 2
-    final = sending.status(db, edition)
+    final = pipeline.status(db, edition)
     assert (final["status"], final["sent"], final["pending"]) == ("sent", 240, 0)
 
 
@@ -116,7 +116,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(workdir, settings, db, smtp
     assert f"edition {edition}: paused;" in out
     assert "Traceback" not in err
     assert f"still pending: run `newsletter send {edition}` again to continue" in err
-    numbers = sending.status(db, edition)
+    numbers = pipeline.status(db, edition)
     assert numbers["status"] == "paused" and numbers["failed"] == 0
     assert 5 <= numbers["sent"] < 60 and numbers["sent"] + numbers["pending"] == 60
     # Everything handed to the server before the stop was recorded: no unknown state.

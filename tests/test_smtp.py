@@ -13,8 +13,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from conftest import SmtpSink, free_port
 
-from newsletter import smtp
 from newsletter.config import Settings
+from newsletter.mail import smtp
 
 MESSAGE = b"From: a@example.fi\r\nTo: b@example.fi\r\nSubject: hei\r\n\r\nTerve\r\n"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import export, importer, subscribers, topics
+from newsletter.audience import export, importer, subscribers
+from newsletter.content import topics
 from newsletter.errors import NewsletterError
 
 DATA = Path(__file__).parent / "data" / "subscribers"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
-from newsletter import links, subscribers, topics
+from newsletter import links
+from newsletter.audience import subscribers
 from newsletter.config import Settings
-from newsletter.db import token_key
+from newsletter.content import topics
+from newsletter.store.db import token_key
 from tests.conftest import SmtpSink
 from tests.web_helpers import Client, LiveServer, csrf_of, web_settings
 

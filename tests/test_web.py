@@ -21,10 +21,13 @@ from web_helpers import (
     web_settings,
 )
 
-from newsletter import confirmations, links, message, smtp, subscribers, tokens, topics
+from newsletter import links, tokens
+from newsletter.audience import confirmations, subscribers
 from newsletter.config import LANGUAGES, Settings
-from newsletter.db import open_db, token_key
+from newsletter.content import topics
 from newsletter.errors import ConfigError, NewsletterError
+from newsletter.mail import message, smtp
+from newsletter.store.db import open_db, token_key
 from newsletter.web import check_base_url, ratelimit
 from newsletter.web.strings import STRINGS
 

@@ -10,9 +10,11 @@ import pytest
 from conftest import SmtpSink
 from web_helpers import LiveServer, confirm_link, wait_for_mail, web_settings
 
-from newsletter import links, subscribers, topics
+from newsletter import links
+from newsletter.audience import subscribers
 from newsletter.config import Settings
-from newsletter.db import token_key
+from newsletter.content import topics
+from newsletter.store.db import token_key
 
 pytestmark = pytest.mark.browser
 

@@ -13,8 +13,8 @@ from newsletter import __version__
 from newsletter.cli import articles, build, send, serve, subscribers, topics
 from newsletter.cli.common import State, state, warn
 from newsletter.config import config_path, load_settings, write_template
-from newsletter.db import open_db
 from newsletter.errors import NewsletterError
+from newsletter.store.db import open_db
 
 
 def fail(message: str) -> typer.Exit:

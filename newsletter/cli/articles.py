@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from newsletter import articles, topics
 from newsletter.cli.common import print_json, state, stderr_is_tty
+from newsletter.content import articles, topics
 from newsletter.dates import format_date
 
 if TYPE_CHECKING:
-    from newsletter import intake
+    from newsletter.content import intake
 
 app = typer.Typer(
     help="Articles: import from feeds and files, list by topic.\n\n"
@@ -47,7 +47,7 @@ def import_(
     """
     st = state(ctx)
     with _progress(len(sources)) as tell:
-        from newsletter import intake  # feed, YAML and Markdown parsers load only here
+        from newsletter.content import intake  # feed, YAML and Markdown parsers load only here
 
         report = intake.import_sources(st.db, st.settings, sources, topic or [], progress=tell)
     if as_json:

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from newsletter import editions
 from newsletter.cli.common import print_json, state, warn
+from newsletter.content import editions
 from newsletter.errors import NewsletterError
 
 editions_app = typer.Typer(

@@ -13,7 +13,7 @@ from sqlite_utils import Database
 
 from newsletter import links
 from newsletter.config import Settings
-from newsletter.db import open_db
+from newsletter.store.db import open_db
 
 
 @dataclass

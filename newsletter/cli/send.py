@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 from sqlite_utils import Database
 
-from newsletter import sending, smtp, subscribers
+from newsletter.audience import subscribers
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty
+from newsletter.delivery import pipeline
+from newsletter.mail import smtp
 
 
-def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, sending.Progress | None]:
+def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, pipeline.Progress | None]:
     """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
     if not stderr_is_tty():
         return nullcontext(), None
@@ -40,7 +42,7 @@ def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, sendin
 
     started = time.monotonic()
 
-    def update(report: sending.SendReport) -> None:
+    def update(report: pipeline.SendReport) -> None:
         # This run's own average: rich's speed needs several updates before it has one.
         elapsed = max(time.monotonic() - started, 1e-3)
         speed = (report.sent_now + report.failed_now) / elapsed
@@ -62,7 +64,7 @@ def _counts_line(numbers: dict) -> str:
     )
 
 
-def _summary(report: sending.SendReport) -> str:
+def _summary(report: pipeline.SendReport) -> str:
     return (
         f"{_counts_line(report.as_dict())}"
         f" (this run: {report.sent_now} sent, {report.failed_now} failed)"
@@ -74,11 +76,11 @@ def _test_copies(
 ) -> None:
     db = state(ctx).db
     if dry_run:
-        sending.load_edition(db, edition)
-        addresses = sending.normalize_test_addresses(to)
+        pipeline.load_edition(db, edition)
+        addresses = pipeline.normalize_test_addresses(to)
         copies: list[tuple[str, str | None]] = [(address, None) for address in addresses]
     else:
-        copies = list(sending.send_test(db, state(ctx).settings, edition, to))
+        copies = list(pipeline.send_test(db, state(ctx).settings, edition, to))
     if as_json:
         print_json([{"to": address, "message_id": message_id} for address, message_id in copies])
         return
@@ -109,7 +111,7 @@ def _print_plan(
         typer.echo(f"  ... and {count - len(first)} more")
 
 
-def _confirm(info: sending.Edition, count: int) -> None:
+def _confirm(info: pipeline.Edition, count: int) -> None:
     typer.echo(f"Subject:    {info.subject}")
     typer.echo(f"Topic(s):   {', '.join(info.topic_names)}")
     typer.echo(f"Recipients: {count}")
@@ -161,22 +163,22 @@ def send(
     if to:
         _test_copies(ctx, edition, to, dry_run=dry_run, as_json=as_json)
         return
-    info = sending.load_edition(db, edition)
-    count, first = sending.plan(db, edition, include_new=include_new)
+    info = pipeline.load_edition(db, edition)
+    count, first = pipeline.plan(db, edition, include_new=include_new)
     if dry_run:
         _print_plan(edition, count, first, as_json=as_json)
         return
     if count == 0 and info.status == "draft":
-        raise sending.no_recipients(info)
+        raise pipeline.no_recipients(info)
     if not yes:
         _confirm(info, count)
-    numbers = sending.status(db, edition)
+    numbers = pipeline.status(db, edition)
     # ``count`` already holds the pending rows (plus newcomers): total is done + count.
     done = numbers["sent"] + numbers["failed"]
     bar, progress = _progress_bar(done + count, done)
     try:
         with bar:
-            report = sending.send(
+            report = pipeline.send(
                 db,
                 settings,
                 edition,
@@ -189,7 +191,7 @@ def send(
             )
     except smtp.ConnectionFailed:
         if as_json:  # a script still gets the counts; the error line follows on stderr
-            print_json(sending.status(db, edition))
+            print_json(pipeline.status(db, edition))
         raise
     if as_json:
         print_json(report.as_dict())
@@ -216,7 +218,7 @@ def status(
     if failed:
         _print_failures(state(ctx).db, edition, as_json)
         return
-    numbers = sending.status(state(ctx).db, edition)
+    numbers = pipeline.status(state(ctx).db, edition)
     if as_json:
         print_json(numbers)
         return
@@ -224,7 +226,7 @@ def status(
 
 
 def _print_failures(db: Database, edition: int, as_json: bool) -> None:
-    rows = sending.failures(db, edition)
+    rows = pipeline.failures(db, edition)
     if as_json:
         print_json(list(rows))
         return

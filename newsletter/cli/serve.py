@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.progress import Progress
 
-from newsletter import mailbox_unsubscribe
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty
+from newsletter.delivery import mailbox_unsubscribe
 
 unsubscribes = typer.Typer(
     help="Unsubscribe requests that arrived by mail.\n\n"

@@ -12,8 +12,9 @@ from typing import Annotated
 import typer
 from sqlite_utils import Database
 
-from newsletter import confirmations, export, importer, subscribers, topics
+from newsletter.audience import confirmations, export, importer, subscribers
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
+from newsletter.content import topics
 from newsletter.errors import NewsletterError
 
 app = typer.Typer(

@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from newsletter import subscribers, topics
+from newsletter.audience import subscribers
 from newsletter.cli.common import print_json, state
+from newsletter.content import topics
 
 app = typer.Typer(
     help="Topics: each has its own newsletter.\n\nExample: newsletter topics list --json",

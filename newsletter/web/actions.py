@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from newsletter import links, subscribers, tokens
+from newsletter import links, tokens
+from newsletter.audience import subscribers
 from newsletter.clock import now_iso
 from newsletter.config import LANGUAGES
-from newsletter.db import immediate
+from newsletter.content.topics import all_topics
 from newsletter.errors import InvalidToken, NewsletterError
-from newsletter.topics import all_topics
+from newsletter.store.db import immediate
 
 
 @dataclass(frozen=True)

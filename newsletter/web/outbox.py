@@ -16,7 +16,7 @@ from collections.abc import Callable
 from sqlite_utils import Database
 
 from newsletter.config import Settings
-from newsletter.db import open_db
+from newsletter.store.db import open_db
 
 log = logging.getLogger("newsletter.web")
 Job = tuple[int, str]

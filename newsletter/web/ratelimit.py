@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 
 from sqlite_utils import Database
 
+from newsletter.audience.subscribers import email_key
 from newsletter.clock import now, to_iso
-from newsletter.db import immediate, keyed_hash, meta_key
-from newsletter.subscribers import email_key
+from newsletter.store.db import immediate, keyed_hash, meta_key
 
 WINDOW = timedelta(hours=1)
 

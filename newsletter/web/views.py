@@ -10,12 +10,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, g, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from newsletter import confirmations, links, subscribers
+from newsletter import links
+from newsletter.audience import confirmations, subscribers
 from newsletter.config import LANGUAGES
+from newsletter.content.topics import all_topics
 from newsletter.errors import InvalidEmail, InvalidToken
-from newsletter.topics import all_topics
 from newsletter.web import actions, ratelimit
-from newsletter.web.app import csrf_ok, message, page, request_lang, web
+from newsletter.web.context import csrf_ok, message, page, request_lang, web
 
 bp = Blueprint("views", __name__)
 Page = tuple[str, int]

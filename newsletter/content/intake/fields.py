@@ -8,10 +8,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from newsletter.articles import ArticleIn, is_web_address
 from newsletter.config import Settings
-from newsletter.intake.text import collapse, html_to_text, shorten
-from newsletter.topics import slugify
+from newsletter.content.articles import ArticleIn, is_web_address
+from newsletter.content.intake.text import collapse, html_to_text, shorten
+from newsletter.content.topics import slugify
 
 TITLE_FROM_SUMMARY = 90  # characters of summary that stand in for a missing title
 

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 from sqlite_utils import Database
 
 from newsletter import dates
-from newsletter import topics as topics_mod
 from newsletter.clock import from_iso, now_iso, to_iso
+from newsletter.content import topics as topics_mod
 from newsletter.errors import NewsletterError
 
 

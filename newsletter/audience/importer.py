@@ -26,10 +26,7 @@ from typing import BinaryIO
 
 from sqlite_utils import Database
 
-from newsletter.clock import now_iso
-from newsletter.db import immediate, meta_key
-from newsletter.errors import InvalidEmail, NewsletterError
-from newsletter.subscribers import (
+from newsletter.audience.subscribers import (
     SUBSCRIPTION_ACTIONS,
     clean_name,
     email_key,
@@ -37,6 +34,9 @@ from newsletter.subscribers import (
     normalize_email,
     sql_marks,
 )
+from newsletter.clock import now_iso
+from newsletter.errors import InvalidEmail, NewsletterError
+from newsletter.store.db import immediate, meta_key
 
 # Header names are compared after casefolding and collapsing spaces, "_" and "-" to one space.
 EMAIL_HEADERS = {

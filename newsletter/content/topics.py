@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from newsletter.clock import now_iso
-from newsletter.db import immediate
 from newsletter.errors import NewsletterError, NotFound
+from newsletter.store.db import immediate
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def add_topic(db: Database, slug: str, name: str) -> Topic:
         raise NewsletterError(f"invalid slug {slug!r}: use lower-case letters, digits, hyphens")
     if not name.strip():
         raise NewsletterError("a topic needs a name")
-    with immediate(db):  # it reads before it writes (see newsletter.db.immediate)
+    with immediate(db):  # it reads before it writes (see newsletter.store.db.immediate)
         if get_by_slug(db, clean):
             db.execute("UPDATE topics SET name = ? WHERE slug = ?", [name.strip(), clean])
         else:

@@ -15,8 +15,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlite_utils import Database
 
 from newsletter.clock import now_iso
-from newsletter.db import immediate, keyed_hash, meta_get, meta_key
 from newsletter.errors import InvalidEmail, NewsletterError, NotFound
+from newsletter.store.db import immediate, keyed_hash, meta_get, meta_key
 
 STATUSES = ("active", "bounced", "blocklisted")
 SUBSCRIPTION_STATUSES = ("unconfirmed", "confirmed", "unsubscribed")

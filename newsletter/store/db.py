@@ -15,7 +15,7 @@ from sqlite_utils import Database
 
 from newsletter.config import ensure_folder
 from newsletter.errors import NewsletterError
-from newsletter.migrations import migrations
+from newsletter.store.migrations import migrations
 
 # How long a connection waits for another one's write lock before "database is locked".
 # Sends, web threads and imports share one file; their write transactions are short, so a

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from functools import cache
 from typing import NoReturn
 
-from newsletter import message
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
+from newsletter.mail import message
 
 
 class SmtpError(NewsletterError):

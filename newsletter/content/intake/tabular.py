@@ -14,9 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from newsletter.articles import ArticleIn
 from newsletter.config import Settings
-from newsletter.intake.fields import ItemError, article_from_record
+from newsletter.content.articles import ArticleIn
+from newsletter.content.intake.fields import ItemError, article_from_record
 
 
 def read_json(path: Path, settings: Settings) -> list[ArticleIn]:

@@ -19,10 +19,11 @@ from urllib.parse import urlsplit
 import jinja2
 
 import newsletter
-from newsletter import dates, i18n, placeholders
-from newsletter.articles import Article, is_web_address
+from newsletter import dates, i18n
 from newsletter.config import Settings
+from newsletter.content.articles import Article, is_web_address
 from newsletter.errors import NewsletterError
+from newsletter.mail import placeholders
 
 HTML_SUFFIX = ".mjml.j2"
 TEXT_SUFFIX = ".txt.j2"

@@ -22,16 +22,16 @@ from xml.sax import SAXParseException
 import feedparser
 
 from newsletter import __version__
-from newsletter.articles import ArticleIn
 from newsletter.config import Settings
-from newsletter.intake.fields import (
+from newsletter.content.articles import ArticleIn
+from newsletter.content.intake.fields import (
     TITLE_FROM_SUMMARY,
     ItemError,
     checked_url,
     parse_time,
     split_categories,
 )
-from newsletter.intake.text import collapse, html_to_text, one_line, shorten
+from newsletter.content.intake.text import collapse, html_to_text, one_line, shorten
 
 FETCH_TIMEOUT = 30.0  # seconds for connecting and for each read
 MAX_BYTES = 20 * 1024 * 1024  # a feed larger than this is a mistake, not news

@@ -24,10 +24,10 @@ from pathlib import Path
 import yaml
 from markdown_it import MarkdownIt
 
-from newsletter.articles import ArticleIn
 from newsletter.config import Settings
-from newsletter.intake.fields import ItemError, article_from_record
-from newsletter.intake.text import html_to_text, one_line
+from newsletter.content.articles import ArticleIn
+from newsletter.content.intake.fields import ItemError, article_from_record
+from newsletter.content.intake.text import html_to_text, one_line
 
 FENCES = ("---", "...")
 

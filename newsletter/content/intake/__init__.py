@@ -17,15 +17,15 @@ from urllib.parse import urlsplit
 import yaml
 from sqlite_utils import Database
 
-from newsletter import articles
-from newsletter.articles import ArticleIn
 from newsletter.config import Settings
-from newsletter.db import immediate
+from newsletter.content import articles
+from newsletter.content.articles import ArticleIn
+from newsletter.content.intake import feeds, markdown, tabular
+from newsletter.content.intake.fields import merge_duplicates
+from newsletter.content.intake.text import one_line
+from newsletter.content.topics import slugify
 from newsletter.errors import NewsletterError
-from newsletter.intake import feeds, markdown, tabular
-from newsletter.intake.fields import merge_duplicates
-from newsletter.intake.text import one_line
-from newsletter.topics import slugify
+from newsletter.store.db import immediate
 
 # Told (source, articles stored, articles in the source, source finished) as work goes on:
 # before a source is read (total 0), once it is read, after each article, and once when the

@@ -20,10 +20,11 @@ from urllib.parse import unquote
 
 from sqlite_utils import Database
 
-from newsletter import links, subscribers, tokens
+from newsletter import links, tokens
+from newsletter.audience import subscribers
 from newsletter.config import Settings
-from newsletter.db import immediate, token_key
 from newsletter.errors import InvalidToken, NewsletterError
+from newsletter.store.db import immediate, token_key
 
 SOURCE = "mailto"
 # <base-36 fields joined by '-'>.<16 characters of base64url MAC>

@@ -16,12 +16,15 @@ from datetime import timedelta
 
 from sqlite_utils import Database
 
-from newsletter import links, message, render, smtp, subscribers, tokens
+from newsletter import links, tokens
+from newsletter.audience import subscribers
 from newsletter.clock import now, to_iso
 from newsletter.config import LANGUAGES, Settings
-from newsletter.db import immediate, token_key
+from newsletter.content import render
+from newsletter.content.topics import Topic
 from newsletter.errors import InvalidToken, NewsletterError
-from newsletter.topics import Topic
+from newsletter.mail import message, smtp
+from newsletter.store.db import immediate, token_key
 
 MAILABLE_STATUS = "active"
 

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from email.header import Header
 from email.utils import formataddr, formatdate, parseaddr
 
-from newsletter import placeholders
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
+from newsletter.mail import placeholders
 
 CRLF = "\r\n"
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")

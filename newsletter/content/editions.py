@@ -13,15 +13,16 @@ from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
-from newsletter import articles as articles_mod
-from newsletter import dates, i18n, render
-from newsletter import topics as topics_mod
-from newsletter.articles import Article
+from newsletter import dates, i18n
 from newsletter.clock import from_iso, now, now_iso
 from newsletter.config import Settings
-from newsletter.db import immediate
+from newsletter.content import articles as articles_mod
+from newsletter.content import render
+from newsletter.content import topics as topics_mod
+from newsletter.content.articles import Article
+from newsletter.content.topics import Topic
 from newsletter.errors import NewsletterError, NotFound
-from newsletter.topics import Topic
+from newsletter.store.db import immediate
 
 FIRST_EDITION_DAYS = 30
 PREHEADER_LIMIT = 140  # characters most clients show after the subject

@@ -13,8 +13,8 @@ from typing import TextIO
 
 from sqlite_utils import Database
 
+from newsletter.audience.subscribers import STATUSES, recipient_condition
 from newsletter.errors import NewsletterError
-from newsletter.subscribers import STATUSES, recipient_condition
 
 HEADER = ("email", "name", "lang", "status", "topics", "subscribed_at")
 FORMATS = ("csv", "json")

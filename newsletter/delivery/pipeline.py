@@ -29,11 +29,13 @@ from datetime import timedelta
 
 from sqlite_utils import Database
 
-from newsletter import links, message, smtp, subscribers
+from newsletter import links
+from newsletter.audience import subscribers
 from newsletter.clock import from_iso, now, now_iso
 from newsletter.config import Settings
-from newsletter.db import immediate, is_busy, token_key
 from newsletter.errors import NewsletterError, NotFound
+from newsletter.mail import message, smtp
+from newsletter.store.db import immediate, is_busy, token_key
 
 LOCK_STALE_AFTER = 60.0  # seconds without a heartbeat before another send may take over
 HEARTBEAT_EVERY = 10.0

@@ -1,0 +1,2 @@
+"""Delivery: the resumable send pipeline (delivery log, lock, dispatcher, workers, report)
+and mail that comes back (mailto unsubscribes; bounces)."""
