@@ -348,6 +348,24 @@ signup_limit_per_hour = 5     # sign-ups per address and per client IP (NEWSLETT
 """
 
 
+# The values `init` writes that must be replaced before anything is mailed for real:
+# (attribute, config key, the example value).
+EXAMPLE_VALUES = (
+    ("org_name", "organisation.name", "Esimerkkisäätiö"),
+    ("org_address", "organisation.address", "Esimerkkikatu 1, 00100 Helsinki"),
+    ("org_website", "organisation.website", "https://www.example.fi"),
+    ("org_email", "organisation.email", "info@example.fi"),
+    ("from_addr", "mail.from", "Esimerkkisäätiö <uutiskirje@example.fi>"),
+    ("reply_to", "mail.reply_to", "info@example.fi"),
+    ("base_url", "base_url", "https://uutiskirje.example.fi"),
+)
+
+
+def example_values_in_use(settings: Settings) -> list[str]:
+    """The config keys still holding the example values that `init` wrote."""
+    return [key for attr, key, value in EXAMPLE_VALUES if getattr(settings, attr) == value]
+
+
 def write_template(path: Path) -> None:
     """Write the commented settings file; an existing file is never replaced."""
     try:

@@ -805,3 +805,23 @@ def test_a_mistyped_config_or_db_path_is_warned_about(cli, workdir: Path) -> Non
     assert "absent.toml does not exist: using the default settings" in defaults.stderr
     made = CliRunner().invoke(app, ["--config", "new.toml", "init"])
     assert made.exit_code == 0 and "does not exist" not in made.stderr
+
+
+def test_example_values_written_by_init_are_recognised(tmp_path: Path) -> None:
+    from newsletter.config import example_values_in_use
+
+    path = tmp_path / "newsletter.toml"
+    write_template(path)
+    written = load_settings(path, env={})
+    assert set(example_values_in_use(written)) == {
+        "organisation.name",
+        "organisation.address",
+        "organisation.website",
+        "organisation.email",
+        "mail.from",
+        "mail.reply_to",
+        "base_url",
+    }
+    own = load_settings(path, env={"NEWSLETTER_ORG_NAME": "Lastensuojelun Keskusliitto"})
+    assert "organisation.name" not in example_values_in_use(own)
+    assert example_values_in_use(Settings()) == []

@@ -568,6 +568,7 @@ def test_list_is_newest_first_with_limit_and_relative_since(cli) -> None:
     assert listed(cli, "--since", "1d") == []  # the test data is from 2025
     assert set(rows[0]) == {
         "url", "title", "summary", "published", "category", "topics", "image", "image_alt",
+        "lang", "translation_of",
     }  # fmt: skip
 
 

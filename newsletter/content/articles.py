@@ -30,6 +30,8 @@ class ArticleIn:
     image: str | None = None
     image_alt: str | None = None
     source: str | None = None
+    lang: str | None = None  # fi/sv/en; None: the configured default language
+    translation_of: str | None = None  # shared key linking one story's language versions
 
     @property
     def key(self) -> str:
@@ -47,6 +49,8 @@ class Article:
     image: str | None
     image_alt: str | None
     topics: tuple[str, ...]  # slugs
+    lang: str | None = None  # None: written in the default language
+    translation_of: str | None = None
 
     def as_json(self, tz: tzinfo | None = None) -> dict:
         """The shape of ``articles list --json``; ``published`` shown in ``tz`` when given."""
@@ -60,10 +64,22 @@ class Article:
             "topics": list(self.topics),
             "image": self.image,
             "image_alt": self.image_alt,
+            "lang": self.lang,
+            "translation_of": self.translation_of,
         }
 
 
-_FIELDS = ("url", "title", "summary", "published", "category", "image", "image_alt")
+_FIELDS = (
+    "url",
+    "title",
+    "summary",
+    "published",
+    "category",
+    "image",
+    "image_alt",
+    "lang",
+    "translation_of",
+)
 
 
 def is_web_address(url: str | None) -> bool:
@@ -88,13 +104,16 @@ def upsert(db: Database, art: ArticleIn) -> str:
         # is no image at all: the card then renders without one.
         "image": art.image if usable_image else None,
         "image_alt": art.image_alt if usable_image else None,
+        "lang": art.lang,
+        "translation_of": art.translation_of,
     }
     topic_ids = sorted({topics_mod.ensure_topic(db, name).id for name in art.topics})
     row = _find(db, art)
     if row is None:
         cursor = db.execute(
             "INSERT INTO articles (guid, url, title, summary, published, category, image,"
-            " image_alt, source, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " image_alt, lang, translation_of, source, created, updated)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [art.key, *values.values(), art.source, now_iso(), now_iso()],
         )
         article_id = cursor.lastrowid
@@ -149,7 +168,7 @@ def _add_topics(db: Database, article_id: int, topic_ids: Sequence[int]) -> None
 # The columns ``_article`` reads, with the article's topic slugs space-separated.
 _SELECT = (
     "SELECT a.id, a.url, a.title, a.summary, a.published, a.category, a.image, a.image_alt,"
-    " (SELECT group_concat(t.slug, ' ') FROM article_topics at"
+    " a.lang, a.translation_of, (SELECT group_concat(t.slug, ' ') FROM article_topics at"
     "  JOIN topics t ON t.id = at.topic_id WHERE at.article_id = a.id) AS slugs"
     " FROM articles a"
 )
@@ -217,7 +236,7 @@ def _all_with_ids(db: Database, ids: Sequence[int]) -> list[Article]:
 
 
 def _article(row: tuple) -> Article:
-    slugs = tuple(sorted((row[8] or "").split()))
+    slugs = tuple(sorted((row[10] or "").split()))
     return Article(
         id=row[0],
         url=row[1],
@@ -228,4 +247,6 @@ def _article(row: tuple) -> Article:
         image=row[6],
         image_alt=row[7],
         topics=slugs,
+        lang=row[8],
+        translation_of=row[9],
     )

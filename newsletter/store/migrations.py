@@ -193,3 +193,17 @@ def m004_web_signup_attempts(db: Database) -> None:
 def m005_topic_listing(db: Database) -> None:
     # Feed tags create topics; staff decide which of them the public sign-up page offers.
     db.execute("ALTER TABLE topics ADD COLUMN listed INTEGER NOT NULL DEFAULT 1")
+
+
+@migrations()
+def m006_article_language(db: Database) -> None:
+    # NULL means "the default language": articles stored before this keep meaning that.
+    _script(
+        db,
+        """
+        ALTER TABLE articles ADD COLUMN lang TEXT;
+        ALTER TABLE articles ADD COLUMN translation_of TEXT;
+        CREATE INDEX articles_translation ON articles (translation_of)
+            WHERE translation_of IS NOT NULL;
+        """,
+    )
