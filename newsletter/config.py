@@ -366,6 +366,68 @@ def example_values_in_use(settings: Settings) -> list[str]:
     return [key for attr, key, value in EXAMPLE_VALUES if getattr(settings, attr) == value]
 
 
+@dataclass(frozen=True)
+class SettingInForce:
+    """One row of `newsletter config`: a key, its value as shown, and where it came from."""
+
+    key: str  # as in newsletter.toml
+    env: str
+    value: str  # a secret is only "set" or "unset"
+    source: str  # "file", "environment", "option" or "default"
+    secret: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"key": self.key, "env": self.env, "value": self.value, "source": self.source}
+
+
+def settings_in_force(
+    settings: Settings,
+    path: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    db_option: bool = False,
+) -> list[SettingInForce]:
+    """Every setting with the value in force and its source, in the order of KEYS.
+
+    The precedence is load_settings' own: default, then the file, then the environment
+    (then --db for the database). Secret values never leave this function.
+    """
+    env = os.environ if env is None else env
+    data = _read_toml(path) if path.exists() else {}
+    rows = []
+    for key in KEYS:
+        source = "default"
+        if _lookup(data, key.toml) is not None:
+            source = "file"
+        if env.get(key.env, "") != "":
+            source = "environment"
+        if key.attr == "db" and db_option:
+            source = "option"
+        value = getattr(settings, key.attr)
+        secret = key.attr in _SECRETS
+        if secret:
+            shown = "set" if value else "unset"
+        elif isinstance(value, tuple):
+            shown = ", ".join(value)
+        else:
+            shown = "" if value is None else str(value)
+        rows.append(SettingInForce(key.toml, key.env, shown, source, secret))
+    return rows
+
+
+IDENTITY_KEYS = ("organisation.name", "organisation.address", "mail.from")
+
+
+def refuse_example_identity(settings: Settings) -> None:
+    """Mail must not go out under init's example organisation, postal address or From."""
+    left = [key for key in example_values_in_use(settings) if key in IDENTITY_KEYS]
+    if left:
+        raise ConfigError(
+            f"{', '.join(left)} still hold the example values from `newsletter init`:"
+            " set your organisation's own in newsletter.toml before sending"
+        )
+
+
 def write_template(path: Path) -> None:
     """Write the commented settings file; an existing file is never replaced."""
     try:

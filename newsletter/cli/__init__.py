@@ -1,20 +1,50 @@
-"""The ``newsletter`` command line: parses, calls the core, prints. No logic lives here."""
+"""The ``newsletter`` command line: parses, calls the core, prints. No logic lives here.
+
+Command modules load lazily: ``newsletter --help``, ``--version`` or ``status`` import only
+what they use, not Flask, feed parsers or Jinja (issue 17: start-up under 0.15 s).
+"""
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from newsletter import __version__
-from newsletter.cli import articles, build, send, serve, subscribers, topics
 from newsletter.cli.common import State, state, warn
-from newsletter.config import config_path, load_settings, write_template
+from newsletter.cli.params import quicken, quicken_params
+from newsletter.config import config_path, load_settings
 from newsletter.errors import NewsletterError
-from newsletter.store.db import open_db
+
+# Command name -> (module under newsletter.cli, the line `newsletter --help` shows). The line
+# is kept here so the root help need not import every module; a test compares it with the
+# command's own docstring.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("settings", "Show the settings in force and where each came from."),
+    "build": ("build", "Build an edition from a topic's new articles and store it as a draft."),
+    "preview": (
+        "build",
+        "Show an edition: the path of its HTML file, its text, or open it in the browser.",
+    ),
+    "send": ("send", "Send an edition to its topic's subscribers; run it again to resume."),
+    "status": (
+        "send",
+        "Show how far an edition's send got (and, with --failed, who was not reached and why).",
+    ),
+    "serve": (
+        "serve",
+        "Run the web service: one-click unsubscribe, sign-up with confirmation, preferences.",
+    ),
+    "topics": ("topics", "Topics: each has its own newsletter."),
+    "articles": ("articles", "Articles: import from feeds and files, list by topic."),
+    "editions": ("build", "Stored editions: list, inspect and delete drafts."),
+    "subscribers": ("subscribers", "Subscribers, their topics and consent."),
+    "unsubscribes": ("serve", "Unsubscribe requests that arrived by mail."),
+}
 
 
 def fail(message: str) -> typer.Exit:
@@ -23,12 +53,72 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _no_bool(params: list[Any]) -> list[Any]:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return quicken_params(params)
+
+
+def _plain_flags(command: Any) -> None:
+    """On/off options show no ``<bool>`` type in --help: the flag is the whole story.
+
+    ``get_params`` is wrapped because --help itself (and typer's completion options) are
+    added to a command's parameters only when it runs.
+    """
+    quicken(command)
+    if not getattr(command, "_plain_flags", False):
+        original = command.get_params
+        command.get_params = lambda ctx: _no_bool(original(ctx))
+        command._plain_flags = True
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
+
+
 class NewsletterGroup(TyperGroup):
-    """Turns every NewsletterError raised by a command into a one-line error, exit 1.
+    """The root command: loads command modules on demand, and turns every NewsletterError
+    raised by a command into a one-line error, exit 1.
 
     A locked or damaged database file and a file or folder that cannot be written are the
     user's to fix, not bugs, so sqlite3 and OS errors get the same one line.
     """
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        _plain_flags(self)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self.commands, *(name for name in LAZY_COMMANDS if name not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        found = self.commands.get(cmd_name)
+        if found is not None or cmd_name not in LAZY_COMMANDS:
+            return found
+        # Listing (help, completion): a stand-in that carries the one-line help only.
+        line = LAZY_COMMANDS[cmd_name][1]
+        return typer.core.TyperCommand(name=cmd_name, help=line, short_help=line)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] in LAZY_COMMANDS:
+            self.load(args[0])
+        return super().resolve_command(ctx, args)
+
+    def load(self, name: str) -> None:
+        """Import the module of command ``name`` and add the commands it registers."""
+        if name in self.commands:
+            return
+        module = importlib.import_module(f"newsletter.cli.{LAZY_COMMANDS[name][0]}")
+        holder = typer.Typer(add_completion=False)
+        holder.callback()(lambda: None)  # always a group, even for a module of one command
+        module.register(holder)
+        group = typer.main.get_command(holder)
+        _plain_flags(group)
+        for sub_name, sub in group.commands.items():  # type: ignore[attr-defined]
+            self.commands.setdefault(sub_name, sub)
+
+    def load_all(self) -> None:
+        for name in LAZY_COMMANDS:
+            self.load(name)
 
     def invoke(self, ctx):
         try:
@@ -97,9 +187,9 @@ def root(
     settings = load_settings(path)
     if db is not None:
         settings = settings.with_overrides(db=db)
-    if ctx.invoked_subcommand != "init":
+    if ctx.invoked_subcommand not in ("init", "config"):
         _warn_about_new_paths(path, explicit_config=config is not None, db=db)
-    ctx.obj = State(settings=settings, config_path=path)
+    ctx.obj = State(settings=settings, config_path=path, db_option=db)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -109,22 +199,9 @@ def init(ctx: typer.Context) -> None:
 
     Example: newsletter init
     """
-    current = state(ctx)
-    if not current.config_path.exists():
-        write_template(current.config_path)
-        typer.echo(f"wrote {current.config_path}")
-    else:
-        typer.echo(f"{current.config_path} exists; left as it is")
-    # Read the file again: when it was just written, its database path resolves against
-    # its folder, which the defaults loaded before it existed could not know.
-    settings = load_settings(current.config_path)
-    database = settings.db if ctx.find_root().params.get("db") is None else current.settings.db
-    open_db(database).close()
-    typer.echo(f"database ready: {database}")
+    from newsletter.cli import settings as settings_command
 
-
-for module in (topics, articles, build, subscribers, send, serve):
-    module.register(app)
+    settings_command.init(state(ctx), explicit_db=ctx.find_root().params.get("db") is not None)
 
 
 def main() -> None:

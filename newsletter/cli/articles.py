@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from newsletter.cli.common import print_json, state, stderr_is_tty
+from newsletter.cli.output import print_json_rows, print_table
 from newsletter.content import articles, topics
 from newsletter.dates import format_date
 
@@ -120,14 +121,19 @@ def list_(
         st.db, topic_ids=[t.id for t in chosen] or None, since=start, until=end, limit=limit
     )
     if as_json:
-        print_json([a.as_json(tz) for a in found])
+        print_json_rows(a.as_json(tz) for a in found)
         return
-    if not found:
-        typer.echo("no articles match", err=True)
-    for a in found:
-        day = format_date(a.published, st.settings.default_lang, tz)
-        tags = f"  [{', '.join(a.topics)}]" if a.topics else ""
-        typer.echo(f"{day}  {(a.category or '-'):8} {a.title}{tags}")
+    print_table(
+        ["published", "type", "title", "topics"],
+        found,
+        lambda a: (
+            format_date(a.published, st.settings.default_lang, tz),
+            a.category or "-",
+            a.title,
+            ", ".join(a.topics),
+        ),
+        empty="no articles match",
+    )
 
 
 def register(root: typer.Typer) -> None:

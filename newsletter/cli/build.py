@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from newsletter.cli.common import print_json, state, warn
+from newsletter.cli.output import limited, local_time, print_json_rows, print_table
 from newsletter.content import editions
 from newsletter.errors import NewsletterError
 
@@ -133,23 +134,41 @@ def preview(
 @editions_app.command("list")
 def list_(
     ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N editions")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """List editions, newest first.
+    """List editions, newest first (times in the organisation's time zone).
 
-    Example: newsletter editions list --json
+    Example: newsletter editions list --limit 5
     """
-    rows = editions.list_(state(ctx).db)
+    current = state(ctx)
+    rows = limited(editions.list_(current.db), limit)
     if as_json:
-        print_json([row.as_json() for row in rows])
+        print_json_rows(row.as_json() for row in rows)
         return
-    if not rows:
-        typer.echo("no editions yet: run `newsletter build --topic TOPIC`")
-    for row in rows:
-        typer.echo(
-            f"{row.id:>5}  {row.status:8} {row.created[:16]:16}  {row.lang}  "
-            f"{row.article_count:>3} articles  {' '.join(row.topics):24} {row.subject}"
-        )
+    tz = current.settings.tz
+    print_table(
+        [
+            ("edition", "right"),
+            "status",
+            f"created ({current.settings.timezone})",
+            "lang",
+            ("articles", "right"),
+            "topics",
+            "subject",
+        ],
+        rows,
+        lambda r: (
+            r.id,
+            r.status,
+            local_time(r.created, tz),
+            r.lang,
+            r.article_count,
+            " ".join(r.topics),
+            r.subject,
+        ),
+        empty="no editions yet: run `newsletter build --topic TOPIC`",
+    )
 
 
 @editions_app.command("show")
@@ -162,7 +181,8 @@ def show(
 
     Example: newsletter editions show 3
     """
-    db = state(ctx).db
+    current = state(ctx)
+    db = current.db
     edition = editions.get(db, edition_id)
     shown = editions.articles_of(db, edition)
     if as_json:
@@ -172,7 +192,8 @@ def show(
         return
     typer.echo(f"edition {edition.id}: {edition.subject}")
     typer.echo(f"  status:    {edition.status}")
-    typer.echo(f"  created:   {edition.created}")
+    created = local_time(edition.created, current.settings.tz)
+    typer.echo(f"  created:   {created} ({current.settings.timezone})")
     typer.echo(f"  language:  {edition.lang}")
     typer.echo(f"  topics:    {', '.join(edition.topic_names)}")
     typer.echo(f"  preheader: {edition.preheader}")

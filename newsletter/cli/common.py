@@ -6,25 +6,29 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from sqlite_utils import Database
 
-from newsletter import links
 from newsletter.config import Settings
-from newsletter.store.db import open_db
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 
 @dataclass
 class State:
     settings: Settings
     config_path: Path
+    db_option: Path | None = None  # --db, when given
     _db: Database | None = field(default=None, repr=False)
 
     @property
     def db(self) -> Database:
         if self._db is None:
+            # sqlite-utils loads here, not at start-up: --help and --version never need it.
+            from newsletter.store.db import open_db
+
             self._db = open_db(self.settings.db)
         return self._db
 
@@ -51,6 +55,8 @@ def warn(message: str) -> None:
 def check_base_url(settings: Settings) -> None:
     """Every mail and page links to base_url: refuse one off loopback without https
     (ConfigError), and say so when plain http on loopback is used."""
+    from newsletter import links
+
     warning = links.check_base_url(settings)
     if warning:
         warn(warning)

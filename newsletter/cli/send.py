@@ -5,15 +5,19 @@ from __future__ import annotations
 import math
 import time
 from contextlib import AbstractContextManager, nullcontext
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlite_utils import Database
 
 from newsletter.audience import subscribers
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty
+from newsletter.cli.output import limited, local_time, print_json_rows, print_table
 from newsletter.delivery import pipeline
 from newsletter.mail import smtp
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 
 def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, pipeline.Progress | None]:
@@ -209,34 +213,46 @@ def status(
     failed: Annotated[
         bool, typer.Option("--failed", help="List the failed recipients with the reasons")
     ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="With --failed: at most N people")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Show how far an edition's send got (and, with --failed, who was not reached and why).
 
     Example: newsletter status 3 --failed
     """
+    current = state(ctx)
     if failed:
-        _print_failures(state(ctx).db, edition, as_json)
+        _print_failures(current.db, current.settings.tz, edition, limit, as_json)
         return
-    numbers = pipeline.status(state(ctx).db, edition)
+    numbers = pipeline.status(current.db, edition)
     if as_json:
         print_json(numbers)
         return
     typer.echo(_counts_line(numbers))
 
 
-def _print_failures(db: Database, edition: int, as_json: bool) -> None:
-    rows = pipeline.failures(db, edition)
+def _print_failures(
+    db: Database, tz: ZoneInfo, edition: int, limit: int | None, as_json: bool
+) -> None:
+    rows = limited(pipeline.failures(db, edition), limit)
     if as_json:
-        print_json(list(rows))
+        print_json_rows(rows)
         return
-    count = 0
-    for row in rows:
-        count += 1
-        who = row["email"] or "(erased)"
-        reply = f": {row['reply']}" if row["reply"] else ""
-        typer.echo(f"{who:40} {row['reason']}{reply}")
-    typer.echo(f"{count} failed" if count else f"edition {edition}: no failed recipients")
+    print_table(
+        ["email", "reason", "server reply", ("attempts", "right"), "last try"],
+        rows,
+        lambda r: (
+            r["email"] or "(erased)",
+            r["reason"],
+            r["reply"] or "",
+            r["attempts"],
+            local_time(r["time"], tz),
+        ),
+        empty=f"edition {edition}: no failed recipients",
+        caption=lambda n: f"{n} failed" if limit is None else None,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from sqlite_utils import Database
 
 from newsletter.audience import confirmations, export, importer, subscribers
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
+from newsletter.cli.output import limited, local_time, print_json_rows, print_table
 from newsletter.content import topics
 from newsletter.errors import NewsletterError
 
@@ -282,25 +283,35 @@ def list_(
             " unconfirmed, confirmed, unsubscribed",
         ),
     ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most N people (by id)")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List subscribers with their subscriptions.
+    """List subscribers with their subscriptions (streamed: a million rows need no more memory).
 
     Example: newsletter subscribers list --topic vaikuttavuus --status unconfirmed
     """
     st = state(ctx)
     topic_id = topics.resolve(st.db, topic).id if topic else None
-    rows = subscribers.list_(st.db, topic_id=topic_id, status=status)
+    rows = limited(subscribers.list_(st.db, topic_id=topic_id, status=status), limit)
     if as_json:
-        print_json(list(rows))
+        print_json_rows(rows)
         return
-    count = 0
-    for row in rows:
-        count += 1
-        subs = ", ".join(f"{slug}:{state_}" for slug, state_ in row["subscriptions"].items())
-        typer.echo(f"{row['email']:40} {row['lang']} {row['status']:11} {row['name']:30} {subs}")
-    if count == 0:
-        typer.echo("no subscribers match")
+    tz = st.settings.tz
+    print_table(
+        ["email", "name", "lang", "status", f"added ({st.settings.timezone})", "subscriptions"],
+        rows,
+        lambda r: (
+            r["email"],
+            r["name"],
+            r["lang"],
+            r["status"],
+            local_time(r["created"], tz),
+            ", ".join(f"{slug}:{state_}" for slug, state_ in r["subscriptions"].items()),
+        ),
+        empty="no subscribers match",
+    )
 
 
 @app.command("show")

@@ -8,6 +8,7 @@ import typer
 
 from newsletter.audience import subscribers
 from newsletter.cli.common import print_json, state
+from newsletter.cli.output import limited, print_json_rows, print_table
 from newsletter.content import topics
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ def add(
 @app.command("list")
 def list_(
     ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N topics")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """List topics with their number of confirmed recipients.
@@ -44,21 +46,26 @@ def list_(
     Example: newsletter topics list --json
     """
     db = state(ctx).db
-    rows = [
+    listed = {t.slug for t in topics.all_topics(db, listed_only=True)}
+    rows = (
         {"slug": t.slug, "name": t.name, "subscribers": subscribers.count_recipients(db, [t.id])}
-        for t in topics.all_topics(db)
-    ]
+        for t in limited(topics.all_topics(db), limit)
+    )
     if as_json:
-        print_json(rows)
+        print_json_rows(rows)
         return
-    if not rows:
-        typer.echo("no topics yet: import articles or run `newsletter topics add`")
-    hidden = {t.slug for t in topics.all_topics(db)} - {
-        t.slug for t in topics.all_topics(db, listed_only=True)
-    }
-    for row in rows:
-        mark = "  (hidden from sign-up)" if row["slug"] in hidden else ""
-        typer.echo(f"{row['slug']:30} {row['subscribers']:>7}  {row['name']}{mark}")
+    print_table(
+        ["topic", "name", ("recipients", "right"), "sign-up page"],
+        rows,
+        lambda r: (
+            r["slug"],
+            r["name"],
+            r["subscribers"],
+            "shown" if r["slug"] in listed else "hidden",
+        ),
+        empty="no topics yet: import articles or run `newsletter topics add`",
+        caption=lambda n: "recipients: confirmed subscribers who would be mailed",
+    )
 
 
 TopicArgument = Annotated[str, typer.Argument(help="Topic slug or name")]
