@@ -31,13 +31,13 @@ base_url = "http://127.0.0.1:{web_port}"
 default_lang = "fi"
 
 [organisation]
-name = "Esimerkkisäätiö"
-address = "Esimerkkikatu 1, 00100 Helsinki"
+name = "Demosäätiö"
+address = "Demokatu 1, 00100 Helsinki"
 website = "https://www.example.fi"
 email = "info@example.fi"
 
 [mail]
-from = "Esimerkkisäätiö <uutiskirje@example.fi>"
+from = "Demosäätiö <uutiskirje@example.fi>"
 reply_to = "info@example.fi"
 
 [smtp]

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import OWN_IDENTITY, ROOT
 from send_helpers import add_people, make_edition, make_topic
 
 from newsletter.delivery import pipeline
@@ -24,6 +24,7 @@ CONCURRENCY = 3
 def start_send(workdir: Path, sink, edition: int, *extra: str) -> subprocess.Popen:
     env = {
         **os.environ,
+        **OWN_IDENTITY,
         "PYTHONPATH": str(ROOT),
         "NEWSLETTER_SMTP_HOST": sink.host,
         "NEWSLETTER_SMTP_PORT": str(sink.port),

@@ -128,7 +128,7 @@ def preview(
     html_path, _ = editions.write_files(out, edition.id, edition.html, edition.text)
     typer.echo(str(html_path))
     if open_ and not webbrowser.open(html_path.resolve().as_uri()):
-        warn("no web browser found; open the file above yourself")
+        raise NewsletterError(f"no web browser found to open {html_path}: open the file yourself")
 
 
 @editions_app.command("list")

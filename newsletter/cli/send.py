@@ -11,13 +11,15 @@ import typer
 from sqlite_utils import Database
 
 from newsletter.audience import subscribers
-from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty
+from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
 from newsletter.cli.output import limited, local_time, print_json_rows, print_table
-from newsletter.delivery import pipeline
+from newsletter.delivery import pipeline, presend
 from newsletter.mail import smtp
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
+
+    from newsletter.config import Settings
 
 
 def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, pipeline.Progress | None]:
@@ -115,10 +117,27 @@ def _print_plan(
         typer.echo(f"  ... and {count - len(first)} more")
 
 
-def _confirm(info: pipeline.Edition, count: int) -> None:
+def _smtp_line(settings: Settings) -> str:
+    who = f", as {settings.smtp_username}" if settings.smtp_username else ""
+    return f"{settings.smtp_host}:{settings.smtp_port} ({settings.smtp_security}{who})"
+
+
+def _confirm(
+    info: pipeline.Edition, settings: Settings, numbers: dict, count: int, include_new: bool
+) -> None:
+    """Everything the send is about to do, so a wrong config is seen before anyone is mailed."""
+    fresh = count if info.status == "draft" else count - numbers["pending"]
     typer.echo(f"Subject:    {info.subject}")
+    typer.echo(f"From:       {settings.from_addr}")
     typer.echo(f"Topic(s):   {', '.join(info.topic_names)}")
-    typer.echo(f"Recipients: {count}")
+    typer.echo(f"SMTP:       {_smtp_line(settings)}")
+    typer.echo(f"Links to:   {settings.base_url}")
+    typer.echo(
+        f"Recipients: {count} to mail now (already sent {numbers['sent']},"
+        f" failed {numbers['failed']}, pending {numbers['pending']}, new {fresh})"
+    )
+    if info.status != "draft" and not include_new:
+        typer.echo("            (people who subscribed since the first send: --include-new)")
     if not typer.confirm("Send now?", default=False):
         typer.echo("not sent", err=True)
         raise typer.Exit(1)
@@ -165,6 +184,8 @@ def send(
     db, settings = current.db, current.settings
     check_base_url(settings)  # every mail links there: refuse what `serve` would refuse
     if to:
+        for line in presend.warnings(settings):
+            warn(line)
         _test_copies(ctx, edition, to, dry_run=dry_run, as_json=as_json)
         return
     info = pipeline.load_edition(db, edition)
@@ -174,9 +195,10 @@ def send(
         return
     if count == 0 and info.status == "draft":
         raise pipeline.no_recipients(info)
-    if not yes:
-        _confirm(info, count)
+    presend.check(db, settings, edition)
     numbers = pipeline.status(db, edition)
+    if not yes:
+        _confirm(info, settings, numbers, count, include_new)
     # ``count`` already holds the pending rows (plus newcomers): total is done + count.
     done = numbers["sent"] + numbers["failed"]
     bar, progress = _progress_bar(done + count, done)
