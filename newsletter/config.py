@@ -70,6 +70,11 @@ class Settings:
     confirm_days: int = 7
     signup_limit_per_hour: int = 5
 
+    # `newsletter digest`: the feeds of each topic, as (topic slug, (feed, ...)) pairs.
+    digest_feeds: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # `newsletter serve`: where the access log goes: "-" is stderr, "" none, else a file.
+    access_log: str = "-"
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -81,6 +86,13 @@ class Settings:
     @property
     def sender_domain(self) -> str:
         return self.sender_address.rpartition("@")[2].lower() or "localhost"
+
+    def feeds_for(self, topic_slug: str) -> tuple[str, ...]:
+        """The feeds `newsletter digest` imports for a topic (by its slug)."""
+        for slug, feeds in self.digest_feeds:
+            if slug == topic_slug:
+                return feeds
+        return ()
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -129,6 +141,8 @@ KEYS: tuple[_Key, ...] = (
     _Key("dkim_key_file", "dkim.key_file", "NEWSLETTER_DKIM_KEY_FILE"),
     _Key("confirm_days", "web.confirm_days", "NEWSLETTER_CONFIRM_DAYS"),
     _Key("signup_limit_per_hour", "web.signup_limit_per_hour", "NEWSLETTER_SIGNUP_LIMIT"),
+    _Key("access_log", "web.access_log", "NEWSLETTER_ACCESS_LOG"),
+    _Key("digest_feeds", "digest.feeds", "NEWSLETTER_DIGEST_FEEDS"),
 )
 
 _TYPES = {f.name: str(f.type) for f in fields(Settings)}
@@ -201,8 +215,33 @@ def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
+def _feeds(raw: Any, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``[digest.feeds]`` (topic = ["url", ...]) or NEWSLETTER_DIGEST_FEEDS
+    ("topic=url url;other=url")."""
+    if isinstance(raw, str):
+        pairs: list[tuple[str, Any]] = []
+        for part in filter(None, (p.strip() for p in raw.split(";"))):
+            slug, sep, urls = part.partition("=")
+            if not sep or not slug.strip():
+                raise ConfigError(f"{where}: expected topic=feed-url ...; got {part!r}")
+            pairs.append((slug.strip(), urls.replace(",", " ").split()))
+    elif isinstance(raw, Mapping):
+        pairs = list(raw.items())
+    else:
+        raise ConfigError(f"{where}: expected a table of topic = [feed URLs]")
+    result = []
+    for slug, urls in pairs:
+        urls = [urls] if isinstance(urls, str) else urls
+        if not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls):
+            raise ConfigError(f"{where}: {slug}: expected a list of feed URLs or paths")
+        result.append((str(slug), tuple(urls)))
+    return tuple(result)
+
+
 def _coerce(attr: str, raw: Any, where: str, base_dir: Path) -> Any:
     kind = _TYPES[attr]
+    if attr == "digest_feeds":
+        return _feeds(raw, where)
     try:
         if "tuple" in kind:
             items = raw.split(",") if isinstance(raw, str) else list(raw)
@@ -345,6 +384,13 @@ hard_bounce_limit = 1    # hard bounces before one is marked bounced (NEWSLETTER
 [web]
 confirm_days = 7              # how long a sign-up link is valid (NEWSLETTER_CONFIRM_DAYS)
 signup_limit_per_hour = 5     # sign-ups per address and per client IP (NEWSLETTER_SIGNUP_LIMIT)
+# Access log of `newsletter serve`: "-" is stderr, "" none, else a file (NEWSLETTER_ACCESS_LOG)
+access_log = "-"
+
+# Feeds `newsletter digest --topic T` imports before it builds (NEWSLETTER_DIGEST_FEEDS,
+# "topic=url url;topic2=url"). Keys are topic slugs.
+[digest.feeds]
+# yhteisovaikuttavuus = ["https://www.example.fi/feed/"]
 """
 
 
@@ -407,6 +453,8 @@ def settings_in_force(
         secret = key.attr in _SECRETS
         if secret:
             shown = "set" if value else "unset"
+        elif key.attr == "digest_feeds":
+            shown = "; ".join(f"{slug}: {' '.join(feeds)}" for slug, feeds in value)
         elif isinstance(value, tuple):
             shown = ", ".join(value)
         else:

@@ -35,6 +35,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "send",
         "Show how far an edition's send got (and, with --failed, who was not reached and why).",
     ),
+    "digest": ("digest", "Import a topic's feeds, build and send an edition when there is news."),
     "serve": (
         "serve",
         "Run the web service: one-click unsubscribe, sign-up with confirmation, preferences.",

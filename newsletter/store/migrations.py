@@ -207,3 +207,20 @@ def m006_article_language(db: Database) -> None:
             WHERE translation_of IS NOT NULL;
         """,
     )
+
+
+@migrations()
+def m170_digest_runs(db: Database) -> None:
+    # The editions `newsletter digest` built, so a later run resumes its own unfinished one
+    # and never sends a draft that staff are still working on.
+    _script(
+        db,
+        """
+        CREATE TABLE digest_editions (
+            edition_id INTEGER PRIMARY KEY REFERENCES editions (id) ON DELETE CASCADE,
+            topic_id INTEGER NOT NULL REFERENCES topics (id),
+            created TEXT NOT NULL
+        );
+        CREATE INDEX digest_editions_topic ON digest_editions (topic_id, edition_id);
+        """,
+    )
