@@ -31,7 +31,9 @@ def web_settings(settings: Settings, sink: SmtpSink | None = None, **changes) ->
 class LiveServer:
     """``newsletter serve`` as the CLI runs it (waitress + the app), on a loopback port."""
 
-    def __init__(self, settings: Settings, *, trusted_proxy: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, trusted_proxy: str | None = None, access_log=None
+    ) -> None:
         self.settings = settings
         port = urlsplit(settings.base_url).port
         self.app = create_app(settings)
@@ -42,6 +44,7 @@ class LiveServer:
             threads=4,
             trusted_proxy=trusted_proxy,
             app=self.app,
+            access_log=access_log,
             asyncore_loop_timeout=0.05,  # so close() ends the loop quickly
         )
         self.port = self.server.effective_port

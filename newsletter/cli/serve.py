@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.progress import Progress
@@ -30,6 +32,14 @@ def serve(
             help="Address of your reverse proxy; its X-Forwarded-For then names the client",
         ),
     ] = None,
+    access_log: Annotated[
+        str | None,
+        typer.Option(
+            "--access-log",
+            help="Request log: - for stderr, a file to append to, or off"
+            " (default: web.access_log, else stderr). Tokens and addresses are left out",
+        ),
+    ] = None,
 ) -> None:
     """Run the web service: one-click unsubscribe, sign-up with confirmation, preferences.
 
@@ -43,8 +53,14 @@ def serve(
 
     settings = state(ctx).settings
     check_base_url(settings)
+    log = _open_log(settings.access_log if access_log is None else access_log)
     server = make_server(
-        settings, host=host, port=port, threads=threads, trusted_proxy=trusted_proxy
+        settings,
+        host=host,
+        port=port,
+        threads=threads,
+        trusted_proxy=trusted_proxy,
+        access_log=log,
     )
     typer.echo(
         f"serving on http://{host}:{server.effective_port} (public address {settings.base_url});"
@@ -56,6 +72,18 @@ def serve(
         pass
     finally:
         server.close()
+        if log is not None and log is not sys.stderr:
+            log.close()
+
+
+def _open_log(where: str) -> TextIO | None:
+    """stderr for "-", nothing for "" or "off", else the file (appended, private)."""
+    if where == "-":
+        return sys.stderr
+    if where in ("", "off"):
+        return None
+    fd = os.open(where, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 @unsubscribes.command("import")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TextIO
 
 from flask import Flask
 from waitress import create_server
@@ -11,6 +11,7 @@ from waitress.server import BaseWSGIServer, MultiSocketServer
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 from newsletter.links import check_base_url, is_loopback
+from newsletter.web import accesslog
 from newsletter.web.app import MAX_BODY, base_path, create_app
 
 # The base-URL rule lives in the core (``send`` needs it too); kept importable from here.
@@ -25,6 +26,7 @@ def make_server(
     threads: int = 4,
     trusted_proxy: str | None = None,
     app: Flask | None = None,
+    access_log: TextIO | None = None,
     **waitress_options: Any,
 ) -> BaseWSGIServer | MultiSocketServer:
     """A bound waitress server for the app; ``.run()`` serves, ``.close()`` stops.
@@ -33,7 +35,8 @@ def make_server(
     its address as ``trusted_proxy`` so X-Forwarded-For gives the client's address (the
     per-IP sign-up limit needs it) and nobody else can set that header. ``app`` defaults
     to ``create_app(settings)``; ``waitress_options`` are further waitress adjustments
-    (e.g. ``connection_limit``, ``channel_timeout``).
+    (e.g. ``connection_limit``, ``channel_timeout``). ``access_log``, when given, gets one
+    line per request with tokens, query strings and client addresses left out.
     """
     options: dict[str, Any] = {
         "host": host,
@@ -52,6 +55,9 @@ def make_server(
         )
     options.update(waitress_options)
     application = app or create_app(settings)
+    if access_log is not None:
+        prefix = base_path(settings)
+        accesslog.install(application, accesslog.AccessLog(access_log, settings.tz, prefix))
     try:
         return create_server(application, **options)
     except OSError as exc:
