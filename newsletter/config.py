@@ -387,10 +387,10 @@ signup_limit_per_hour = 5     # sign-ups per address and per client IP (NEWSLETT
 # Access log of `newsletter serve`: "-" is stderr, "" none, else a file (NEWSLETTER_ACCESS_LOG)
 access_log = "-"
 
-# Feeds `newsletter digest --topic T` imports before it builds (NEWSLETTER_DIGEST_FEEDS,
-# "topic=url url;topic2=url"). Keys are topic slugs.
-[digest.feeds]
-# yhteisovaikuttavuus = ["https://www.example.fi/feed/"]
+[digest]
+# Feeds `newsletter digest --topic T` imports before it builds, by topic slug
+# (NEWSLETTER_DIGEST_FEEDS="topic=url url;topic2=url")
+# feeds = { yhteisovaikuttavuus = ["https://www.example.fi/feed/"] }
 """
 
 

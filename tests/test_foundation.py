@@ -219,6 +219,10 @@ SAMPLE_VALUES = {
 
 def sample_value(attr: str, kind: str, tmp_path: Path) -> tuple[object, object]:
     """A valid raw value for a setting and what it loads as."""
+    if attr == "digest_feeds":
+        return {"vaikuttavuus": ["https://a.example/feed"]}, (
+            ("vaikuttavuus", ("https://a.example/feed",)),
+        )
     if attr in SAMPLE_VALUES:
         return SAMPLE_VALUES[attr], SAMPLE_VALUES[attr]
     if "Path" in kind:
@@ -237,7 +241,11 @@ def toml_text(values: dict[str, object]) -> str:
     sections: dict[str, list[str]] = {}
     for dotted, value in values.items():
         section, _, name = dotted.rpartition(".")
-        sections.setdefault(section, []).append(f"{name} = {json.dumps(value)}")
+        if isinstance(value, dict):  # an inline table: { key = value, ... }
+            text = "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + " }"
+        else:
+            text = json.dumps(value)
+        sections.setdefault(section, []).append(f"{name} = {text}")
     lines = sections.pop("", [])
     for section, rows in sections.items():
         lines += [f"[{section}]", *rows]
@@ -279,6 +287,11 @@ def test_every_setting_is_read_from_the_file_and_overridden_by_its_variable(
                 "smtp_security": ("starttls", "starttls"),
                 "from_addr": ("a@b.example", "a@b.example"),
             }[key.attr]
+        elif key.attr == "digest_feeds":
+            raw, loaded = (
+                "nuoret=https://b.example/a https://b.example/b",
+                (("nuoret", ("https://b.example/a", "https://b.example/b")),),
+            )
         elif "Path" in kind:
             raw, loaded = str(env_dir / key.attr), env_dir / key.attr
         elif kind == "int":

@@ -332,3 +332,11 @@ def test_access_log_names_routes_never_tokens_or_addresses(settings, db) -> None
     assert " GET /p/<token> 200 " in lines[1]
     assert " GET (no route) 404 " in lines[2]
     assert " GET /subscribe 200 " in lines[3]
+
+
+def test_table_cells_cannot_break_lines_or_reach_the_terminal(cli, db) -> None:
+    topics.add_topic(db, "ohjaus", "Rivi\nkaksi\x1b[31m\tpunainen\x07")
+    out = cli.ok("topics", "list").stdout
+    assert "\x1b" not in out and "\x07" not in out
+    assert len(out.splitlines()) == 3  # header, the row, the caption
+    assert "Rivi kaksi\ufffd[31m punainen\ufffd" in out
