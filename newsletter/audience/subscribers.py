@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from email_validator import EmailNotValidError, validate_email
 from sqlite_utils import Database
 
 from newsletter.clock import now_iso
@@ -52,6 +51,9 @@ def normalize_email(raw: str) -> str:
     if not text.rpartition("@")[0].isascii():
         # Sending has no SMTPUTF8, so such an address could never be mailed.
         raise InvalidEmail("non-ASCII local part: cannot be mailed (needs SMTPUTF8)")
+    # Loaded on first use: commands that never check an address (status, lists) start faster.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
