@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import unicodedata
 import webbrowser
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import pexpect
 import pytest
 import typer
 from conftest import OWN_IDENTITY, ROOT, TEST_CONFIG
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from send_helpers import SUBJECT, add_people, make_edition, make_topic
 from web_helpers import Client, LiveServer, web_settings
 
@@ -340,3 +343,49 @@ def test_table_cells_cannot_break_lines_or_reach_the_terminal(cli, db) -> None:
     assert "\x1b" not in out and "\x07" not in out
     assert len(out.splitlines()) == 3  # header, the row, the caption
     assert "Rivi kaksi\ufffd[31m punainen\ufffd" in out
+
+
+# --- properties of the output helpers ----------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=st.lists(JSON_VALUES, max_size=6))
+def test_streamed_json_equals_json_dumps_for_any_rows(rows, capsys) -> None:
+    print_json_rows(iter(rows))
+    assert capsys.readouterr().out == json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text())
+def test_a_cell_is_one_printable_line(text) -> None:
+    from newsletter.cli.output import _cell
+
+    shown = _cell(text)
+    assert len(shown) == len(text)
+    assert all(ch.isprintable() or unicodedata.category(ch) == "Zs" for ch in shown)
+    assert len(shown.splitlines()) <= 1 and "\x1b" not in shown
+
+
+@settings(max_examples=100, deadline=None)
+@given(total=st.integers(0, 50), limit=st.none() | st.integers(1, 60))
+def test_limit_reads_no_more_rows_than_it_prints(total, limit) -> None:
+    from newsletter.cli.output import limited
+
+    read = []
+
+    def rows():
+        for n in range(total):
+            read.append(n)
+            yield n
+
+    taken = list(limited(rows(), limit))
+    expected = total if limit is None else min(total, limit)
+    assert taken == list(range(expected)) and len(read) == expected

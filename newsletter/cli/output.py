@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
@@ -51,18 +52,24 @@ def local_time(value: str | datetime | None, tz: ZoneInfo) -> str:
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     if moment.tzinfo is None:  # everything is stored in UTC; an old row may lack the offset
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(tz).isoformat(" ", "minutes")[:16]  # faster than strftime
 
 
-_CONTROL = {i: " " for i in (9, 10, 13)} | {
-    i: "\ufffd" for i in [*range(0, 32), *range(127, 160)] if i not in (9, 10, 13)
-}
+_BREAKS = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 def _cell(value: Any) -> str:
-    """A cell as one line of plain text: a line break, tab or terminal escape in stored
-    content must not break the table or reach the terminal."""
-    return ("" if value is None else str(value)).translate(_CONTROL)
+    """A cell as one line of plain text: a line break, tab, terminal escape or bidi control
+    in stored content must not break the table or reach the terminal."""
+    text = "" if value is None else str(value)
+    if text.isprintable():
+        return text
+    return "".join(
+        ch
+        if ch.isprintable() or unicodedata.category(ch) == "Zs"
+        else (" " if ch in _BREAKS else "\ufffd")
+        for ch in text
+    )
 
 
 def _bold(text: str) -> str:
