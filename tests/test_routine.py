@@ -389,3 +389,18 @@ def test_limit_reads_no_more_rows_than_it_prints(total, limit) -> None:
     taken = list(limited(rows(), limit))
     expected = total if limit is None else min(total, limit)
     assert taken == list(range(expected)) and len(read) == expected
+
+
+def test_access_log_file_is_private_and_appended(tmp_path) -> None:
+    from newsletter.cli.serve import _open_log
+
+    path = tmp_path / "access.log"
+    for text in ("first\n", "second\n"):
+        log = _open_log(str(path))
+        assert log is not None
+        log.write(text)
+        log.close()
+    assert path.read_text(encoding="utf-8") == "first\nsecond\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert _open_log("off") is None and _open_log("") is None
+    assert _open_log("-") is sys.stderr
