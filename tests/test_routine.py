@@ -404,3 +404,10 @@ def test_access_log_file_is_private_and_appended(tmp_path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert _open_log("off") is None and _open_log("") is None
     assert _open_log("-") is sys.stderr
+
+
+def test_a_mistyped_command_gets_a_suggestion_from_every_command(cli) -> None:
+    result = cli("statsu", "1")
+    assert result.exit_code == 2
+    assert "No such command 'statsu'. Did you mean 'status'?" in result.stderr
+    assert "Did you mean 'digest'?" in cli("digets").stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sqlite3
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,6 +53,10 @@ def fail(message: str) -> typer.Exit:
     """Print one clear line on stderr; the caller raises the returned Exit (code 1)."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(1)
+
+
+# click's UsageError, whichever click typer uses (its own copy since typer 0.16 or so).
+_USAGE_ERROR: type[Exception] = typer.BadParameter.__mro__[1]
 
 
 def _no_bool(params: list[Any]) -> list[Any]:
@@ -102,7 +107,15 @@ class NewsletterGroup(TyperGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         if args and args[0] in LAZY_COMMANDS:
             self.load(args[0])
-        return super().resolve_command(ctx, args)
+        try:
+            return super().resolve_command(ctx, args)
+        except _USAGE_ERROR as exc:
+            # typer suggests only from the commands loaded so far: offer the lazy ones too.
+            close = get_close_matches(args[0], self.list_commands(ctx)) if args else []
+            if close and "Did you mean" not in exc.message:
+                names = ", ".join(repr(name) for name in close)
+                exc.message = f"{exc.message.rstrip('.')}. Did you mean {names}?"
+            raise
 
     def load(self, name: str) -> None:
         """Import the module of command ``name`` and add the commands it registers."""
