@@ -63,6 +63,8 @@ def digest_command(
     except digest.DigestBusy as exc:
         # The run before this one is still at work: under cron that is no failure.
         warn(str(exc))
+        if as_json:
+            print_json({"topic": topic, "action": "busy"})
         return
     if as_json:
         print_json(result.as_json())
