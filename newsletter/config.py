@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import ConfigError
@@ -370,8 +370,9 @@ def write_template(path: Path) -> None:
     """Write the commented settings file; an existing file is never replaced."""
     try:
         ensure_folder(path.parent)
-        # Mode "x" refuses an existing file in the same step that creates the new one.
-        with path.open("x", encoding="utf-8") as out:
+        # Created exclusively ("x"): an existing file is refused in the same step. Private
+        # from the start: staff may put the SMTP password into it.
+        with open_private(path) as out:
             out.write(CONFIG_TEMPLATE)
     except FileExistsError:
         raise ConfigError(f"{path} already exists; not overwriting it") from None
@@ -386,3 +387,53 @@ def ensure_folder(folder: Path) -> None:
     except FileExistsError:
         # mkdir says "File exists" when a file stands where a folder should be.
         raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder") from None
+
+
+PRIVATE_MODE = 0o600
+
+
+def open_private(path: Path) -> IO[str]:
+    """A new text file only its owner can read (0600 whatever the umask); FileExistsError
+    when something is already there (never follows a planted link)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, PRIVATE_MODE)
+    os.fchmod(fd, PRIVATE_MODE)  # the umask can only take bits away; this is explicit
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def make_private(path: Path) -> None:
+    """Take group and world bits off an existing file of ours (an older version's 0644)."""
+    try:
+        info = path.stat()
+        if info.st_mode & 0o077 and info.st_uid == os.getuid():
+            path.chmod(info.st_mode & 0o700)
+    except OSError:
+        pass  # not ours or gone: the open that follows reports real problems
+
+
+def exposed_secret_warning(path: Path) -> str | None:
+    """A warning when the settings file holds a password or key yet others may read it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if not mode & 0o044:
+        return None
+    try:
+        data = _read_toml(path)
+    except ConfigError:
+        return None
+    held = [
+        key
+        for key in ("secret", "smtp.password")
+        if isinstance(_lookup(data, key), str) and _lookup(data, key)
+    ]
+    if not held:
+        return None
+    return (
+        f"{path} holds {' and '.join(held)} but is readable by"
+        f" {'others' if mode & 0o004 else 'its group'}: run chmod 600 {path}"
+        " (or move the secrets into the environment)"
+    )

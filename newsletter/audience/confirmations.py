@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from sqlite_utils import Database
 
-from newsletter import links, tokens
+from newsletter import links
 from newsletter.audience import subscribers
 from newsletter.clock import now, to_iso
 from newsletter.config import LANGUAGES, Settings
@@ -24,7 +24,7 @@ from newsletter.content import render
 from newsletter.content.topics import Topic
 from newsletter.errors import InvalidToken, NewsletterError
 from newsletter.mail import message, smtp
-from newsletter.store.db import immediate, token_key
+from newsletter.store.db import immediate, link_keys, token_key
 
 MAILABLE_STATUS = "active"
 
@@ -281,20 +281,17 @@ def send_confirmations(
 
 
 def _subscriber_from_token(db: Database, settings: Settings, token: str) -> int:
-    data = tokens.check(token_key(db, settings.secret), links.CONFIRM, token)
-    if len(data.values) != 1 or data.expires_at is None:
-        raise InvalidToken("malformed token")
-    return data.values[0]
+    return links.read_confirm(link_keys(db, settings.secret), token).values[0]
 
 
 def is_expired(db: Database, settings: Settings, token: str) -> bool:
     """True when ``token`` is a genuine confirmation token whose time has passed."""
-    key = token_key(db, settings.secret)
+    keys = link_keys(db, settings.secret)
     try:
-        tokens.check(key, links.CONFIRM, token)
+        links.read_confirm(keys, token)
     except InvalidToken:
         try:
-            tokens.check(key, links.CONFIRM, token, now=0)
+            links.read_confirm(keys, token, now=0)
         except InvalidToken:
             return False
         return True

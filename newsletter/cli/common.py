@@ -13,7 +13,7 @@ from sqlite_utils import Database
 
 from newsletter import links
 from newsletter.config import Settings
-from newsletter.store.db import open_db
+from newsletter.store.db import open_db, record_link_key
 
 
 @dataclass
@@ -26,6 +26,14 @@ class State:
     def db(self) -> Database:
         if self._db is None:
             self._db = open_db(self.settings.db)
+            earlier = record_link_key(self._db, self.settings.secret)
+            if earlier:
+                # Said once: the change is recorded now, so the next command is quiet.
+                warn(
+                    "the link key changed (NEWSLETTER_SECRET set or changed): new mails"
+                    f" are signed with the new key; {earlier} earlier key(s) are kept only"
+                    " to check links already mailed, which keep working"
+                )
         return self._db
 
     def close(self) -> None:

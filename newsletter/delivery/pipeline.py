@@ -34,7 +34,7 @@ from newsletter.audience import subscribers
 from newsletter.clock import from_iso, now, now_iso
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError, NotFound
-from newsletter.mail import message, smtp
+from newsletter.mail import message, placeholders, smtp
 from newsletter.store.db import immediate, is_busy, token_key
 
 LOCK_STALE_AFTER = 60.0  # seconds without a heartbeat before another send may take over
@@ -59,6 +59,7 @@ class Edition:
     topic_ids: tuple[int, ...]
     topic_slugs: tuple[str, ...]
     topic_names: tuple[str, ...]
+    hole_marker: str | None = None  # None: built before holes were sealed (legacy form)
 
 
 @dataclass
@@ -124,6 +125,7 @@ def load_edition(db: Database, edition_id: int) -> Edition:
         topic_ids=tuple(t[0] for t in topics),
         topic_slugs=tuple(t[1] for t in topics),
         topic_names=tuple(t[2] for t in topics),
+        hole_marker=row.get("hole_marker"),
     )
 
 
@@ -138,6 +140,7 @@ def edition_message(
         html=edition.html,
         text=edition.text,
         list_id=message.list_id(settings, list(edition.topic_slugs)),
+        holes=placeholders.Holes(edition.hole_marker),
     )
 
 
