@@ -69,6 +69,7 @@ class Settings:
 
     confirm_days: int = 7
     signup_limit_per_hour: int = 5
+    confirm_interval_minutes: int = 60  # at most one confirmation mail per address this often
 
     @property
     def tz(self) -> ZoneInfo:
@@ -129,6 +130,9 @@ KEYS: tuple[_Key, ...] = (
     _Key("dkim_key_file", "dkim.key_file", "NEWSLETTER_DKIM_KEY_FILE"),
     _Key("confirm_days", "web.confirm_days", "NEWSLETTER_CONFIRM_DAYS"),
     _Key("signup_limit_per_hour", "web.signup_limit_per_hour", "NEWSLETTER_SIGNUP_LIMIT"),
+    _Key(
+        "confirm_interval_minutes", "web.confirm_interval_minutes", "NEWSLETTER_CONFIRM_INTERVAL"
+    ),
 )
 
 _TYPES = {f.name: str(f.type) for f in fields(Settings)}
@@ -249,6 +253,7 @@ _MINIMUM = {
     "hard_bounce_limit": 1,
     "confirm_days": 1,
     "signup_limit_per_hour": 1,
+    "confirm_interval_minutes": 0,
     "smtp_port": 1,
     "retry_base": 0,
 }
@@ -345,6 +350,8 @@ hard_bounce_limit = 1    # hard bounces before one is marked bounced (NEWSLETTER
 [web]
 confirm_days = 7              # how long a sign-up link is valid (NEWSLETTER_CONFIRM_DAYS)
 signup_limit_per_hour = 5     # sign-ups per address and per client IP (NEWSLETTER_SIGNUP_LIMIT)
+confirm_interval_minutes = 60 # at most one confirmation mail per address per this many minutes
+                              # from the public form (NEWSLETTER_CONFIRM_INTERVAL)
 """
 
 

@@ -26,7 +26,7 @@ class State:
     def db(self) -> Database:
         if self._db is None:
             self._db = open_db(self.settings.db)
-            earlier = record_link_key(self._db, self.settings.secret)
+            earlier = record_link_key(self._db, self.settings.secret, only_changes=True)
             if earlier:
                 # Said once: the change is recorded now, so the next command is quiet.
                 warn(

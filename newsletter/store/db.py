@@ -133,17 +133,23 @@ def link_keys(db: Database, secret: str) -> list[bytes]:
     return [bytes.fromhex(key) for (key,) in rows]
 
 
-def record_link_key(db: Database, secret: str) -> int | None:
+def record_link_key(db: Database, secret: str, *, only_changes: bool = False) -> int | None:
     """Make the configured key the current one; when it just replaced another, the number
     of earlier keys now kept for checking links already mailed (else None).
 
     Links in mails already sent were signed with the key of their day: setting or changing
     NEWSLETTER_SECRET must not turn them into "bad link" pages. A database from before
     keys were recorded may have signed with its own kept key: that one is kept too.
+    With ``only_changes`` nothing is written unless the key replaced an earlier one (the
+    command line asks this on every start, and a first key can wait for its first use).
     """
+    if only_changes and not secret and meta_get(db, "token_key") is None:
+        return None  # no key made yet, so none has signed anything
     current = _configured_key(db, secret).hex()
     latest = db.execute("SELECT key FROM link_keys ORDER BY id DESC LIMIT 1").fetchone()
     if latest is not None and latest[0] == current:
+        return None
+    if only_changes and latest is None and meta_get(db, "token_key") in (None, current):
         return None
     with immediate(db):
         latest = db.execute("SELECT key FROM link_keys ORDER BY id DESC LIMIT 1").fetchone()
