@@ -168,3 +168,23 @@ def test_a_template_that_greets_by_name_gets_the_name_as_text(
     assert "Hei Maija %%PREFERENCES_URL%% %%UNSUBSCRIBE_URL%%!" in html
     assert text.count(prefs) == 1 and text.count(unsub) == 1
     assert html.count(prefs) == 1 and html.count(unsub) == 1
+
+
+def test_a_draft_built_before_holes_were_sealed_is_built_again_not_sent(cli, db, smtp_sink) -> None:
+    topic_id = db.execute("INSERT INTO topics (slug, name, created) VALUES (?, ?, ?)", [
+        TOPIC, "Yhteisövaikuttavuus", "2025-01-01T00:00:00Z"
+    ]).lastrowid  # fmt: skip
+    subscribers.add(db, "maija@example.fi", topic_ids=[topic_id], status="confirmed")
+    legacy = '<a href="https://evil.example/?p=%%PREFERENCES_URL%%">x</a> %%UNSUBSCRIBE_URL%%'
+    edition = db.execute(
+        "INSERT INTO editions (subject, lang, template, html, text, status, created, updated)"
+        " VALUES ('Vanha', 'fi', 'default', ?, ?, 'draft', '2025-01-01T00:00:00Z',"
+        " '2025-01-01T00:00:00Z')",
+        [legacy, legacy],
+    ).lastrowid
+    db.execute("INSERT INTO edition_topics VALUES (?, ?)", [edition, topic_id])
+    result = cli("send", str(edition), "--yes", env=smtp_env(smtp_sink))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: edition {edition} was built by an earlier version")
+    assert "build it again" in result.stderr and "Traceback" not in result.stderr
+    assert smtp_sink.messages == []
