@@ -257,3 +257,30 @@ def test_a_readable_config_holding_a_password_is_warned_about(
     assert result.exit_code == 0, result.stderr
     assert ("chmod 600" in result.stderr) is warned
     assert "salasana" not in result.stderr and 'avain"' not in result.stderr
+
+
+def test_an_upgraded_database_keeps_the_secret_its_old_mails_were_signed_with(
+    settings, db, cli
+) -> None:
+    """Mails went out before keys were recorded, signed with the NEWSLETTER_SECRET of then;
+    the first command after the upgrade keeps that key, so a later change loses nothing."""
+    topic = topics.add_topic(db, "yhteisovaikuttavuus", "Yhteisövaikuttavuus").id
+    sid = subscribers.add(db, "liisa@example.fi", topic_ids=[topic]).subscriber_id
+    old_env = {"NEWSLETTER_SECRET": "vanha-salaisuus"}
+    old_key = hashlib.sha256(b"newsletter-token:vanha-salaisuus").digest()
+    mailed = links.unsubscribe_token(old_key, sid, topic)  # as the earlier version signed it
+    edition = db.execute(
+        "INSERT INTO editions (subject, lang, template, html, text, status, created, updated)"
+        " VALUES ('s', 'fi', 'default', '', '', 'sent', '2025-01-01', '2025-01-01')"
+    ).lastrowid
+    db.execute(
+        "INSERT INTO deliveries (edition_id, subscriber_id, topic_id, status, created, updated)"
+        " VALUES (?, ?, ?, 'sent', '2025-01-01', '2025-01-01')",
+        [edition, sid, topic],
+    )
+    assert db.execute("SELECT COUNT(*) FROM link_keys").fetchone()[0] == 0
+    quiet = cli.ok("topics", "list", env=old_env)  # any command, after the upgrade
+    assert "link key" not in quiet.stderr
+    told = cli.ok("topics", "list", env={"NEWSLETTER_SECRET": "uusi-salaisuus"})
+    assert "the link key changed" in told.stderr
+    assert links.read_unsubscribe(link_keys(db, "uusi-salaisuus"), mailed) == (sid, topic)

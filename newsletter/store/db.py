@@ -126,6 +126,16 @@ def token_key(db: Database, secret: str) -> bytes:
     return link_keys(db, secret)[0]
 
 
+def _has_mailed(db: Database) -> bool:
+    """Links went out already (an edition or a confirmation request), maybe signed by an
+    earlier version that kept no record of its key: the key of today must be kept now."""
+    sql = (
+        "SELECT EXISTS (SELECT 1 FROM deliveries)"
+        " OR EXISTS (SELECT 1 FROM events WHERE action = 'confirmation-sent')"
+    )
+    return bool(db.execute(sql).fetchone()[0])
+
+
 def link_keys(db: Database, secret: str) -> list[bytes]:
     """The current link key, then every earlier one, newest first (for checking only)."""
     record_link_key(db, secret)
@@ -140,8 +150,9 @@ def record_link_key(db: Database, secret: str, *, only_changes: bool = False) ->
     Links in mails already sent were signed with the key of their day: setting or changing
     NEWSLETTER_SECRET must not turn them into "bad link" pages. A database from before
     keys were recorded may have signed with its own kept key: that one is kept too.
-    With ``only_changes`` nothing is written unless the key replaced an earlier one (the
-    command line asks this on every start, and a first key can wait for its first use).
+    With ``only_changes`` nothing is written unless the key replaced an earlier one, or
+    links went out before keys were recorded (the command line asks this on every start; a
+    first key can otherwise wait for its first use).
     """
     if only_changes and not secret and meta_get(db, "token_key") is None:
         return None  # no key made yet, so none has signed anything
@@ -150,7 +161,8 @@ def record_link_key(db: Database, secret: str, *, only_changes: bool = False) ->
     if latest is not None and latest[0] == current:
         return None
     if only_changes and latest is None and meta_get(db, "token_key") in (None, current):
-        return None
+        if not _has_mailed(db):
+            return None
     with immediate(db):
         latest = db.execute("SELECT key FROM link_keys ORDER BY id DESC LIMIT 1").fetchone()
         if latest is not None and latest[0] == current:
