@@ -130,9 +130,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("dkim_key_file", "dkim.key_file", "NEWSLETTER_DKIM_KEY_FILE"),
     _Key("confirm_days", "web.confirm_days", "NEWSLETTER_CONFIRM_DAYS"),
     _Key("signup_limit_per_hour", "web.signup_limit_per_hour", "NEWSLETTER_SIGNUP_LIMIT"),
-    _Key(
-        "confirm_interval_minutes", "web.confirm_interval_minutes", "NEWSLETTER_CONFIRM_INTERVAL"
-    ),
+    _Key("confirm_interval_minutes", "web.confirm_interval_minutes", "NEWSLETTER_CONFIRM_INTERVAL"),
 )
 
 _TYPES = {f.name: str(f.type) for f in fields(Settings)}

@@ -299,6 +299,4 @@ def build_single(
     one_off = EditionMessage(
         settings, subject=subject, html=html, text=text, holes=placeholders.NO_HOLES
     )
-    return one_off.render(
-        to_email=to_email, to_name=to_name
-    )
+    return one_off.render(to_email=to_email, to_name=to_name)

@@ -160,9 +160,9 @@ def record_link_key(db: Database, secret: str, *, only_changes: bool = False) ->
     latest = db.execute("SELECT key FROM link_keys ORDER BY id DESC LIMIT 1").fetchone()
     if latest is not None and latest[0] == current:
         return None
-    if only_changes and latest is None and meta_get(db, "token_key") in (None, current):
-        if not _has_mailed(db):
-            return None
+    first = latest is None and meta_get(db, "token_key") in (None, current)
+    if only_changes and first and not _has_mailed(db):
+        return None
     with immediate(db):
         latest = db.execute("SELECT key FROM link_keys ORDER BY id DESC LIMIT 1").fetchone()
         if latest is not None and latest[0] == current:
