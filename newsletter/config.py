@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import ConfigError
@@ -69,6 +69,7 @@ class Settings:
 
     confirm_days: int = 7
     signup_limit_per_hour: int = 5
+    confirm_interval_minutes: int = 60  # at most one confirmation mail per address this often
 
     @property
     def tz(self) -> ZoneInfo:
@@ -129,6 +130,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("dkim_key_file", "dkim.key_file", "NEWSLETTER_DKIM_KEY_FILE"),
     _Key("confirm_days", "web.confirm_days", "NEWSLETTER_CONFIRM_DAYS"),
     _Key("signup_limit_per_hour", "web.signup_limit_per_hour", "NEWSLETTER_SIGNUP_LIMIT"),
+    _Key("confirm_interval_minutes", "web.confirm_interval_minutes", "NEWSLETTER_CONFIRM_INTERVAL"),
 )
 
 _TYPES = {f.name: str(f.type) for f in fields(Settings)}
@@ -249,6 +251,7 @@ _MINIMUM = {
     "hard_bounce_limit": 1,
     "confirm_days": 1,
     "signup_limit_per_hour": 1,
+    "confirm_interval_minutes": 0,
     "smtp_port": 1,
     "retry_base": 0,
 }
@@ -345,6 +348,8 @@ hard_bounce_limit = 1    # hard bounces before one is marked bounced (NEWSLETTER
 [web]
 confirm_days = 7              # how long a sign-up link is valid (NEWSLETTER_CONFIRM_DAYS)
 signup_limit_per_hour = 5     # sign-ups per address and per client IP (NEWSLETTER_SIGNUP_LIMIT)
+confirm_interval_minutes = 60 # at most one confirmation mail per address per this many minutes
+                              # from the public form (NEWSLETTER_CONFIRM_INTERVAL)
 """
 
 
@@ -370,8 +375,9 @@ def write_template(path: Path) -> None:
     """Write the commented settings file; an existing file is never replaced."""
     try:
         ensure_folder(path.parent)
-        # Mode "x" refuses an existing file in the same step that creates the new one.
-        with path.open("x", encoding="utf-8") as out:
+        # Created exclusively ("x"): an existing file is refused in the same step. Private
+        # from the start: staff may put the SMTP password into it.
+        with open_private(path) as out:
             out.write(CONFIG_TEMPLATE)
     except FileExistsError:
         raise ConfigError(f"{path} already exists; not overwriting it") from None
@@ -386,3 +392,53 @@ def ensure_folder(folder: Path) -> None:
     except FileExistsError:
         # mkdir says "File exists" when a file stands where a folder should be.
         raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder") from None
+
+
+PRIVATE_MODE = 0o600
+
+
+def open_private(path: Path) -> IO[str]:
+    """A new text file only its owner can read (0600 whatever the umask); FileExistsError
+    when something is already there (never follows a planted link)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, PRIVATE_MODE)
+    os.fchmod(fd, PRIVATE_MODE)  # the umask can only take bits away; this is explicit
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def make_private(path: Path) -> None:
+    """Take group and world bits off an existing file of ours (an older version's 0644)."""
+    try:
+        info = path.stat()
+        if info.st_mode & 0o077 and info.st_uid == os.getuid():
+            path.chmod(info.st_mode & 0o700)
+    except OSError:
+        pass  # not ours or gone: the open that follows reports real problems
+
+
+def exposed_secret_warning(path: Path) -> str | None:
+    """A warning when the settings file holds a password or key yet others may read it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if not mode & 0o044:
+        return None
+    try:
+        data = _read_toml(path)
+    except ConfigError:
+        return None
+    held = [
+        key
+        for key in ("secret", "smtp.password")
+        if isinstance(_lookup(data, key), str) and _lookup(data, key)
+    ]
+    if not held:
+        return None
+    return (
+        f"{path} holds {' and '.join(held)} but is readable by"
+        f" {'others' if mode & 0o004 else 'its group'}: run chmod 600 {path}"
+        " (or move the secrets into the environment)"
+    )

@@ -12,7 +12,12 @@ from typer.core import TyperGroup
 from newsletter import __version__
 from newsletter.cli import articles, build, send, serve, subscribers, topics
 from newsletter.cli.common import State, state, warn
-from newsletter.config import config_path, load_settings, write_template
+from newsletter.config import (
+    config_path,
+    exposed_secret_warning,
+    load_settings,
+    write_template,
+)
 from newsletter.errors import NewsletterError
 from newsletter.store.db import open_db
 
@@ -99,6 +104,9 @@ def root(
         settings = settings.with_overrides(db=db)
     if ctx.invoked_subcommand != "init":
         _warn_about_new_paths(path, explicit_config=config is not None, db=db)
+    exposed = exposed_secret_warning(path)
+    if exposed:
+        warn(exposed)
     ctx.obj = State(settings=settings, config_path=path)
     ctx.call_on_close(ctx.obj.close)
 

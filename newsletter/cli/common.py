@@ -13,7 +13,7 @@ from sqlite_utils import Database
 
 from newsletter import links
 from newsletter.config import Settings
-from newsletter.store.db import open_db
+from newsletter.store.db import open_db, record_link_key
 
 
 @dataclass
@@ -26,7 +26,19 @@ class State:
     def db(self) -> Database:
         if self._db is None:
             self._db = open_db(self.settings.db)
+            self.note_link_key()
         return self._db
+
+    def note_link_key(self) -> None:
+        """Say once that the link key changed (the change is recorded now, so the next
+        command is quiet); links already mailed keep working with the kept old key."""
+        earlier = record_link_key(self.db, self.settings.secret, only_changes=True)
+        if earlier:
+            warn(
+                "the link key changed (NEWSLETTER_SECRET set or changed): new mails are"
+                f" signed with the new key; {earlier} earlier key(s) are kept only to check"
+                " links already mailed, which keep working"
+            )
 
     def close(self) -> None:
         if self._db is not None:

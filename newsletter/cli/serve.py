@@ -41,8 +41,10 @@ def serve(
     # Flask loads only for this command, so every other command starts faster.
     from newsletter.web import make_server
 
-    settings = state(ctx).settings
+    current = state(ctx)
+    settings = current.settings
     check_base_url(settings)
+    current.note_link_key()  # a changed link key is said here, once, before serving
     server = make_server(
         settings, host=host, port=port, threads=threads, trusted_proxy=trusted_proxy
     )

@@ -50,6 +50,14 @@ def send(
     # Before the lock and the delivery log: a refused base URL leaves nothing marked.
     links.check_base_url(settings)
     edition = load_edition(db, edition_id)
+    if edition.hole_marker is None and edition.status == "draft":
+        # Built before holes were sealed: its content could imitate them. One that already
+        # started going out is finished as it began (its first recipients got the same).
+        raise NewsletterError(
+            f"edition {edition_id} was built by an earlier version whose personal links"
+            f" article text could imitate: build it again (`newsletter editions delete"
+            f" {edition_id}`, then `newsletter build`)"
+        )
     owner = uuid.uuid4().hex
     acquire_lock(db, edition.id, owner)
     try:

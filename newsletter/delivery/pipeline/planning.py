@@ -17,7 +17,7 @@ from newsletter.clock import now_iso
 from newsletter.config import Settings
 from newsletter.delivery.pipeline.jobs import SendReport
 from newsletter.errors import NewsletterError, NotFound
-from newsletter.mail import message
+from newsletter.mail import message, placeholders
 from newsletter.store.db import immediate
 
 FIX_CHUNK = 5000  # recipients copied into the delivery log per statement batch
@@ -33,6 +33,7 @@ class Edition:
     topic_ids: tuple[int, ...]
     topic_slugs: tuple[str, ...]
     topic_names: tuple[str, ...]
+    hole_marker: str | None = None  # None: built before holes were sealed (legacy form)
 
 
 # --- the edition ---------------------------------------------------------------------------
@@ -59,6 +60,7 @@ def load_edition(db: Database, edition_id: int) -> Edition:
         topic_ids=tuple(t[0] for t in topics),
         topic_slugs=tuple(t[1] for t in topics),
         topic_names=tuple(t[2] for t in topics),
+        hole_marker=row.get("hole_marker"),
     )
 
 
@@ -73,6 +75,7 @@ def edition_message(
         html=edition.html,
         text=edition.text,
         list_id=message.list_id(settings, list(edition.topic_slugs)),
+        holes=placeholders.Holes(edition.hole_marker),
     )
 
 
