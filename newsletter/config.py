@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import ConfigError
@@ -69,6 +69,7 @@ class Settings:
 
     confirm_days: int = 7
     signup_limit_per_hour: int = 5
+    confirm_interval_minutes: int = 60  # at most one confirmation mail per address this often
 
     # `newsletter digest`: the feeds of each topic, as (topic slug, (feed, ...)) pairs.
     digest_feeds: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -141,12 +142,14 @@ KEYS: tuple[_Key, ...] = (
     _Key("dkim_key_file", "dkim.key_file", "NEWSLETTER_DKIM_KEY_FILE"),
     _Key("confirm_days", "web.confirm_days", "NEWSLETTER_CONFIRM_DAYS"),
     _Key("signup_limit_per_hour", "web.signup_limit_per_hour", "NEWSLETTER_SIGNUP_LIMIT"),
+    _Key("confirm_interval_minutes", "web.confirm_interval_minutes", "NEWSLETTER_CONFIRM_INTERVAL"),
     _Key("access_log", "web.access_log", "NEWSLETTER_ACCESS_LOG"),
     _Key("digest_feeds", "digest.feeds", "NEWSLETTER_DIGEST_FEEDS"),
 )
 
 _TYPES = {f.name: str(f.type) for f in fields(Settings)}
 _SECRETS = frozenset(f.name for f in fields(Settings) if not f.repr)
+SECRETS = _SECRETS  # attributes shown only as set or unset
 _KEY_OF = {key.attr: key for key in KEYS}
 _TOML_KEYS = {key.toml for key in KEYS}
 _TABLES = {key.toml.rpartition(".")[0] for key in KEYS} - {""}
@@ -238,6 +241,10 @@ def _feeds(raw: Any, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(result)
 
 
+# For newsletter.effective, which says where each value in force came from.
+read_toml, lookup = _read_toml, _lookup
+
+
 def _coerce(attr: str, raw: Any, where: str, base_dir: Path) -> Any:
     kind = _TYPES[attr]
     if attr == "digest_feeds":
@@ -288,6 +295,7 @@ _MINIMUM = {
     "hard_bounce_limit": 1,
     "confirm_days": 1,
     "signup_limit_per_hour": 1,
+    "confirm_interval_minutes": 0,
     "smtp_port": 1,
     "retry_base": 0,
 }
@@ -384,6 +392,8 @@ hard_bounce_limit = 1    # hard bounces before one is marked bounced (NEWSLETTER
 [web]
 confirm_days = 7              # how long a sign-up link is valid (NEWSLETTER_CONFIRM_DAYS)
 signup_limit_per_hour = 5     # sign-ups per address and per client IP (NEWSLETTER_SIGNUP_LIMIT)
+confirm_interval_minutes = 60 # at most one confirmation mail per address per this many minutes
+                              # from the public form (NEWSLETTER_CONFIRM_INTERVAL)
 # Access log of `newsletter serve`: "-" is stderr, "" none, else a file (NEWSLETTER_ACCESS_LOG)
 access_log = "-"
 
@@ -412,76 +422,13 @@ def example_values_in_use(settings: Settings) -> list[str]:
     return [key for attr, key, value in EXAMPLE_VALUES if getattr(settings, attr) == value]
 
 
-@dataclass(frozen=True)
-class SettingInForce:
-    """One row of `newsletter config`: a key, its value as shown, and where it came from."""
-
-    key: str  # as in newsletter.toml
-    env: str
-    value: str  # a secret is only "set" or "unset"
-    source: str  # "file", "environment", "option" or "default"
-    secret: bool
-
-    def as_json(self) -> dict[str, Any]:
-        return {"key": self.key, "env": self.env, "value": self.value, "source": self.source}
-
-
-def settings_in_force(
-    settings: Settings,
-    path: Path,
-    env: Mapping[str, str] | None = None,
-    *,
-    db_option: bool = False,
-) -> list[SettingInForce]:
-    """Every setting with the value in force and its source, in the order of KEYS.
-
-    The precedence is load_settings' own: default, then the file, then the environment
-    (then --db for the database). Secret values never leave this function.
-    """
-    env = os.environ if env is None else env
-    data = _read_toml(path) if path.exists() else {}
-    rows = []
-    for key in KEYS:
-        source = "default"
-        if _lookup(data, key.toml) is not None:
-            source = "file"
-        if env.get(key.env, "") != "":
-            source = "environment"
-        if key.attr == "db" and db_option:
-            source = "option"
-        value = getattr(settings, key.attr)
-        secret = key.attr in _SECRETS
-        if secret:
-            shown = "set" if value else "unset"
-        elif key.attr == "digest_feeds":
-            shown = "; ".join(f"{slug}: {' '.join(feeds)}" for slug, feeds in value)
-        elif isinstance(value, tuple):
-            shown = ", ".join(value)
-        else:
-            shown = "" if value is None else str(value)
-        rows.append(SettingInForce(key.toml, key.env, shown, source, secret))
-    return rows
-
-
-IDENTITY_KEYS = ("organisation.name", "organisation.address", "mail.from")
-
-
-def refuse_example_identity(settings: Settings) -> None:
-    """Mail must not go out under init's example organisation, postal address or From."""
-    left = [key for key in example_values_in_use(settings) if key in IDENTITY_KEYS]
-    if left:
-        raise ConfigError(
-            f"{', '.join(left)} still hold the example values from `newsletter init`:"
-            " set your organisation's own in newsletter.toml before sending"
-        )
-
-
 def write_template(path: Path) -> None:
     """Write the commented settings file; an existing file is never replaced."""
     try:
         ensure_folder(path.parent)
-        # Mode "x" refuses an existing file in the same step that creates the new one.
-        with path.open("x", encoding="utf-8") as out:
+        # Created exclusively ("x"): an existing file is refused in the same step. Private
+        # from the start: staff may put the SMTP password into it.
+        with open_private(path) as out:
             out.write(CONFIG_TEMPLATE)
     except FileExistsError:
         raise ConfigError(f"{path} already exists; not overwriting it") from None
@@ -496,3 +443,53 @@ def ensure_folder(folder: Path) -> None:
     except FileExistsError:
         # mkdir says "File exists" when a file stands where a folder should be.
         raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder") from None
+
+
+PRIVATE_MODE = 0o600
+
+
+def open_private(path: Path) -> IO[str]:
+    """A new text file only its owner can read (0600 whatever the umask); FileExistsError
+    when something is already there (never follows a planted link)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, PRIVATE_MODE)
+    os.fchmod(fd, PRIVATE_MODE)  # the umask can only take bits away; this is explicit
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def make_private(path: Path) -> None:
+    """Take group and world bits off an existing file of ours (an older version's 0644)."""
+    try:
+        info = path.stat()
+        if info.st_mode & 0o077 and info.st_uid == os.getuid():
+            path.chmod(info.st_mode & 0o700)
+    except OSError:
+        pass  # not ours or gone: the open that follows reports real problems
+
+
+def exposed_secret_warning(path: Path) -> str | None:
+    """A warning when the settings file holds a password or key yet others may read it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if not mode & 0o044:
+        return None
+    try:
+        data = _read_toml(path)
+    except ConfigError:
+        return None
+    held = [
+        key
+        for key in ("secret", "smtp.password")
+        if isinstance(_lookup(data, key), str) and _lookup(data, key)
+    ]
+    if not held:
+        return None
+    return (
+        f"{path} holds {' and '.join(held)} but is readable by"
+        f" {'others' if mode & 0o004 else 'its group'}: run chmod 600 {path}"
+        " (or move the secrets into the environment)"
+    )

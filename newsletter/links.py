@@ -6,6 +6,7 @@ Tokens are short (see ``tokens``) so URLs stay well under header line limits.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
 
 from newsletter import tokens
@@ -72,6 +73,24 @@ def preferences_url(settings: Settings, key: bytes, subscriber_id: int) -> str:
 def confirm_url(settings: Settings, key: bytes, subscriber_id: int, expires_at: int) -> str:
     token = tokens.make(key, CONFIRM, subscriber_id, expires_at=expires_at)
     return f"{_base(settings)}/confirm/{token}"
+
+
+def read_unsubscribe(keys: bytes | Sequence[bytes], token: str) -> tuple[int, int]:
+    """(subscriber id, topic id) of a genuine unsubscribe token, else InvalidToken."""
+    subscriber_id, topic_id = tokens.check(keys, UNSUBSCRIBE, token, count=2).values
+    return subscriber_id, topic_id
+
+
+def read_preferences(keys: bytes | Sequence[bytes], token: str) -> int:
+    """The subscriber id of a genuine preferences token, else InvalidToken."""
+    return tokens.check(keys, PREFERENCES, token, count=1).values[0]
+
+
+def read_confirm(
+    keys: bytes | Sequence[bytes], token: str, *, now: float | None = None
+) -> tokens.TokenData:
+    """The subscriber id and expiry of a genuine, unexpired confirmation token."""
+    return tokens.check(keys, CONFIRM, token, count=1, expires=True, now=now)
 
 
 def unsubscribe_mailbox(settings: Settings) -> str:

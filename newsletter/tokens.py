@@ -1,8 +1,15 @@
 """Short HMAC-signed tokens for links in emails and web forms.
 
-A token is ``<fields>.<mac>``: the fields (integers in base 36, plus an optional expiry)
-are readable, the MAC binds them to a purpose such as ``unsub`` or ``confirm``, so a token
-made for one purpose is worthless for another. 96-bit MACs keep URLs short yet unforgeable.
+A token is ``<fields>.<mac>``: the fields (integers in base 36, ``_`` before a negative one,
+joined by ``-``, then an optional expiry written ``x<base 36>``) are readable, the MAC binds
+them to a purpose such as ``unsub`` or ``confirm``, so a token made for one purpose is
+worthless for another. 96-bit MACs keep URLs short yet unforgeable.
+
+The reader is told the token's shape (how many values, whether an expiry follows) by the
+purpose it checks for, and reads fields by position. It once guessed instead, taking any
+field starting with ``x`` for the expiry, and the base-36 text of about one id in 36 starts
+with ``x`` (33, 1188-1223, ...): those people's links were refused. The written format is
+unchanged, so every token ever mailed reads the same, and now reads right.
 """
 
 from __future__ import annotations
@@ -11,29 +18,43 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from newsletter.errors import InvalidToken
 
 _MAC_BYTES = 12
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_DIGITS = frozenset(_ALPHABET)
+_MAX_LENGTH = 200
 
 
 @dataclass(frozen=True)
 class TokenData:
     values: tuple[int, ...]
     expires_at: int | None
+    key_index: int = 0  # which of the given keys signed it: 0 is the current one
 
 
 def _b36(number: int) -> str:
     if number < 0:
-        raise ValueError("token values must not be negative")
+        return "_" + _b36(-number)
     digits = ""
     while True:
         number, rem = divmod(number, 36)
         digits = _ALPHABET[rem] + digits
         if number == 0:
             return digits
+
+
+def _read_b36(text: str) -> int:
+    negative = text.startswith("_")
+    digits = text[1:] if negative else text
+    # int(..., 36) alone would also take "+5", " 5" or "1_0": only our own spelling counts.
+    if not digits or not set(digits) <= _DIGITS or (negative and digits == "0"):
+        raise InvalidToken("malformed token")
+    value = int(digits, 36)
+    return -value if negative else value
 
 
 def _mac(key: bytes, purpose: str, body: str) -> str:
@@ -49,27 +70,49 @@ def make(key: bytes, purpose: str, *values: int, expires_at: int | None = None) 
     return f"{body}.{_mac(key, purpose, body)}"
 
 
-def check(key: bytes, purpose: str, token: str, *, now: float | None = None) -> TokenData:
-    """The token's values, or InvalidToken when it is forged, altered, malformed or expired."""
+def _signer(keys: Sequence[bytes], purpose: str, body: str, mac: str) -> int:
+    """Index of the key that made ``mac``; every key is tried, so timing tells nothing."""
+    found = -1
+    for index, key in enumerate(keys):
+        if hmac.compare_digest(mac, _mac(key, purpose, body)) and found < 0:
+            found = index
+    if found < 0:
+        raise InvalidToken("invalid token")
+    return found
+
+
+def check(
+    keys: bytes | Sequence[bytes],
+    purpose: str,
+    token: str,
+    *,
+    count: int,
+    expires: bool = False,
+    now: float | None = None,
+) -> TokenData:
+    """The token's ``count`` values (and expiry when ``expires``), or InvalidToken when it is
+    forged, altered, malformed, of another shape or expired.
+
+    ``keys`` is the current link key first, then retired ones kept for verification.
+    """
     # Tokens arrive from URLs and mail subjects: anything that is not the short ASCII we make
     # is refused here, as compare_digest raises TypeError on non-ASCII text.
-    if not isinstance(token, str) or len(token) > 200 or not token.isascii():
+    if not isinstance(token, str) or len(token) > _MAX_LENGTH or not token.isascii():
         raise InvalidToken("malformed token")
     body, dot, mac = token.partition(".")
     if not dot or not body:
         raise InvalidToken("malformed token")
-    if not hmac.compare_digest(mac, _mac(key, purpose, body)):
-        raise InvalidToken("invalid token")
-    values: list[int] = []
+    index = _signer([keys] if isinstance(keys, bytes) else keys, purpose, body, mac)
+    parts = body.split("-")
+    if len(parts) != count + int(expires):
+        raise InvalidToken("malformed token")
     expires_at: int | None = None
-    try:
-        for part in body.split("-"):
-            if part.startswith("x"):
-                expires_at = int(part[1:], 36)
-            else:
-                values.append(int(part, 36))
-    except ValueError:
-        raise InvalidToken("malformed token") from None
+    if expires:
+        last = parts.pop()
+        if not last.startswith("x"):
+            raise InvalidToken("malformed token")
+        expires_at = _read_b36(last[1:])
+    values = tuple(_read_b36(part) for part in parts)
     if expires_at is not None and (time.time() if now is None else now) > expires_at:
         raise InvalidToken("expired token")
-    return TokenData(tuple(values), expires_at)
+    return TokenData(values, expires_at, index)

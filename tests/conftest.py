@@ -49,6 +49,7 @@ retry_base = 0.05   # keep back-off short in tests
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder with a test newsletter.toml; the process runs inside it."""
     (tmp_path / "newsletter.toml").write_text(TEST_CONFIG, encoding="utf-8")
+    (tmp_path / "newsletter.toml").chmod(0o600)  # it holds the link secret
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
         if name.startswith("NEWSLETTER_"):

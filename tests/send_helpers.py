@@ -12,6 +12,7 @@ from sqlite_utils import Database
 from newsletter.audience import subscribers
 from newsletter.clock import now_iso
 from newsletter.content import topics
+from newsletter.mail import placeholders
 
 SUBJECT = "Vaikuttavuus-uutiskirje: syksyn hankkeet ja äänestys"
 
@@ -72,13 +73,16 @@ def make_edition(
     html: str = HTML,
     text: str = TEXT,
 ) -> int:
-    """An edition row as the builder would store it (placeholders still in place)."""
+    """An edition row as the builder would store it: holes sealed with its own marker
+    (``html`` and ``text`` are written with the legacy ``%%NAME%%`` form)."""
     stamp = now_iso()
+    holes = placeholders.Holes.new()
+    html, text = (placeholders.LEGACY.fill(body, _sealed(holes)) for body in (html, text))
     with db.atomic():
         cursor = db.execute(
-            "INSERT INTO editions (subject, lang, template, html, text, status, created, updated)"
-            " VALUES (?, 'fi', 'default', ?, ?, 'draft', ?, ?)",
-            [subject, html, text, stamp, stamp],
+            "INSERT INTO editions (subject, lang, template, html, text, status, created, updated,"
+            " hole_marker) VALUES (?, 'fi', 'default', ?, ?, 'draft', ?, ?, ?)",
+            [subject, html, text, stamp, stamp, holes.marker],
         )
         edition_id = int(cursor.lastrowid)
         for topic_id in topic_ids:
@@ -87,6 +91,10 @@ def make_edition(
                 [edition_id, topic_id],
             )
     return edition_id
+
+
+def _sealed(holes: placeholders.Holes) -> dict[str, str]:
+    return {name: holes.hole(name) for name in placeholders.NAMES}
 
 
 def delivery_rows(db: Database, edition_id: int) -> list[dict]:

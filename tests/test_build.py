@@ -19,6 +19,7 @@ from build_helpers import (
     assert_golden,
     readable_html,
     sample_articles,
+    unseal,
 )
 from premailer import Premailer
 
@@ -70,7 +71,7 @@ def _normalise(text: str, lang: str, settings) -> str:
     """Only the build date varies between runs: it is in the default subject (and so sets
     the length of the subject's underline in the text part)."""
     today = dates.format_date(clock.now(), lang, settings.tz)
-    text = re.sub(r"(?m)^=+$", "<UNDERLINE>", text)
+    text = re.sub(r"(?m)^=+$", "<UNDERLINE>", unseal(text))
     return text.replace(today, "<BUILD-DATE>")
 
 
@@ -97,8 +98,8 @@ def test_message_matches_golden_files(settings) -> None:
 def built(db, settings, workdir: Path) -> tuple[editions.BuildResult, str, str]:
     add_articles(db, sample_articles(BASE))
     result = _build(db, settings, workdir, subject="Elokuun uutiset")
-    html = result.html_path.read_text(encoding="utf-8")
-    text = result.text_path.read_text(encoding="utf-8")
+    html = unseal(result.html_path.read_text(encoding="utf-8"))
+    text = unseal(result.text_path.read_text(encoding="utf-8"))
     return result, html, text
 
 
@@ -442,14 +443,14 @@ def test_edition_is_stored_as_a_draft_with_placeholders(built, db) -> None:
     edition = editions.get(db, result.edition_id)
     assert edition.status == "draft"
     assert edition.subject == "Elokuun uutiset"
-    assert edition.html == html and edition.text == text
+    assert unseal(edition.html) == html and unseal(edition.text) == text
     assert edition.topic_slugs == [TOPIC_SLUG] and edition.topic_names == [TOPIC]
     assert len(edition.article_ids) == 3
     assert edition.preheader.startswith("Keski-Suomi liittyi")
     assert edition.template == "edition"
-    assert result.html_bytes == len(html.encode("utf-8"))
+    assert result.html_bytes == len(edition.html.encode("utf-8"))
     assert result.html_path.name == f"edition-{result.edition_id}.html"
-    assert set(placeholders.remaining(edition.html)) == {
+    assert set(placeholders.remaining(unseal(edition.html))) == {
         placeholders.UNSUBSCRIBE_URL,
         placeholders.PREFERENCES_URL,
     }
@@ -498,7 +499,7 @@ def test_template_by_path_uses_packaged_partials(db, settings, workdir: Path) ->
     path = workdir / "oma.mjml.j2"
     path.write_text(CUSTOM, encoding="utf-8")
     result = _build(db, settings, workdir, template=str(path))
-    html = result.html_path.read_text(encoding="utf-8")
+    html = unseal(result.html_path.read_text(encoding="utf-8"))
     assert "OMA POHJA 3" in html
     assert f'href="{placeholders.UNSUBSCRIBE_URL}"' in html
     # No oma.txt.j2 beside it: the default text template writes the text part.

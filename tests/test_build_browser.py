@@ -16,6 +16,7 @@ from build_helpers import (
     add_articles,
     png_bytes,
     sample_articles,
+    unseal,
     with_images,
 )
 
@@ -58,7 +59,7 @@ def edition_file(db, settings, workdir: Path, image_server: str) -> Path:
         out=workdir / "editions",
     )
     html = placeholders.fill(
-        result.html_path.read_text(encoding="utf-8"),
+        unseal(result.html_path.read_text(encoding="utf-8")),
         {
             placeholders.UNSUBSCRIBE_URL: "https://uutiskirje.example.fi/u/abc",
             placeholders.PREFERENCES_URL: "https://uutiskirje.example.fi/p/abc",

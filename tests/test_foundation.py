@@ -190,20 +190,22 @@ def test_usage_error_exits_2(cli) -> None:
 def test_tokens_round_trip_and_reject_tampering() -> None:
     key = b"k" * 32
     token = tokens.make(key, "unsub", 42, 7)
-    assert tokens.check(key, "unsub", token).values == (42, 7)
+    assert tokens.check(key, "unsub", token, count=2).values == (42, 7)
     with pytest.raises(InvalidToken):
-        tokens.check(key, "prefs", token)  # scoped to its purpose
+        tokens.check(key, "prefs", token, count=2)  # scoped to its purpose
     with pytest.raises(InvalidToken):
-        tokens.check(b"x" * 32, "unsub", token)
+        tokens.check(b"x" * 32, "unsub", token, count=2)
+    with pytest.raises(InvalidToken):
+        tokens.check(key, "unsub", token, count=1)  # of another shape
     body, mac = token.split(".")
     with pytest.raises(InvalidToken):
-        tokens.check(key, "unsub", body.replace("16", "17") + "." + mac)
+        tokens.check(key, "unsub", body.replace("16", "17") + "." + mac, count=2)
     with pytest.raises(InvalidToken):
-        tokens.check(key, "unsub", "garbage")
+        tokens.check(key, "unsub", "garbage", count=2)
     expiring = tokens.make(key, "confirm", 1, expires_at=1000)
-    assert tokens.check(key, "confirm", expiring, now=999).expires_at == 1000
+    assert tokens.check(key, "confirm", expiring, count=1, expires=True, now=999).expires_at == 1000
     with pytest.raises(InvalidToken, match="expired"):
-        tokens.check(key, "confirm", expiring, now=1001)
+        tokens.check(key, "confirm", expiring, count=1, expires=True, now=1001)
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -638,14 +640,14 @@ def test_an_unwritable_output_path_is_one_line(cli, workdir: Path) -> None:
 )
 def test_malformed_tokens_only_ever_raise_invalid_token(token) -> None:
     with pytest.raises(InvalidToken):
-        tokens.check(b"k" * 32, "unsub", token)
+        tokens.check(b"k" * 32, "unsub", token, count=2)
 
 
 def test_tokens_are_short_enough_for_header_lines() -> None:
     key = b"k" * 32
     biggest = 2**31 - 1
     token = tokens.make(key, "unsub", biggest, biggest, expires_at=4_102_444_800)  # 2100
-    assert tokens.check(key, "unsub", token).values == (biggest, biggest)
+    assert tokens.check(key, "unsub", token, count=2, expires=True).values == (biggest, biggest)
     assert len(token) <= 48
     settings = Settings(base_url="https://uutiskirje.example.fi")
     url = links.unsubscribe_url(settings, key, biggest, biggest)
@@ -663,7 +665,7 @@ def test_a_token_made_with_the_stored_key_checks_after_reopening(tmp_path: Path)
     assert db_module.token_key(again, "") == key
     assert db_module.token_key(again, "from-env") != key
     token = tokens.make(key, "prefs", 5)
-    assert tokens.check(db_module.token_key(again, ""), "prefs", token).values == (5,)
+    assert links.read_preferences(db_module.token_key(again, ""), token) == 5
     again.close()
 
 

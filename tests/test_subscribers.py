@@ -261,10 +261,16 @@ def test_unsubscribed_and_erased_people_are_not_resubscribed(cli, db, workdir, c
         "yhteisovaikuttavuus": "unsubscribed",
         "hyvinvointi": "confirmed",
     }
-    # Only an explicit staff add lifts the erasure suppression.
-    cli.ok(
+    # Only an explicit staff override lifts the erasure suppression.
+    refused = cli(
         "subscribers", "add", "sanna@example.fi", "--topic", "yhteisovaikuttavuus", "--confirmed"
     )
+    assert refused.exit_code == 1 and "--override-opt-out" in refused.stderr
+    assert subscribers.is_suppressed(db, "sanna@example.fi")
+    cli.ok(
+        "subscribers", "add", "sanna@example.fi", "--topic", "yhteisovaikuttavuus", "--confirmed",
+        "--override-opt-out",
+    )  # fmt: skip
     assert not subscribers.is_suppressed(db, "sanna@example.fi")
     assert counts(import_json(cli, path, "-t", "yhteisovaikuttavuus")) == (0, 1, 4, 0, 1, 1)
 
@@ -516,9 +522,13 @@ def test_add_defaults_to_unconfirmed(cli, db) -> None:
     plain = cli.ok("subscribers", "add", "maija@example.fi", "-t", "yhteisovaikuttavuus")
     assert plain.stdout.startswith("unchanged: ")
     assert subs(db, "maija@example.fi") == {"yhteisovaikuttavuus": "confirmed"}
-    # But an explicit add by staff brings back someone who left (as unconfirmed).
+    # Someone who left is brought back by staff only with the explicit override.
     cli.ok("subscribers", "unsubscribe", "maija@example.fi")
-    cli.ok("subscribers", "add", "maija@example.fi", "-t", "yhteisovaikuttavuus")
+    assert cli("subscribers", "add", "maija@example.fi", "-t", "yhteisovaikuttavuus").exit_code == 1
+    assert subs(db, "maija@example.fi") == {"yhteisovaikuttavuus": "unsubscribed"}
+    cli.ok(
+        "subscribers", "add", "maija@example.fi", "-t", "yhteisovaikuttavuus", "--override-opt-out"
+    )
     assert subs(db, "maija@example.fi") == {"yhteisovaikuttavuus": "unconfirmed"}
 
 
@@ -586,7 +596,10 @@ def test_staff_add_lifts_the_suppression_of_an_unconfirmed_web_sign_up(cli, db) 
         db, "palaaja@example.fi", topic_ids=[tid], status="unconfirmed", lift_suppression_=False
     )
     assert subscribers.is_suppressed(db, "palaaja@example.fi")
-    out = cli.ok("subscribers", "add", "palaaja@example.fi", "-t", "yhteisovaikuttavuus")
+    out = cli.ok(
+        "subscribers", "add", "palaaja@example.fi", "-t", "yhteisovaikuttavuus",
+        "--override-opt-out",
+    )  # fmt: skip
     assert out.stdout.startswith("updated: ")
     assert not subscribers.is_suppressed(db, "palaaja@example.fi")
 
@@ -1124,14 +1137,26 @@ def test_import_json_with_send_confirmation_keeps_stdout_json(cli, db, workdir, 
     assert "confirmation requests mailed:" in result.stderr
 
 
-def test_staff_add_warns_when_it_overrides_an_unsubscribe(cli, db, workdir) -> None:
+def test_staff_add_overrides_an_unsubscribe_only_with_the_flag(cli, db, workdir) -> None:
     topic(db)
     cli.ok("subscribers", "add", "matti@example.fi", "-t", "yhteisovaikuttavuus", "--confirmed")
     quiet = cli.ok("subscribers", "add", "matti@example.fi", "-t", "yhteisovaikuttavuus")
     assert "unsubscribed" not in quiet.stderr
     cli.ok("subscribers", "unsubscribe", "matti@example.fi")
-    again = cli.ok(
+    refused = cli(
         "subscribers", "add", "Matti@Example.fi", "-t", "yhteisovaikuttavuus", "--confirmed"
     )
-    assert "had unsubscribed from yhteisovaikuttavuus" in again.stderr
+    assert refused.exit_code == 1
+    assert "opted out (unsubscribed)" in refused.stderr and "--override-opt-out" in refused.stderr
+    assert subs(db, "matti@example.fi") == {"yhteisovaikuttavuus": "unsubscribed"}
+    again = cli.ok(
+        "subscribers", "add", "Matti@Example.fi", "-t", "yhteisovaikuttavuus", "--confirmed",
+        "--override-opt-out",
+    )  # fmt: skip
+    assert "opt-out overridden by staff (unsubscribed)" in again.stderr
+    overrides = db.execute(
+        "SELECT e.source, e.detail FROM events e JOIN subscribers s ON s.id = e.subscriber_id"
+        " WHERE s.email_key = 'matti@example.fi' AND e.action = 'consent-override'"
+    ).fetchall()
+    assert overrides == [("cli", '{"undid": "unsubscribed"}')]
     assert subs(db, "matti@example.fi") == {"yhteisovaikuttavuus": "confirmed"}

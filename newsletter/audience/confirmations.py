@@ -12,19 +12,19 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlite_utils import Database
 
-from newsletter import links, tokens
-from newsletter.audience import subscribers
+from newsletter import links
+from newsletter.audience import consent, subscribers
 from newsletter.clock import now, to_iso
 from newsletter.config import LANGUAGES, Settings
 from newsletter.content import render
 from newsletter.content.topics import Topic
 from newsletter.errors import InvalidToken, NewsletterError
 from newsletter.mail import message, smtp
-from newsletter.store.db import immediate, token_key
+from newsletter.store.db import immediate, link_keys, token_key
 
 MAILABLE_STATUS = "active"
 
@@ -108,31 +108,93 @@ def sign_up(
     topic_ids: Sequence[int],
     source: str = "web",
 ) -> SignUp:
-    """Record an unconfirmed sign-up. Raises InvalidEmail for a bad address; mails nothing."""
+    """Record a sign-up from the public form. Raises InvalidEmail for a bad address; mails
+    nothing (``needs_mail`` says whether a confirmation request should go out).
+
+    Opt-outs are sticky (``consent``): a topic the person left is only recorded as a
+    request, which their own confirmation turns on; a bounced, complained or blocklisted
+    person, or a suppressed address, gets a request recorded (when there is a row to
+    keep it on) and no mail.
+    """
     address = subscribers.normalize_email(email)
+    wanted = list(dict.fromkeys(topic_ids))
     with immediate(db):
         row = subscribers.find(db, address)
-        if row is not None and row["status"] != MAILABLE_STATUS:
-            return SignUp(None, False)
-        confirmed: set[int] = set()
-        if row is not None:
-            confirmed = {t.id for t in _topics_with_status(db, row["id"], "confirmed")}
-        wanted = [tid for tid in dict.fromkeys(topic_ids) if tid not in confirmed]
-        if row is not None and not wanted:
-            return SignUp(row["id"], False)
-        result = subscribers.add(
-            db,
-            address,
+        person = row["status"] if row is not None else None
+        suppression = subscribers.suppression_reason(db, address)
+        if not consent.form_may_mail(person, suppression):
+            if row is not None:
+                _record_requests(db, row["id"], wanted, source)
+            return SignUp(row["id"] if row is not None else None, False)
+        if row is None:
+            result = subscribers.add(
+                db,
+                address,
+                name=name,
+                lang=lang,
+                topic_ids=wanted,
+                status="unconfirmed",
+                source=source,
+                default_lang=settings.default_lang,
+                lift_suppression_=False,
+            )
+            return SignUp(result.subscriber_id, bool(wanted))
+        statuses = subscribers.subscription_statuses(db, row["id"])
+        open_, requested = [], []
+        for tid in wanted:
+            if statuses.get(tid) == "confirmed":
+                continue  # never demoted by a stranger
+            state = {
+                "subscription": statuses.get(tid),
+                "person": person,
+                "suppression": suppression,
+            }
+            if consent.may_activate(consent.Source.SIGNUP, **state):
+                open_.append(tid)
+            else:
+                requested.append(tid)
+        for tid in open_:
             # A stranger must not rename a known person or change their language.
-            name=name if row is None else None,
-            lang=lang if row is None else None,
-            topic_ids=wanted,
-            status="unconfirmed",
-            source=source,
-            default_lang=settings.default_lang,
-            lift_suppression_=False,
-        )
-    return SignUp(result.subscriber_id, bool(wanted))
+            subscribers.set_subscription(db, row["id"], tid, "unconfirmed", source)
+        _record_requests(db, row["id"], requested, source)
+    return SignUp(row["id"], bool(open_ or requested))
+
+
+def _record_requests(
+    db: Database, subscriber_id: int, topic_ids: Sequence[int], source: str
+) -> None:
+    """Keep sign-ups for opted-out topics as requests: the subscription stays as it was."""
+    if not topic_ids:
+        return
+    stamp = to_iso(now())
+    db.conn.executemany(
+        "INSERT OR REPLACE INTO signup_requests (subscriber_id, topic_id, requested, source)"
+        " VALUES (?, ?, ?, ?)",
+        [(subscriber_id, tid, stamp, source) for tid in topic_ids],
+    )
+    for tid in topic_ids:
+        subscribers.record_event(db, subscriber_id, consent.REQUEST_EVENT, source, tid)
+
+
+def pending_topics(db: Database, subscriber_id: int, *, issued: float | None = None) -> list[Topic]:
+    """What a confirmation would turn on: unconfirmed subscriptions, and the sign-up
+    requests for opted-out topics made before the link was ``issued`` (all when None).
+
+    A confirm link from before a request never answers it: a person who clicks an old
+    mail after leaving must not be subscribed by a stranger's later sign-up.
+    """
+    found = {t.id: t for t in _topics_with_status(db, subscriber_id, "unconfirmed")}
+    sql = (
+        "SELECT t.id, t.slug, t.name FROM signup_requests r JOIN topics t ON t.id = r.topic_id"
+        " WHERE r.subscriber_id = ?"
+    )
+    params: list[object] = [subscriber_id]
+    if issued is not None:
+        sql += " AND r.requested <= ?"
+        params.append(to_iso(datetime.fromtimestamp(int(issued) + 1, UTC)))
+    for row in db.execute(sql, params):
+        found.setdefault(row[0], Topic(*row))
+    return sorted(found.values(), key=lambda t: t.name)
 
 
 def confirm_expiry(settings: Settings, *, now: float | None = None) -> int:
@@ -157,8 +219,8 @@ def request_confirmation(
     person = subscribers.get(db, subscriber_id)
     if person is None or person["status"] != MAILABLE_STATUS:
         return False
-    pending = _topics_with_status(db, subscriber_id, "unconfirmed")
-    if not pending:
+    pending = pending_topics(db, subscriber_id)
+    if not pending or (source == "web" and _mailed_recently(db, settings, subscriber_id)):
         return False
     lang = lang if lang in LANGUAGES else person["lang"]
     url = links.confirm_url(
@@ -198,6 +260,20 @@ def request_confirmation(
     return True
 
 
+def _mailed_recently(db: Database, settings: Settings, subscriber_id: int) -> bool:
+    """A confirmation went to this person within ``confirm_interval_minutes``: the public
+    form, posted again and again, must not become a way to flood someone's mailbox."""
+    if settings.confirm_interval_minutes <= 0:
+        return False
+    since = to_iso(now() - timedelta(minutes=settings.confirm_interval_minutes))
+    row = db.execute(
+        "SELECT 1 FROM events WHERE subscriber_id = ? AND action = 'confirmation-sent'"
+        " AND time > ? LIMIT 1",
+        [subscriber_id, since],
+    ).fetchone()
+    return row is not None
+
+
 @dataclass(frozen=True)
 class Mailed:
     """What ``send_confirmations`` did."""
@@ -212,7 +288,7 @@ def has_valid_request(db: Database, settings: Settings, subscriber_id: int) -> b
     person = subscribers.get(db, subscriber_id)
     if person is None or person["status"] != MAILABLE_STATUS:
         return False
-    pending = {t.slug for t in _topics_with_status(db, subscriber_id, "unconfirmed")}
+    pending = {t.slug for t in pending_topics(db, subscriber_id)}
     if not pending:
         return False
     # Stored times are UTC ISO 8601 with seconds, so they compare as text.
@@ -280,21 +356,21 @@ def send_confirmations(
     return Mailed(sent, skipped)
 
 
-def _subscriber_from_token(db: Database, settings: Settings, token: str) -> int:
-    data = tokens.check(token_key(db, settings.secret), links.CONFIRM, token)
-    if len(data.values) != 1 or data.expires_at is None:
-        raise InvalidToken("malformed token")
-    return data.values[0]
+def _read_token(db: Database, settings: Settings, token: str) -> tuple[int, float]:
+    """(subscriber id, when the link was issued: its expiry less ``confirm_days``)."""
+    data = links.read_confirm(link_keys(db, settings.secret), token)
+    assert data.expires_at is not None
+    return data.values[0], data.expires_at - settings.confirm_days * 86400
 
 
 def is_expired(db: Database, settings: Settings, token: str) -> bool:
     """True when ``token`` is a genuine confirmation token whose time has passed."""
-    key = token_key(db, settings.secret)
+    keys = link_keys(db, settings.secret)
     try:
-        tokens.check(key, links.CONFIRM, token)
+        links.read_confirm(keys, token)
     except InvalidToken:
         try:
-            tokens.check(key, links.CONFIRM, token, now=0)
+            links.read_confirm(keys, token, now=0)
         except InvalidToken:
             return False
         return True
@@ -303,13 +379,11 @@ def is_expired(db: Database, settings: Settings, token: str) -> bool:
 
 def pending(db: Database, settings: Settings, token: str) -> Pending:
     """What the link would confirm; InvalidToken when forged, expired or the person is gone."""
-    subscriber_id = _subscriber_from_token(db, settings, token)
+    subscriber_id, issued = _read_token(db, settings, token)
     person = subscribers.get(db, subscriber_id)
     if person is None:
         raise InvalidToken("no such subscriber")
-    return Pending(
-        subscriber_id, person["lang"], _topics_with_status(db, subscriber_id, "unconfirmed")
-    )
+    return Pending(subscriber_id, person["lang"], pending_topics(db, subscriber_id, issued=issued))
 
 
 def confirm(db: Database, settings: Settings, token: str) -> Pending:

@@ -80,6 +80,15 @@ def suppression_hash(db: Database, email: str) -> str:
     return keyed_hash(meta_key(db, "suppression_key"), email_key(email))
 
 
+def suppression_reason(db: Database, email: str) -> str | None:
+    """Why the address is on the suppression list (``erased:...``, ``blocklisted:...``), or
+    None when it is not."""
+    row = db.execute(
+        "SELECT reason FROM suppressions WHERE hash = ?", [suppression_hash(db, email)]
+    ).fetchone()
+    return row[0] if row else None
+
+
 def is_suppressed(db: Database, email: str) -> bool:
     row = db.execute(
         "SELECT 1 FROM suppressions WHERE hash = ?", [suppression_hash(db, email)]
@@ -179,6 +188,13 @@ def set_subscription(
                 [subscriber_id, topic_id, status, stamp, stamp],
             )
         record_event(db, subscriber_id, SUBSCRIPTION_ACTIONS[status], source, topic_id)
+        if status != "unconfirmed":
+            # A sign-up request is answered by a confirmation and void after an unsubscribe:
+            # an older confirm link must not turn it on later.
+            db.execute(
+                "DELETE FROM signup_requests WHERE subscriber_id = ? AND topic_id = ?",
+                [subscriber_id, topic_id],
+            )
     return True
 
 
@@ -187,6 +203,7 @@ class AddResult:
     subscriber_id: int
     created: bool  # a new subscriber row
     changed: bool  # anything about the person or their subscriptions changed
+    overridden: tuple[str, ...] = ()  # opt-outs a staff override undid (their reasons)
 
 
 def add(
@@ -274,41 +291,6 @@ def _update_details(
     )
     record_event(db, row["id"], "update", source, detail=updates)
     return True
-
-
-def staff_add(
-    db: Database,
-    email: str,
-    *,
-    name: str | None = None,
-    lang: str | None = None,
-    topic_ids: Sequence[int] = (),
-    confirmed: bool = False,
-    default_lang: str = "fi",
-    source: str = "cli",
-) -> AddResult:
-    """``subscribers add`` by staff: ``add`` that never demotes a confirmed subscription.
-
-    Without ``confirmed`` the topics are asked for as unconfirmed, but a topic the person
-    has already confirmed stays confirmed (else a routine add would stop their mail). An
-    explicit staff add lifts an erasure suppression and resubscribes someone who left.
-    """
-    with immediate(db):
-        row = find(db, email)
-        keep: set[int] = set()
-        if row is not None and not confirmed:
-            statuses = subscription_statuses(db, row["id"])
-            keep = {tid for tid, status in statuses.items() if status == "confirmed"}
-        return add(
-            db,
-            email,
-            name=name,
-            lang=lang,
-            topic_ids=[tid for tid in topic_ids if tid not in keep],
-            status="confirmed" if confirmed else "unconfirmed",
-            source=source,
-            default_lang=default_lang,
-        )
 
 
 def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: str) -> int:

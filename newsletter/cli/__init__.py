@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from newsletter import __version__
 from newsletter.cli.common import State, state, warn
 from newsletter.cli.params import quicken, quicken_params
-from newsletter.config import config_path, load_settings
+from newsletter.config import config_path, exposed_secret_warning, load_settings
 from newsletter.errors import NewsletterError
 
 # Command name -> (module under newsletter.cli, the line `newsletter --help` shows). The line
@@ -203,6 +203,9 @@ def root(
         settings = settings.with_overrides(db=db)
     if ctx.invoked_subcommand not in ("init", "config"):
         _warn_about_new_paths(path, explicit_config=config is not None, db=db)
+    exposed = exposed_secret_warning(path)
+    if exposed:
+        warn(exposed)
     ctx.obj = State(settings=settings, config_path=path, db_option=db)
     ctx.call_on_close(ctx.obj.close)
 

@@ -30,7 +30,21 @@ class State:
             from newsletter.store.db import open_db
 
             self._db = open_db(self.settings.db)
+            self.note_link_key()
         return self._db
+
+    def note_link_key(self) -> None:
+        """Say once that the link key changed (the change is recorded now, so the next
+        command is quiet); links already mailed keep working with the kept old key."""
+        from newsletter.store.db import record_link_key
+
+        earlier = record_link_key(self.db, self.settings.secret, only_changes=True)
+        if earlier:
+            warn(
+                "the link key changed (NEWSLETTER_SECRET set or changed): new mails are"
+                f" signed with the new key; {earlier} earlier key(s) are kept only to check"
+                " links already mailed, which keep working"
+            )
 
     def close(self) -> None:
         if self._db is not None:

@@ -51,8 +51,10 @@ def serve(
     # Flask loads only for this command, so every other command starts faster.
     from newsletter.web import make_server
 
-    settings = state(ctx).settings
+    current = state(ctx)
+    settings = current.settings
     check_base_url(settings)
+    current.note_link_key()  # a changed link key is said here, once, before serving
     log = _open_log(settings.access_log if access_log is None else access_log)
     server = make_server(
         settings,

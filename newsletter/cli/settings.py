@@ -9,12 +9,8 @@ import typer
 
 from newsletter.cli.common import State, print_json, state
 from newsletter.cli.output import print_table
-from newsletter.config import (
-    example_values_in_use,
-    load_settings,
-    settings_in_force,
-    write_template,
-)
+from newsletter.config import example_values_in_use, load_settings, write_template
+from newsletter.effective import settings_in_force
 
 
 def init(current: State, *, explicit_db: bool) -> None:

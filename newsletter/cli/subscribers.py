@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from sqlite_utils import Database
 
-from newsletter.audience import confirmations, export, importer, subscribers
+from newsletter.audience import confirmations, consent, export, importer, subscribers
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
 from newsletter.cli.output import limited, local_time, print_json_rows, print_table
 from newsletter.content import topics
@@ -42,23 +42,6 @@ def _send_confirmations(
     st = state(ctx)
     check_base_url(st.settings)
     return confirmations.send_confirmations(st.db, st.settings, subscriber_ids, source="cli")
-
-
-def _warn_if_they_left(db: Database, email: str, found: list[topics.Topic]) -> None:
-    """Staff may subscribe someone again, but should know when that overrides their "no"."""
-    try:
-        person = subscribers.find(db, email)
-    except NewsletterError:
-        return  # an invalid address: staff_add gives the error
-    if person is None:
-        return
-    statuses = subscribers.subscription_statuses(db, person["id"])
-    left = [t.slug for t in found if statuses.get(t.id) == "unsubscribed"]
-    if left:
-        warn(
-            f"{person['email']} had unsubscribed from {', '.join(left)}: subscribed again by"
-            " staff (recorded in their events)"
-        )
 
 
 def _mailed_line(mailed: confirmations.Mailed) -> str:
@@ -101,17 +84,27 @@ def add(
     send_confirmation: Annotated[
         bool, typer.Option("--send-confirmation", help="Mail a confirmation request")
     ] = False,
+    override_opt_out: Annotated[
+        bool,
+        typer.Option(
+            "--override-opt-out",
+            help="Subscribe again someone who unsubscribed, was erased or bounced, because"
+            " they asked you directly (recorded in their consent trail)",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Add a subscriber or update one (staff action: lifts an erasure suppression).
+    """Add a subscriber or update one (staff action).
+
+    Someone who opted out comes back only by their own confirmation, or with
+    --override-opt-out.
 
     Example: newsletter subscribers add maija@example.fi --name "Maija Mäkelä" --topic vaikuttavuus
     """
     _no_confirmed_with_send(confirmed, send_confirmation)
     st = state(ctx)
     found = topics.resolve_many(st.db, topic)
-    _warn_if_they_left(st.db, email, found)
-    result = subscribers.staff_add(
+    result = consent.staff_add(
         st.db,
         email,
         name=name,
@@ -119,7 +112,13 @@ def add(
         topic_ids=[t.id for t in found],
         confirmed=confirmed,
         default_lang=st.settings.default_lang,
+        override=override_opt_out,
     )
+    if result.overridden:
+        warn(
+            f"opt-out overridden by staff ({', '.join(result.overridden)}): recorded as"
+            f" {consent.OVERRIDE_EVENT} in their consent trail"
+        )
     person = subscribers.get(st.db, result.subscriber_id)
     assert person is not None
     verb = "added" if result.created else ("updated" if result.changed else "unchanged")

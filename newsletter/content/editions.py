@@ -22,6 +22,7 @@ from newsletter.content import topics as topics_mod
 from newsletter.content.articles import Article
 from newsletter.content.topics import Topic
 from newsletter.errors import NewsletterError, NotFound
+from newsletter.mail import placeholders
 from newsletter.store.db import immediate
 
 FIRST_EDITION_DAYS = 30
@@ -259,6 +260,8 @@ def build(
             )
         subject = subject.strip() if subject else default_subject(names, lang, settings)
         preheader = make_preheader(intro, chosen)
+        # Drawn now, after the content is fixed: nothing in it can know the marker.
+        holes = placeholders.Holes.new()
         rendered, choice = render.render_edition(
             settings,
             lang=lang,
@@ -268,10 +271,12 @@ def build(
             articles=chosen,
             topic_names=names,
             template=template,
+            holes=holes,
         )
         edition_id = _insert(
             db, lang, subject, preheader, intro or "", choice.label, rendered, chosen_topics, chosen
         )
+        db.execute("UPDATE editions SET hole_marker = ? WHERE id = ?", [holes.marker, edition_id])
         # Written inside the transaction: a file that cannot be written rolls the edition back.
         html_path, text_path = write_files(out, edition_id, rendered.html, rendered.text)
     return BuildResult(

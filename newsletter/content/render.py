@@ -1,7 +1,7 @@
 """Rendering emails: Jinja2 -> MJML -> mjml-python -> premailer, plus a text part.
 
-The HTML keeps the per-recipient placeholders of ``placeholders`` (``%%UNSUBSCRIBE_URL%%`` ...):
-an edition is rendered once and filled per recipient at send time by plain substitution.
+The HTML keeps the per-recipient holes of ``placeholders`` (``%%UNSUBSCRIBE_URL.<marker>%%``
+...): an edition is rendered once and filled per recipient at send time by substitution.
 Each step is a separate function so the benchmark can time them one by one.
 """
 
@@ -292,6 +292,7 @@ def edition_context(
     intro: str | None,
     articles: Sequence[Article],
     topic_names: Iterable[str],
+    holes: placeholders.Holes = placeholders.LEGACY,
 ) -> dict[str, Any]:
     names = ", ".join(topic_names)
     strings = i18n.strings(lang)
@@ -307,9 +308,9 @@ def edition_context(
         "intro_paragraphs": split_paragraphs(intro),
         "articles": [article_view(a, lang, settings) for a in articles],
         "reason": strings["why_edition"].format(topics=names),
-        "unsubscribe_url": placeholders.UNSUBSCRIBE_URL,
-        "preferences_url": placeholders.PREFERENCES_URL,
-        "name": placeholders.NAME,
+        "unsubscribe_url": holes.unsubscribe_url,
+        "preferences_url": holes.preferences_url,
+        "name": holes.name,
     }
 
 
@@ -323,8 +324,10 @@ def render_edition(
     articles: Sequence[Article],
     topic_names: Iterable[str],
     template: str | None = None,
+    holes: placeholders.Holes = placeholders.LEGACY,
 ) -> tuple[Rendered, TemplateChoice]:
-    """The HTML and text of an edition, with placeholders for per-recipient values."""
+    """The HTML and text of an edition, with ``holes`` for per-recipient values (pass a
+    fresh ``Holes.new()`` for anything that is sent: see ``placeholders``)."""
     choice = choose_template(settings, template, DEFAULT_EDITION)
     context = edition_context(
         settings,
@@ -334,6 +337,7 @@ def render_edition(
         intro=intro,
         articles=articles,
         topic_names=topic_names,
+        holes=holes,
     )
     return Rendered(html=to_html(choice, context), text=to_text(choice, context)), choice
 

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
-from newsletter import config, links
+from newsletter import config, effective, links
 from newsletter.config import Settings
 
 
 def check(db: Database, settings: Settings, edition_id: int) -> None:
     """Raise a NewsletterError (one line) when edition ``edition_id`` must not go out."""
-    config.refuse_example_identity(settings)
+    effective.refuse_example_identity(settings)
     links.check_base_url(settings)
 
 
 def warnings(settings: Settings) -> list[str]:
     """What a test copy goes out with although a real send would refuse it."""
-    left = [k for k in config.example_values_in_use(settings) if k in config.IDENTITY_KEYS]
+    left = [k for k in config.example_values_in_use(settings) if k in effective.IDENTITY_KEYS]
     if not left:
         return []
     return [f"{', '.join(left)} still hold init's example values: a real send would refuse"]

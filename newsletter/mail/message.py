@@ -130,11 +130,11 @@ class _EncodedBody:
     now only the short filled-in values are encoded per message.
     """
 
-    def __init__(self, body: str) -> None:
+    def __init__(self, body: str, holes: placeholders.Holes) -> None:
         self._pieces: list[bytes | str] = []
         position = 0
-        for match in placeholders.PATTERN.finditer(body):
-            self._pieces += [_qp(body[position : match.start()]), match.group(0)]
+        for match in holes.pattern.finditer(body):
+            self._pieces += [_qp(body[position : match.start()]), match.group(1)]
             position = match.end()
         self._pieces.append(_qp(body[position:]))
 
@@ -181,7 +181,9 @@ def signer_for(settings: Settings) -> Signer | None:
 class EditionMessage:
     """One edition, ready to be addressed to many recipients cheaply.
 
-    ``render`` fills ``%%...%%`` placeholders (HTML-escaped in the HTML part), writes the
+    ``holes`` are the edition's own (``placeholders.Holes``): text that merely looks like a
+    hole, from an article or a name, is sent as text. ``render`` fills the holes
+    (HTML-escaped in the HTML part), writes the
     per-recipient headers, and returns the bytes to hand to SMTP plus the Message-ID.
     Without ``list_id`` it is a one-off message (no List-* headers), e.g. a confirmation.
     """
@@ -195,10 +197,11 @@ class EditionMessage:
         text: str,
         list_id: tuple[str, str] | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        holes: placeholders.Holes = placeholders.LEGACY,
     ) -> None:
         self.domain = settings.sender_domain
-        self._html = _EncodedBody(_normalise(html))
-        self._text = _EncodedBody(_normalise(text))
+        self._html = _EncodedBody(_normalise(html), holes)
+        self._text = _EncodedBody(_normalise(text), holes)
         self._boundary = f"=_nl_{secrets.token_hex(12)}"  # "=" never occurs in QP bodies
         self._signer = signer_for(settings)
         fixed = [
@@ -227,9 +230,9 @@ class EditionMessage:
     ) -> tuple[bytes, str]:
         message_id = make_message_id(self.domain)
         values = {
-            placeholders.UNSUBSCRIBE_URL: unsubscribe_url,
-            placeholders.PREFERENCES_URL: preferences_url,
-            placeholders.NAME: one_line(to_name),
+            "UNSUBSCRIBE_URL": unsubscribe_url,
+            "PREFERENCES_URL": preferences_url,
+            "NAME": one_line(to_name),
         }
         headers = [
             self._fixed,
@@ -292,7 +295,8 @@ def build_single(
     html: str,
     text: str,
 ) -> tuple[bytes, str]:
-    """A one-off message (no List-* headers): bytes for SMTP and its Message-ID."""
-    return EditionMessage(settings, subject=subject, html=html, text=text).render(
-        to_email=to_email, to_name=to_name
+    """A one-off message (no List-* headers, no holes): bytes for SMTP and its Message-ID."""
+    one_off = EditionMessage(
+        settings, subject=subject, html=html, text=text, holes=placeholders.NO_HOLES
     )
+    return one_off.render(to_email=to_email, to_name=to_name)

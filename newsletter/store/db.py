@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import os
 import secrets
 import sqlite3
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from newsletter.config import ensure_folder
+from newsletter.config import PRIVATE_MODE, ensure_folder, make_private
 from newsletter.errors import NewsletterError
 from newsletter.store.migrations import migrations
 
@@ -30,6 +31,7 @@ def open_db(path: Path | str, *, migrate: bool = True) -> Database:
     try:
         if path.parent != Path():
             ensure_folder(path.parent)
+        _private_files(path)
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT, check_same_thread=False)
         db = Database(conn)
         db.execute("PRAGMA foreign_keys = ON")
@@ -50,6 +52,24 @@ def open_db(path: Path | str, *, migrate: bool = True) -> Database:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise NewsletterError(f"{path}: cannot open database: {reason}") from None
     return db
+
+
+def _private_files(path: Path) -> None:
+    """The database holds addresses and the link key: 0600 whatever the umask.
+
+    SQLite gives the -wal and -shm files the main file's permissions, so creating the main
+    file private first makes all three private; files an older version left readable by
+    others are tightened.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.fchmod(fd, PRIVATE_MODE)
+        os.close(fd)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        make_private(Path(f"{path}{suffix}"))
 
 
 def _enable_wal(db: Database) -> None:
@@ -95,11 +115,69 @@ def meta_key(db: Database, name: str) -> bytes:
     return bytes.fromhex(value)
 
 
-def token_key(db: Database, secret: str) -> bytes:
-    """Key for signed links: NEWSLETTER_SECRET when set, else one kept in the database."""
+def _configured_key(db: Database, secret: str) -> bytes:
     if secret:
         return hashlib.sha256(b"newsletter-token:" + secret.encode()).digest()
     return meta_key(db, "token_key")
+
+
+def token_key(db: Database, secret: str) -> bytes:
+    """Key for signing links: NEWSLETTER_SECRET when set, else one kept in the database."""
+    return link_keys(db, secret)[0]
+
+
+def _has_mailed(db: Database) -> bool:
+    """Links went out already (an edition or a confirmation request), maybe signed by an
+    earlier version that kept no record of its key: the key of today must be kept now."""
+    sql = (
+        "SELECT EXISTS (SELECT 1 FROM deliveries)"
+        " OR EXISTS (SELECT 1 FROM events WHERE action = 'confirmation-sent')"
+    )
+    return bool(db.execute(sql).fetchone()[0])
+
+
+def link_keys(db: Database, secret: str) -> list[bytes]:
+    """The current link key, then every earlier one, newest first (for checking only)."""
+    record_link_key(db, secret)
+    rows = db.execute("SELECT key FROM link_keys ORDER BY id DESC").fetchall()
+    return [bytes.fromhex(key) for (key,) in rows]
+
+
+def record_link_key(db: Database, secret: str, *, only_changes: bool = False) -> int | None:
+    """Make the configured key the current one; when it just replaced another, the number
+    of earlier keys now kept for checking links already mailed (else None).
+
+    Links in mails already sent were signed with the key of their day: setting or changing
+    NEWSLETTER_SECRET must not turn them into "bad link" pages. A database from before
+    keys were recorded may have signed with its own kept key: that one is kept too.
+    With ``only_changes`` nothing is written unless the key replaced an earlier one, or
+    links went out before keys were recorded (the command line asks this on every start; a
+    first key can otherwise wait for its first use).
+    """
+    if only_changes and not secret and meta_get(db, "token_key") is None:
+        return None  # no key made yet, so none has signed anything
+    current = _configured_key(db, secret).hex()
+    latest = db.execute("SELECT key FROM link_keys ORDER BY id DESC LIMIT 1").fetchone()
+    if latest is not None and latest[0] == current:
+        return None
+    first = latest is None and meta_get(db, "token_key") in (None, current)
+    if only_changes and first and not _has_mailed(db):
+        return None
+    with immediate(db):
+        latest = db.execute("SELECT key FROM link_keys ORDER BY id DESC LIMIT 1").fetchone()
+        if latest is not None and latest[0] == current:
+            return None
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        legacy = meta_get(db, "token_key")
+        if latest is None and legacy is not None and legacy != current:
+            db.execute(
+                "INSERT OR IGNORE INTO link_keys (key, first_used) VALUES (?, ?)", [legacy, stamp]
+            )
+        # A key used before and now back (a secret set back) becomes the newest again.
+        db.execute("DELETE FROM link_keys WHERE key = ?", [current])
+        db.execute("INSERT INTO link_keys (key, first_used) VALUES (?, ?)", [current, stamp])
+        earlier = db.execute("SELECT COUNT(*) - 1 FROM link_keys").fetchone()[0]
+    return int(earlier) or None
 
 
 def keyed_hash(key: bytes, text: str) -> str:

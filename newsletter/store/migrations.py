@@ -210,6 +210,47 @@ def m006_article_language(db: Database) -> None:
 
 
 @migrations()
+def m110_link_keys(db: Database) -> None:
+    # Every key that has signed links, newest (the current one) last. Older keys are kept
+    # for checking links already mailed, never for signing new ones.
+    _script(
+        db,
+        """
+        CREATE TABLE link_keys (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            first_used TEXT NOT NULL
+        );
+        """,
+    )
+
+
+@migrations()
+def m111_signup_requests(db: Database) -> None:
+    # A sign-up for a topic the person had left (or while they are opted out) is only a
+    # request: it changes no subscription until the person confirms it from their mailbox.
+    _script(
+        db,
+        """
+        CREATE TABLE signup_requests (
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+            topic_id INTEGER NOT NULL REFERENCES topics (id) ON DELETE CASCADE,
+            requested TEXT NOT NULL,
+            source TEXT NOT NULL,
+            PRIMARY KEY (subscriber_id, topic_id)
+        );
+        """,
+    )
+
+
+@migrations()
+def m112_edition_hole_marker(db: Database) -> None:
+    # The unguessable marker of an edition's per-recipient holes; NULL for editions built
+    # before holes were sealed against content (those are built again before sending).
+    db.execute("ALTER TABLE editions ADD COLUMN hole_marker TEXT")
+
+
+@migrations()
 def m170_digest_runs(db: Database) -> None:
     # The editions `newsletter digest` built, so a later run resumes its own unfinished one
     # and never sends a draft that staff are still working on.

@@ -6,12 +6,12 @@ or malformed, before anything is read or changed. The views only render the resu
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from newsletter import links, tokens
+from newsletter import links
 from newsletter.audience import subscribers
 from newsletter.clock import now_iso
 from newsletter.config import LANGUAGES
@@ -29,15 +29,8 @@ class UnsubscribeLink:
     status: str | None  # the subscription's status now, None when there is none
 
 
-def _values(key: bytes, purpose: str, token: str, count: int) -> tuple[int, ...]:
-    data = tokens.check(key, purpose, token)
-    if len(data.values) != count or data.expires_at is not None:
-        raise InvalidToken("malformed token")
-    return data.values
-
-
-def read_unsubscribe(db: Database, key: bytes, token: str) -> UnsubscribeLink:
-    subscriber_id, topic_id = _values(key, links.UNSUBSCRIBE, token, 2)
+def read_unsubscribe(db: Database, keys: Sequence[bytes], token: str) -> UnsubscribeLink:
+    subscriber_id, topic_id = links.read_unsubscribe(keys, token)
     person = subscribers.get(db, subscriber_id)
     topic = db.execute("SELECT name FROM topics WHERE id = ?", [topic_id]).fetchone()
     row = db.execute(
@@ -53,14 +46,14 @@ def read_unsubscribe(db: Database, key: bytes, token: str) -> UnsubscribeLink:
     )
 
 
-def unsubscribe(db: Database, key: bytes, token: str, source: str) -> UnsubscribeLink:
+def unsubscribe(db: Database, keys: Sequence[bytes], token: str, source: str) -> UnsubscribeLink:
     """Unsubscribe the link's person from the link's topic. Idempotent; an unknown person
     (erased, or the dummy of a test send) is simply not subscribed."""
     with immediate(db):
-        link = read_unsubscribe(db, key, token)
+        link = read_unsubscribe(db, keys, token)
         if link.status is not None:
             subscribers.unsubscribe(db, link.subscriber_id, link.topic_id, source)
-    return read_unsubscribe(db, key, token)
+    return read_unsubscribe(db, keys, token)
 
 
 @dataclass(frozen=True)
@@ -82,9 +75,9 @@ class Preferences:
     topics: list[TopicChoice]
 
 
-def preferences_subscriber(db: Database, key: bytes, token: str) -> int:
+def preferences_subscriber(db: Database, keys: Sequence[bytes], token: str) -> int:
     """The person a preferences link belongs to; InvalidToken when bad or erased."""
-    (subscriber_id,) = _values(key, links.PREFERENCES, token, 1)
+    subscriber_id = links.read_preferences(keys, token)
     if subscribers.get(db, subscriber_id) is None:
         raise InvalidToken("no such subscriber")
     return subscriber_id

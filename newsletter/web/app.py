@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from newsletter.audience import confirmations
 from newsletter.config import Settings
-from newsletter.store.db import open_db, token_key
+from newsletter.store.db import link_keys, open_db
 from newsletter.web.context import Web, message, web
 from newsletter.web.csrf import Csrf, origin_of
 from newsletter.web.outbox import Outbox
@@ -46,13 +46,15 @@ def create_app(settings: Settings) -> Flask:
         TRAP_HTTP_EXCEPTIONS=False,
     )
     first = open_db(settings.db)
-    key = token_key(first, settings.secret)
+    keys = link_keys(first, settings.secret)
+    key = keys[0]
     first.close()
     https = settings.base_url.startswith("https://")
     allowed = {o for o in (origin_of(settings.base_url), origin_of(settings.org_website)) if o}
     app.extensions["newsletter"] = Web(
         settings=settings,
         key=key,
+        keys=tuple(keys),
         csrf=Csrf(key, secure=https, allowed_origins=allowed),
         outbox=Outbox(settings, _send_confirmation),
         local=threading.local(),

@@ -23,6 +23,7 @@ class Web:
 
     settings: Settings
     key: bytes  # the signed-link key
+    keys: tuple[bytes, ...]  # it, then retired keys that still check links already mailed
     csrf: Csrf
     outbox: Outbox
     local: threading.local

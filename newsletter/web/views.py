@@ -172,7 +172,7 @@ def unsubscribe(token: str) -> Page:
     w = web()
     db = w.db()
     try:
-        link = actions.read_unsubscribe(db, w.key, token)
+        link = actions.read_unsubscribe(db, w.keys, token)
     except InvalidToken:
         return _bad_link()
     g.lang = request_lang(link.lang)
@@ -181,12 +181,12 @@ def unsubscribe(token: str) -> Page:
 
     if request.method == "POST":
         if _is_one_click():
-            actions.unsubscribe(db, w.key, token, "one-click")
+            actions.unsubscribe(db, w.keys, token, "one-click")
             body = "unsubscribed" if link.topic_name else "unsubscribed_any"
             return message("unsubscribed_title", body, values=topic)
         if not csrf_ok():
             abort(403)
-        link = actions.unsubscribe(db, w.key, token, "web")  # the link as it reads now
+        link = actions.unsubscribe(db, w.keys, token, "web")  # the link as it reads now
 
     if link.status in ("confirmed", "unconfirmed"):
         return page("unsubscribe.html", topic=link.topic_name or "", manage=manage)
@@ -204,7 +204,7 @@ def preferences(token: str) -> Page:
     w = web()
     db = w.db()
     try:
-        subscriber_id = actions.preferences_subscriber(db, w.key, token)
+        subscriber_id = actions.preferences_subscriber(db, w.keys, token)
     except InvalidToken:
         return _bad_link()
     notice = None
@@ -240,7 +240,7 @@ def erase(token: str) -> Page:
     w = web()
     db = w.db()
     try:
-        subscriber_id = actions.preferences_subscriber(db, w.key, token)
+        subscriber_id = actions.preferences_subscriber(db, w.keys, token)
     except InvalidToken:
         return _bad_link()
     g.lang = actions.load_preferences(db, subscriber_id).lang
