@@ -70,6 +70,13 @@ class Settings:
     confirm_days: int = 7
     signup_limit_per_hour: int = 5
 
+    # Article intake: a whole download's deadline and size cap, and whether topics first
+    # seen in a feed are offered on the public sign-up page at once ("listed") or only
+    # after `topics unhide` ("hidden").
+    download_deadline: float = 60.0
+    max_download_mb: float = 20.0
+    new_topics: str = "hidden"
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -129,7 +136,11 @@ KEYS: tuple[_Key, ...] = (
     _Key("dkim_key_file", "dkim.key_file", "NEWSLETTER_DKIM_KEY_FILE"),
     _Key("confirm_days", "web.confirm_days", "NEWSLETTER_CONFIRM_DAYS"),
     _Key("signup_limit_per_hour", "web.signup_limit_per_hour", "NEWSLETTER_SIGNUP_LIMIT"),
+    _Key("download_deadline", "intake.download_deadline", "NEWSLETTER_DOWNLOAD_DEADLINE"),
+    _Key("max_download_mb", "intake.max_download_mb", "NEWSLETTER_MAX_DOWNLOAD_MB"),
+    _Key("new_topics", "intake.new_topics", "NEWSLETTER_NEW_TOPICS"),
 )
+NEW_TOPICS = ("hidden", "listed")
 
 _TYPES = {f.name: str(f.type) for f in fields(Settings)}
 _SECRETS = frozenset(f.name for f in fields(Settings) if not f.repr)
@@ -277,6 +288,12 @@ def _validate(settings: Settings, where: Callable[[str], str]) -> None:
         raise bad("rate", "must be above 0 (messages per second)")
     if settings.smtp_timeout <= 0:
         raise bad("smtp_timeout", "must be above 0 (seconds)")
+    if settings.download_deadline <= 0:
+        raise bad("download_deadline", "must be above 0 (seconds)")
+    if settings.max_download_mb <= 0:
+        raise bad("max_download_mb", "must be above 0 (megabytes)")
+    if settings.new_topics not in NEW_TOPICS:
+        raise bad("new_topics", f"must be one of {', '.join(NEW_TOPICS)}")
     if not settings.base_url.startswith(("http://", "https://")):
         raise bad("base_url", f"must start with https:// or http:// (got {settings.base_url!r})")
     for attr in ("from_addr", "reply_to", "unsubscribe_mailto", "org_name"):
@@ -345,6 +362,13 @@ hard_bounce_limit = 1    # hard bounces before one is marked bounced (NEWSLETTER
 [web]
 confirm_days = 7              # how long a sign-up link is valid (NEWSLETTER_CONFIRM_DAYS)
 signup_limit_per_hour = 5     # sign-ups per address and per client IP (NEWSLETTER_SIGNUP_LIMIT)
+
+[intake]
+download_deadline = 60   # seconds for a whole feed download (NEWSLETTER_DOWNLOAD_DEADLINE)
+max_download_mb = 20     # a larger download is refused (NEWSLETTER_MAX_DOWNLOAD_MB)
+# Topics first seen in a feed: "hidden" from the public sign-up page until
+# `newsletter topics unhide`, or "listed" at once (NEWSLETTER_NEW_TOPICS)
+new_topics = "hidden"
 """
 
 
