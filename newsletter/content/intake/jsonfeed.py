@@ -29,7 +29,7 @@ from newsletter.content.intake.fields import (
     split_categories,
     text_list,
 )
-from newsletter.content.intake.media import Image
+from newsletter.content.intake.media import Image, alt_in_content
 from newsletter.content.intake.problems import Problem, Problems
 from newsletter.content.intake.text import (
     collapse,
@@ -89,7 +89,7 @@ def _json_feed_item(
     _require(url, title, published)
     category, topics = split_categories(((t, None) for t in text_list(item.get("tags"))), settings)
     image = _text(item.get("image") or item.get("banner_image"))
-    alt = next((a for src, a in content_images(html) if a and src == image), None)
+    alt = alt_in_content(image, html) if image else None
     if not image:
         image, alt = next(
             ((s, a) for s, a in content_images(html) if s.startswith("http")), ("", None)
@@ -178,11 +178,9 @@ def _featured(record: Mapping[str, Any], content: str) -> Image | None:
         url = collapse(_text(media[0].get("source_url")))
         alt = collapse(_text(media[0].get("alt_text")))
         if url:
-            if not alt:  # the same picture inside the post may have one
-                alt = next((a for s, a in content_images(content) if a and s == url), "")
-            return Image(url, alt or None)
+            return Image(url, alt or alt_in_content(url, content))
     url = collapse(_text(record.get("jetpack_featured_media_url")))
-    return Image(url, None) if url else None
+    return Image(url, alt_in_content(url, content)) if url else None
 
 
 def _locale(record: Mapping[str, Any]) -> str | None:

@@ -12,15 +12,16 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from newsletter.content.intake.text import collapse, content_images, html_to_text
 
 MEDIA = "{http://search.yahoo.com/mrss/}"
 ITEM_TAGS = ("item", "{http://purl.org/rss/1.0/}item", "{http://www.w3.org/2005/Atom}entry")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".svg")
-# WordPress serves one upload in several sizes: photo-1024x683.jpg is photo.jpg.
-_SIZE_SUFFIX = re.compile(r"-\d{2,5}x\d{2,5}(?=\.[a-z0-9]+$)|-scaled(?=\.[a-z0-9]+$)")
+# WordPress serves one upload in several sizes: photo-1024x683.jpg is photo.jpg (Substack
+# writes photo_1456x816.jpeg); CDNs put the same file under another host and path.
+_SIZE_SUFFIX = re.compile(r"[-_]\d{2,5}x\d{2,5}(?=\.[a-z0-9]+$)|-scaled(?=\.[a-z0-9]+$)")
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,12 @@ def entry_image(entry: Any, from_xml: Image | None) -> Image | None:
         return Image(src, alt or None)
     if image.alt:
         return image
-    same = [alt for src, alt in in_content if alt and _same_picture(src, image.url)]
-    return Image(image.url, same[0] if same else None)
+    return Image(image.url, alt_in_content(image.url, markup))
+
+
+def alt_in_content(url: str, markup: str) -> str | None:
+    """The alt text the same picture has where the content shows it."""
+    return next((a for s, a in content_images(markup) if a and _same_picture(s, url)), None)
 
 
 def _feedparser_media(entry: Any) -> Image | None:
@@ -111,9 +116,10 @@ def _enclosure(entry: Any) -> Image | None:
 
 
 def _same_picture(a: str, b: str) -> bool:
-    return _picture_key(a) == _picture_key(b)
+    """The same upload, maybe in another size or behind a CDN: the file names agree."""
+    return _picture_key(a) == _picture_key(b) != ""
 
 
 def _picture_key(url: str) -> str:
-    parts = urlsplit(url)
-    return _SIZE_SUFFIX.sub("", f"{parts.hostname}{parts.path}".lower())
+    name = unquote(urlsplit(url).path).rsplit("/", 1)[-1].lower()
+    return _SIZE_SUFFIX.sub("", name) if "." in name else ""
