@@ -100,7 +100,7 @@ def strip_read_more(text: str) -> str:
     # What follows the phrase may be the title (screen-reader text) or an arrow, never a
     # sentence of its own: "Lue lisää asiasta sivuiltamme." is text, not a link.
     if match and not re.search(r"[.!?]\s+\w", match.group("rest")):
-        kept = text[: match.start()].rstrip()
+        kept = text[: match.start()].rstrip(" –—-|·:»")
         text = kept + ("…" if match.group("dots") and kept else "")
     text = _TRAILING_ELLIPSIS.sub("…", text)
     return text.strip()
