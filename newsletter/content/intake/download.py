@@ -94,17 +94,21 @@ def fetch(url: str, deadline: float, max_bytes: int) -> tuple[bytes, dict[str, s
     timer.daemon = True
     timer.start()
     started = time.monotonic()
+    late = ValueError(
+        f"download not finished within the {deadline:g} s deadline (intake.download_deadline)"
+    )
     try:
-        return _download(opener, request, min(READ_TIMEOUT, deadline), max_bytes)
+        answer = _download(opener, request, min(READ_TIMEOUT, deadline), max_bytes)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         if dog.fired or time.monotonic() - started >= deadline:
-            raise ValueError(
-                f"download not finished within the {deadline:g} s deadline"
-                " (intake.download_deadline)"
-            ) from None
+            raise late from None
         raise ValueError(_reason(exc, min(READ_TIMEOUT, deadline))) from None
     finally:
         timer.cancel()
+    # A socket shut down mid-headers can look like a short, complete answer.
+    if dog.fired:
+        raise late
+    return answer
 
 
 def _download(
@@ -135,7 +139,7 @@ def _download(
 
 class _TooLarge(ValueError):
     def __init__(self, max_bytes: int) -> None:
-        super().__init__(f"larger than {max_bytes / (1024 * 1024):g} MB (intake.max_download_mb)")
+        super().__init__(f"larger than {max_bytes / (1024 * 1024):.3g} MB (intake.max_download_mb)")
 
 
 def _reason(exc: BaseException, timeout: float) -> str:
