@@ -184,13 +184,15 @@ def _language(entry: Any, feed_lang: str | None, warn: Any) -> str | None:
 def _entry_time(entry: Any, settings: Settings) -> datetime | None:
     """The item's own time, keeping its UTC offset: feedparser's parsed form is UTC only."""
     for key in ("published", "updated", "created"):
-        raw = entry.get(key)
+        # dict.get: feedparser's own get() maps a missing "updated" to "published", with a
+        # deprecation warning; both are looked at here anyway.
+        raw = dict.get(entry, key)
         if not raw:
             continue
         try:
             return parse_time(raw, settings.tz)
         except ItemError:
-            parsed = entry.get(f"{key}_parsed")
+            parsed = dict.get(entry, f"{key}_parsed")
             # feedparser reads formats we do not (other languages' month names), but it
             # also rolls impossible dates over (2025-13-45 becomes 2026-01-01): its answer
             # counts only if the year and day it found are written in the text.

@@ -22,13 +22,14 @@ class Problem:
 
     def __str__(self) -> str:
         if self.position is None:
-            return self.message
+            return _one_line(self.message)
         verb = " skipped" if self.skipped else ""
+        message = _one_line(self.message)
         if self.unit == "file":  # a Markdown folder's file is named by its path
-            return f"{self.link}{verb}: {self.message}"
-        named = self.link or self.guid
-        shown = f" ({named})" if named and named not in self.message else ""
-        return f"{self.unit} {self.position}{verb}: {self.message}{shown}"
+            return f"{_one_line(self.link or '')}{verb}: {message}"
+        named = _one_line(self.link or self.guid or "")
+        shown = f" ({named})" if named and named not in message else ""
+        return f"{self.unit} {self.position}{verb}: {message}{shown}"
 
     def as_json(self) -> dict:
         return {
@@ -39,6 +40,11 @@ class Problem:
             "message": self.message,
             "skipped": self.skipped,
         }
+
+
+def _one_line(text: str) -> str:
+    """A report line stays one line, whatever a feed put in a link or title."""
+    return " ".join(text.split())
 
 
 class StrictError(ValueError):
