@@ -292,3 +292,16 @@ def test_strict_problems_raise_on_the_first_skip() -> None:
     problems = Problems(strict=True)
     with pytest.raises(ValueError, match="item 1: bad"):
         problems.skip(Problem("bad", 1))
+
+
+def test_docs_list_every_accepted_field_name() -> None:
+    from newsletter.content.intake.records import FIELD_NAMES
+
+    docs = (Path(__file__).parent.parent / "docs" / "articles.md").read_text("utf-8")
+    table = {
+        line.split("|")[1].split("(")[0].strip(): line.split("|")[2].strip()
+        for line in docs.splitlines()
+        if line.startswith("| ") and line.count("|") == 3
+    }
+    for field, names in FIELD_NAMES.items():
+        assert table[field] == ", ".join(names), field
