@@ -305,3 +305,33 @@ def test_docs_list_every_accepted_field_name() -> None:
     }
     for field, names in FIELD_NAMES.items():
         assert table[field] == ", ".join(names), field
+
+
+def test_item_language_beats_the_channel_language() -> None:
+    from newsletter.content.intake import feeds
+
+    body = (
+        '<?xml version="1.0"?><rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        "<channel><title>t</title><link>https://www.example.fi/</link><language>fi-FI</language>"
+        "<item><title>Svenska</title><link>https://www.example.fi/sv</link><dc:language>sv"
+        "</dc:language><pubDate>Mon, 06 Oct 2025 09:00:00 +0300</pubDate></item>"
+        "<item><title>Suomi</title><link>https://www.example.fi/fi</link>"
+        "<pubDate>Mon, 06 Oct 2025 09:00:00 +0300</pubDate></item>"
+        "<item><title>Norsk</title><link>https://www.example.fi/no</link><dc:language>nb-NO"
+        "</dc:language><pubDate>Mon, 06 Oct 2025 09:00:00 +0300</pubDate></item>"
+        "</channel></rss>"
+    ).encode()
+    problems = Problems()
+    found = feeds.parse_feed(body, Settings(), problems)
+    assert [(a.title, a.lang) for a in found] == [
+        ("Svenska", "sv"),
+        ("Suomi", "fi"),
+        ("Norsk", None),
+    ]
+    [warning] = problems.found
+    assert (warning.position, warning.link, warning.skipped) == (
+        3,
+        "https://www.example.fi/no",
+        False,
+    )
+    assert "language 'nb-NO' is not one of fi, sv, en" in warning.message

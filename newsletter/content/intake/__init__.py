@@ -61,6 +61,10 @@ def read_source(
         raise NewsletterError(f"{source}: too large to read") from None
     except (OSError, ValueError, csv.Error, yaml.YAMLError, LookupError) as exc:
         raise NewsletterError(f"{source}: {one_line(exc)[:500]}") from None
+    except Exception as exc:  # a parser's bug must not become a traceback
+        raise NewsletterError(
+            f"{source}: cannot be read (internal error {type(exc).__name__}: please report it)"
+        ) from None
     for article in found:
         article.source = article.source or source
     return merge_duplicates(found)
