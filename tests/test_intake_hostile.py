@@ -311,16 +311,16 @@ def test_item_language_beats_the_channel_language() -> None:
     from newsletter.content.intake import feeds
 
     body = (
-        '<?xml version="1.0"?><rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">'
-        "<channel><title>t</title><link>https://www.example.fi/</link><language>fi-FI</language>"
-        "<item><title>Svenska</title><link>https://www.example.fi/sv</link><dc:language>sv"
-        "</dc:language><pubDate>Mon, 06 Oct 2025 09:00:00 +0300</pubDate></item>"
-        "<item><title>Suomi</title><link>https://www.example.fi/fi</link>"
-        "<pubDate>Mon, 06 Oct 2025 09:00:00 +0300</pubDate></item>"
-        "<item><title>Norsk</title><link>https://www.example.fi/no</link><dc:language>nb-NO"
-        "</dc:language><pubDate>Mon, 06 Oct 2025 09:00:00 +0300</pubDate></item>"
-        "</channel></rss>"
-    ).encode()
+        b'<?xml version="1.0"?><rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        b"<channel><title>t</title><link>https://www.example.fi/</link><language>fi-FI</language>"
+        b"<item><title>Svenska</title><link>https://www.example.fi/sv</link><dc:language>sv"
+        b"</dc:language><pubDate>Mon, 06 Oct 2025 09:00:00 +0300</pubDate></item>"
+        b"<item><title>Suomi</title><link>https://www.example.fi/fi</link>"
+        b"<pubDate>Mon, 06 Oct 2025 09:00:00 +0300</pubDate></item>"
+        b"<item><title>Norsk</title><link>https://www.example.fi/no</link><dc:language>nb-NO"
+        b"</dc:language><pubDate>Mon, 06 Oct 2025 09:00:00 +0300</pubDate></item>"
+        b"</channel></rss>"
+    )
     problems = Problems()
     found = feeds.parse_feed(body, Settings(), problems)
     assert [(a.title, a.lang) for a in found] == [
