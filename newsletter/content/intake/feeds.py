@@ -9,6 +9,7 @@ item that cannot be an article (no link, no date) is skipped and reported by pos
 from __future__ import annotations
 
 from calendar import timegm
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,7 @@ def _article(
     fallback: datetime | None,
     settings: Settings,
     source: str,
-    warn: Any,
+    warn: Callable[[str], None],
 ) -> ArticleIn:
     title = html_to_text(raw_text(entry.get("title")))
     summary = _summary(entry)
@@ -168,7 +169,7 @@ def _summary(entry: Any) -> str:
     return ""
 
 
-def _language(entry: Any, feed_lang: str | None, warn: Any) -> str | None:
+def _language(entry: Any, feed_lang: str | None, warn: Callable[[str], None]) -> str | None:
     """dc:language of the item, else its xml:lang, else the channel's language."""
     details = [entry.get(key) or {} for key in ("title_detail", "summary_detail")]
     details += list(entry.get("content", []))

@@ -55,7 +55,9 @@ def is_wordpress_post(record: object) -> bool:
     )
 
 
-def parse_json_feed(data: Mapping[str, Any], settings: Settings, problems: Problems) -> list:
+def parse_json_feed(
+    data: Mapping[str, Any], settings: Settings, problems: Problems
+) -> list[ArticleIn]:
     items = data.get("items")
     if not isinstance(items, list):
         raise ValueError("JSON Feed without an items list")
