@@ -208,6 +208,12 @@ EXPECTED: dict[str, tuple[int, list[tuple[int | None, bool, str]], dict[str, dic
         },
     ),
     "unknown-encoding.xml": (1, [], {"https://www.example.fi/koodaus": {"title": "Koodaukseton"}}),
+    # "Billion laughs": entities are never expanded, the feed is read without its DOCTYPE.
+    "xml-entity-bomb.xml": (
+        1,
+        [(None, False, "not a well-formed feed, read leniently: undefined entity")],
+        {"https://www.example.fi/a": {"title": "&lol9;"}},
+    ),
     "bad-dates.xml": (
         2,
         [

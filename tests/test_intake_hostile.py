@@ -335,3 +335,21 @@ def test_item_language_beats_the_channel_language() -> None:
         False,
     )
     assert "language 'nb-NO' is not one of fi, sv, en" in warning.message
+
+
+@pytest.mark.parametrize("encoding", ["bogus", "x-mac-roman", "unicode", "x-sjis", "utf-32"])
+def test_an_encoding_python_does_not_know_is_no_traceback(cli, workdir: Path, encoding) -> None:
+    path = workdir / "koodaus.xml"
+    path.write_bytes(
+        f'<?xml version="1.0" encoding="{encoding}"?><rss version="2.0"><channel><title>t</title>'
+        "<link>https://www.example.fi/</link><item><title>Äänestys</title>"
+        "<link>https://www.example.fi/a</link><media:content xmlns:media="
+        '"http://search.yahoo.com/mrss/" url="https://www.example.fi/k.jpg" medium="image"/>'
+        "<pubDate>Mon, 06 Oct 2025 09:00:00 +0300</pubDate></item></channel></rss>".encode()
+    )
+    result = cli("articles", "import", str(path), "--json")
+    assert "Traceback" not in result.stderr
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["imported"] == 1
+    [row] = rows(cli).values()
+    assert row["image"] == "https://www.example.fi/k.jpg"
