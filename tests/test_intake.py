@@ -566,7 +566,10 @@ def test_feed_over_http(cli, feed_server: FeedServer) -> None:
     assert imported(cli, url)["unchanged"] == 5
 
 
-@pytest.mark.parametrize("name", ["articles.json", "articles.csv"])
+@pytest.mark.parametrize(
+    "name",
+    ["articles.json", "articles.csv", "corpus/jsonfeed-1.1.json", "corpus/wp-rest-embed.json"],
+)
 def test_json_and_csv_over_http(cli, feed_server: FeedServer, name: str) -> None:
     local = imported(cli, DATA / name)
     assert local["imported"] == 2

@@ -208,6 +208,31 @@ EXPECTED: dict[str, tuple[int, list[tuple[int | None, bool, str]], dict[str, dic
         },
     ),
     "unknown-encoding.xml": (1, [], {"https://www.example.fi/koodaus": {"title": "Koodaukseton"}}),
+    # Prefixes used without declaring them, a channel date in Finnish, an item without one.
+    "undeclared-namespace.xml": (
+        1,
+        [
+            (None, False, "not a well-formed feed, read leniently: unbound prefix at line 11"),
+            (None, False, "channel: unreadable date 'Ma, 06 loka 2025 09:00:00 +0300'"),
+            (2, True, "'Jakso 11: Kumppanuudet' has no date"),
+        ],
+        {
+            "https://www.example.fi/podcast/jakso-12/": {
+                "image": "https://www.example.fi/podcast/jakso-12.jpg",  # itunes:image
+                "lang": "fi",
+                "summary": "Keskustelu nuorten tulevaisuususkosta.",
+            }
+        },
+    ),
+    # A download cut off inside a CDATA section: what came before is kept.
+    "incomplete-cdata.xml": (
+        2,
+        [(None, False, "not a well-formed feed, read leniently: unclosed token at line 7")],
+        {
+            "https://www.example.fi/1": {"summary": "Ehjä kuvaus."},
+            "https://www.example.fi/2": {"title": "Toinen", "summary": ""},
+        },
+    ),
     # "Billion laughs": entities are never expanded, the feed is read without its DOCTYPE.
     "xml-entity-bomb.xml": (
         1,

@@ -77,7 +77,7 @@ def _text(element: ET.Element | None) -> str | None:
 def entry_image(entry: Any, from_xml: Image | None) -> Image | None:
     """The item's image: Media RSS, else an enclosure, else the first image of its content;
     its alt text from the media element, else from the same image in the content."""
-    image = from_xml or _feedparser_media(entry) or _enclosure(entry)
+    image = from_xml or _feedparser_media(entry) or _enclosure(entry) or _itunes(entry)
     markup = " ".join(
         [*(c.get("value") or "" for c in entry.get("content", [])), entry.get("summary") or ""]
     )
@@ -113,6 +113,13 @@ def _enclosure(entry: Any) -> Image | None:
         if link.get("rel") == "enclosure" and looks_like_image(link.get("href"), link.get("type")):
             return Image(collapse(link["href"]), None)
     return None
+
+
+def _itunes(entry: Any) -> Image | None:
+    """A podcast episode's ``itunes:image``, which feedparser keeps as the entry's image."""
+    image = entry.get("image")
+    href = image.get("href") if isinstance(image, dict) else None
+    return Image(collapse(href), None) if isinstance(href, str) and href.strip() else None
 
 
 def _same_picture(a: str, b: str) -> bool:
