@@ -353,3 +353,27 @@ def test_an_encoding_python_does_not_know_is_no_traceback(cli, workdir: Path, en
     assert json.loads(result.stdout)["imported"] == 1
     [row] = rows(cli).values()
     assert row["image"] == "https://www.example.fi/k.jpg"
+
+
+def test_atom_hreflang_alternates_link_the_language_versions() -> None:
+    from newsletter.content.intake import feeds
+
+    entry = (
+        '<entry xml:lang="{lang}"><title>{title}</title><id>tag:x,2025:{lang}</id>'
+        "<updated>2025-10-06T10:15:00+03:00</updated>"
+        '<link rel="alternate" hreflang="fi-FI" href="/fi/leirit"/>'
+        '<link rel="alternate" hreflang="sv-FI" href="/sv/lager"/></entry>'
+    )
+    body = (
+        '<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+        '<link href="https://www.example.fi/"/>'
+        + entry.format(lang="fi", title="Leirit")
+        + entry.format(lang="sv", title="Läger")
+        + "</feed>"
+    ).encode()
+    found = feeds.parse_feed(body, Settings())
+    assert [(a.title, a.url, a.lang) for a in found] == [
+        ("Leirit", "https://www.example.fi/fi/leirit", "fi"),
+        ("Läger", "https://www.example.fi/sv/lager", "sv"),
+    ]
+    assert {a.translation_of for a in found} == {"https://www.example.fi/fi/leirit"}

@@ -96,6 +96,8 @@ def parse_feed(
         warn = problems.warner(position, guid, link)
         try:
             article = _article(entry, images[index], fallback, settings, source, warn)
+            article.lang = _language(entry, feed_lang, warn)
+            _link_translations(article, entry, base)
             # Resolved first: a relative link is fine, a urn: or javascript: one is not.
             article.url = checked_url(urljoin(base, article.url), article.title)
         except ItemError as exc:
@@ -103,9 +105,27 @@ def parse_feed(
             continue
         if article.image:
             article.image = urljoin(base, article.image)
-        article.lang = _language(entry, feed_lang, warn)
         found.append(article)
     return found
+
+
+def _link_translations(article: ArticleIn, entry: Any, base: str) -> None:
+    """Atom ``<link rel="alternate" hreflang>`` lists a story's language versions.
+
+    The version in the entry's own language is its link, and every version gets the same
+    key (the smallest of their addresses), which is what ``translation_of`` links by.
+    """
+    versions: dict[str, str] = {}
+    for link in entry.get("links", [])[:20]:
+        href, hreflang = link.get("href"), link.get("hreflang")
+        if link.get("rel") == "alternate" and href and hreflang:
+            code = language(hreflang)[0] or collapse(str(hreflang)).lower()
+            versions.setdefault(code, urljoin(base, collapse(href)))
+    if len(versions) < 2:
+        return
+    if article.lang in versions:
+        article.url = versions[article.lang]
+    article.translation_of = min(versions.values())[:1000]
 
 
 def _describe(problem: object) -> str:
