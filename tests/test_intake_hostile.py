@@ -377,3 +377,16 @@ def test_atom_hreflang_alternates_link_the_language_versions() -> None:
         ("Läger", "https://www.example.fi/sv/lager", "sv"),
     ]
     assert {a.translation_of for a in found} == {"https://www.example.fi/fi/leirit"}
+
+
+def test_a_csv_cell_beyond_the_csv_limit_names_its_line(cli, db, workdir: Path) -> None:
+    path = workdir / "iso.csv"
+    path.write_text(
+        "url,title,published,summary\nhttps://www.example.fi/1,Yksi,2025-01-01,lyhyt\n"
+        f'https://www.example.fi/2,Kaksi,2025-01-01,"{"x" * 200_000}"\n',
+        "utf-8",
+    )
+    result = cli("articles", "import", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith(f"error: {path}: line 3: field larger than field limit")
+    assert db.execute("SELECT count(*) FROM articles").fetchone()[0] == 0

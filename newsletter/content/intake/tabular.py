@@ -80,7 +80,13 @@ def _rows(reader: Any, header: list[str]) -> Iterator[tuple[int, dict[str, str]]
     count, so it cannot be a running count of records.
     """
     previous = reader.line_num
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a cell over the csv module's 128 KB limit
+            raise ValueError(f"line {previous + 1}: {exc}") from None
         if any(cell.strip() for cell in row):
             yield previous + 1, dict(zip(header, row, strict=False))
         previous = reader.line_num
