@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.web_helpers import Client, LiveServer, web_settings
+
 CORPUS = Path(__file__).parent / "data" / "intake" / "corpus"
 
 # file -> (imported, [(position, skipped, words in the warning)], {url: {field: value}})
@@ -284,12 +286,19 @@ def test_corpus_feed(cli, name: str) -> None:
     assert (again["imported"], again["updated"], again["unchanged"]) == (0, 0, count)
 
 
-def test_feed_topics_stay_off_the_sign_up_page_until_staff_show_them(cli, db) -> None:
+def test_feed_topics_stay_off_the_sign_up_page_until_staff_show_them(
+    cli, db, settings, smtp_sink
+) -> None:
     cli.ok("articles", "import", str(CORPUS / "wordpress.xml"))
     shown = {r[0] for r in db.execute("SELECT slug FROM topics WHERE listed = 1")}
     assert shown == set()
     assert "(hidden from sign-up)" in cli.ok("topics", "list").stdout
-    cli.ok("topics", "unhide", "leiritoiminta")
+    with LiveServer(web_settings(settings, smtp_sink)) as server:
+        assert 'value="leiritoiminta"' not in Client(server.url).get("/subscribe").body
+        cli.ok("topics", "unhide", "leiritoiminta")
+        page = Client(server.url).get("/subscribe").body
+        assert 'value="leiritoiminta"' in page
+        assert 'value="saatio"' not in page
     shown = {r[0] for r in db.execute("SELECT slug FROM topics WHERE listed = 1")}
     assert shown == {"leiritoiminta"}
     # A re-import does not hide it again.
