@@ -81,6 +81,13 @@ def import_(
             strict=strict,
             create_topics=create_topic,
         )
+    _print_report(report, as_json)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _print_report(report: intake.ImportReport, as_json: bool) -> None:
+    """A line per source (and a total), warnings and errors on stderr naming their source."""
     if as_json:
         print_json(report.as_json())
     for line in report.sources:
@@ -98,8 +105,6 @@ def import_(
             f" unchanged {report.unchanged}{skipped}"
             + (f"; {failed} of {len(report.sources)} sources failed" if failed else "")
         )
-    if report.failed:
-        raise typer.Exit(1)
 
 
 SHOW_AFTER = 1.0  # seconds: a quick import needs no bar
