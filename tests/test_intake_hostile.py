@@ -390,3 +390,21 @@ def test_a_csv_cell_beyond_the_csv_limit_names_its_line(cli, db, workdir: Path) 
     assert result.exit_code == 1
     assert result.stderr.strip().startswith(f"error: {path}: line 3: field larger than field limit")
     assert db.execute("SELECT count(*) FROM articles").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["2025-02-30", "2025-02-31T01:02:03", "2025-01-32T10:00:00Z", "31.2.2025"],
+)
+def test_a_date_feedparser_would_roll_over_is_skipped_not_moved(written: str) -> None:
+    from newsletter.content.intake import feeds
+
+    body = (
+        '<rss version="2.0"><channel><title>t</title><link>https://www.example.fi/</link>'
+        f"<item><title>Päivä</title><link>https://www.example.fi/p</link><pubDate>{written}"
+        "</pubDate></item></channel></rss>"
+    ).encode()
+    problems = Problems()
+    assert feeds.parse_feed(body, Settings(), problems) == []
+    [problem] = problems.found
+    assert problem.skipped and written in problem.message

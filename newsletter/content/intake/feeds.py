@@ -8,6 +8,7 @@ item that cannot be an article (no link, no date) is skipped and reported by pos
 
 from __future__ import annotations
 
+import re
 from calendar import timegm
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -228,5 +229,17 @@ def _entry_time(entry: Any, settings: Settings) -> datetime | None:
 
 
 def _written_in(parsed: Any, raw: str) -> bool:
+    """Whether feedparser's reading of ``raw`` is the date written there, not a rolled-over one."""
+    if _NUMERIC_DATE.match(raw):  # our own parser is the judge of these: 2025-02-30 is no date
+        return False
     numbers = {int(n) for n in "".join(c if c.isdigit() else " " for c in raw).split()[:12]}
-    return parsed.tm_year in numbers and parsed.tm_mday in numbers
+    month_named = _WORD.search(raw) is not None
+    return (
+        parsed.tm_year in numbers
+        and parsed.tm_mday in numbers
+        and (month_named or parsed.tm_mon in numbers)
+    )
+
+
+_NUMERIC_DATE = re.compile(r"\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}\.\d{1,2}\.\d{4})")
+_WORD = re.compile(r"[^\W\d_]{3,}")  # a month's name, in whatever language
