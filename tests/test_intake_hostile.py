@@ -408,3 +408,20 @@ def test_a_date_feedparser_would_roll_over_is_skipped_not_moved(written: str) ->
     assert feeds.parse_feed(body, Settings(), problems) == []
     [problem] = problems.found
     assert problem.skipped and written in problem.message
+
+
+def test_a_bad_file_in_a_markdown_folder_is_skipped_and_named(cli, workdir: Path) -> None:
+    folder = workdir / "posts"
+    folder.mkdir()
+    (folder / "hyva.md").write_text(
+        "---\ntitle: Hyvä\nurl: https://www.example.fi/hyva\ndate: 2025-09-01\n---\nTeksti.\n",
+        "utf-8",
+    )
+    (folder / "pommi.md").write_text(ALIAS_BOMB, "utf-8")
+    report = report_of(cli, str(folder))
+    assert (report["imported"], report["skipped"]) == (1, 1)
+    [warning] = report["warnings"]
+    assert (warning["unit"], warning["link"]) == ("file", "pommi.md")
+    assert "more than 20 YAML aliases" in warning["message"]
+    result = cli("articles", "import", str(folder))
+    assert f"warning: {folder}: pommi.md skipped: front matter uses more than 20" in result.stderr
