@@ -30,7 +30,7 @@ from newsletter.config import Settings
 from newsletter.content.articles import ArticleIn
 from newsletter.content.intake.fields import ItemError
 from newsletter.content.intake.problems import Problem, Problems
-from newsletter.content.intake.records import article_from_record, field_key
+from newsletter.content.intake.records import article_from_record, field_key, value
 from newsletter.content.intake.text import decode_text, html_to_text, one_line
 
 FENCES = ("---", "...")
@@ -83,7 +83,7 @@ def read_file(path: Path, settings: Settings, warn: Callable[[str], None]) -> Ar
     meta, body = split_front_matter(decode_text(path.read_bytes(), path.name))
     meta = {field_key(key): value for key, value in meta.items()}
     found = read_body(body[:MAX_FILE])
-    if found.image and not (meta.get("image") or meta.get("image_url")):
+    if found.image and value(meta, "image") is None:
         meta["image"], meta["image_alt"] = found.image, found.image_alt or None
     try:
         article = article_from_record(
