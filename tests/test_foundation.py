@@ -216,6 +216,7 @@ SAMPLE_VALUES = {
     "base_url": "https://news.example.org",
     "smtp_security": "ssl",
     "from_addr": "Itla <news@itla.example>",
+    "new_topics": "listed",
 }
 
 
@@ -288,6 +289,7 @@ def test_every_setting_is_read_from_the_file_and_overridden_by_its_variable(
                 "base_url": ("http://127.0.0.1:9", "http://127.0.0.1:9"),
                 "smtp_security": ("starttls", "starttls"),
                 "from_addr": ("a@b.example", "a@b.example"),
+                "new_topics": ("listed", "listed"),
             }[key.attr]
         elif key.attr == "digest_feeds":
             raw, loaded = (

@@ -21,14 +21,20 @@ import pytest
 
 from newsletter.config import Settings
 from newsletter.content import articles, intake
-from newsletter.content.intake import feeds
+from newsletter.content.intake import download, feeds
 from newsletter.content.intake.fields import parse_time, split_categories
+from newsletter.content.intake.problems import Problems
 from newsletter.content.intake.text import html_to_text, shorten
 from newsletter.errors import NewsletterError
 
 DATA = Path(__file__).parent / "data" / "intake"
 SAMPLE = Path(__file__).parent.parent / "sample" / "articles.xml"
 HELSINKI_SUMMER = timezone(timedelta(hours=3))
+
+
+def STRICT() -> Problems:
+    """What ``--strict`` gives a parser: the first unusable item fails the source."""
+    return Problems(strict=True)
 
 
 def listed(cli, *args: str) -> list[dict]:
@@ -40,7 +46,9 @@ def by_url(rows: list[dict]) -> dict[str, dict]:
 
 
 def imported(cli, *sources: str | Path, extra: tuple[str, ...] = ()) -> dict:
-    return json.loads(cli.ok("articles", "import", *map(str, sources), *extra, "--json").stdout)
+    """The totals of an import's ``--json`` report (per-source lines are checked elsewhere)."""
+    report = json.loads(cli.ok("articles", "import", *map(str, sources), *extra, "--json").stdout)
+    return {key: report[key] for key in ("imported", "updated", "unchanged", "errors")}
 
 
 def snapshot(db) -> dict[str, list[tuple]]:
@@ -196,7 +204,7 @@ def test_reimport_is_idempotent_and_changes_are_updates(cli, db, workdir: Path) 
 
 
 def test_extra_topic_is_added_to_every_article_and_survives_reimport(cli) -> None:
-    imported(cli, DATA / "messy.xml", extra=("--topic", "Kesäkirje"))
+    imported(cli, DATA / "messy.xml", extra=("--topic", "Kesäkirje", "--create-topic"))
     rows = listed(cli)
     assert rows
     assert all("kesakirje" in row["topics"] for row in rows)
@@ -269,7 +277,7 @@ def test_csv_errors_give_the_line_a_spreadsheet_shows(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     with pytest.raises(NewsletterError, match=r"rivit\.csv: line 6: unreadable date 'huomenna'"):
-        intake.read_source(str(path), Settings())
+        intake.read_source(str(path), Settings(), STRICT())
 
 
 def test_markdown_folder(cli) -> None:
@@ -299,16 +307,16 @@ def test_markdown_errors_name_the_file(tmp_path: Path) -> None:
     (folder / ".git" / "notes.md").write_text("ei artikkeli", encoding="utf-8")
     (folder / "_luonnos.md").write_text("ei artikkeli", encoding="utf-8")
     with pytest.raises(NewsletterError, match=r"no \.md files in this folder"):
-        intake.read_source(str(folder), Settings())
+        intake.read_source(str(folder), Settings(), STRICT())
 
     (folder / "ok.md").write_text("Pelkkää tekstiä.\n", encoding="utf-8")
     with pytest.raises(NewsletterError, match=r"posts: ok\.md: no YAML front matter"):
-        intake.read_source(str(folder), Settings())
+        intake.read_source(str(folder), Settings(), STRICT())
 
     single = tmp_path / "yksi.md"
     single.write_text("---\ntitle: [auki\n---\nTeksti\n", encoding="utf-8")
     with pytest.raises(NewsletterError) as caught:
-        intake.read_source(str(single), Settings())
+        intake.read_source(str(single), Settings(), STRICT())
     assert str(caught.value).startswith(f"{single}: invalid YAML front matter: ")
 
     single.write_text(
@@ -365,9 +373,8 @@ def test_guid_arriving_later_updates_the_article_stored_by_url(db) -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("broken.xml", "not a well-formed feed: no element found at line 15"),
-        ("not-a-feed.html", "not a well-formed feed"),
-        ("bad-item.json", "item 2: 'Osoite puuttuu' has no url"),
+        ("broken.xml", "not a well-formed feed, read leniently: no element found at line 15"),
+        ("bad-item.json", "item 2: 'Osoite puuttuu' has no link (accepted names: url, link,"),
         (
             "bad-link.json",
             "item 2: 'Skriptilinkki' has a link that is not an http(s) address:"
@@ -378,10 +385,32 @@ def test_guid_arriving_later_updates_the_article_stored_by_url(db) -> None:
             "item 2: 'Linkitön' has a link that is not an http(s) address: 'urn:uuid:",
         ),
         ("bad-date.csv", "line 4: unreadable date 'ensi viikolla'"),
+    ],
+)
+def test_strict_makes_any_problem_a_one_line_error_and_changes_nothing(
+    cli, db, name, message
+) -> None:
+    cli.ok("articles", "import", str(DATA / "atom.xml"))
+    before = snapshot(db)
+    result = cli("articles", "import", str(DATA / name), "--strict")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: {DATA / name}: ")
+    assert message in lines[0]
+    assert lines[0].endswith("(--strict)")
+    assert "Traceback" not in result.stderr
+    assert snapshot(db) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("not-a-feed.html", "not a well-formed feed"),
         ("missing.xml", "no such file or folder"),
     ],
 )
-def test_bad_source_is_one_line_error_and_database_unchanged(cli, db, name, message) -> None:
+def test_unreadable_source_is_one_line_error_and_database_unchanged(cli, db, name, message) -> None:
     cli.ok("articles", "import", str(DATA / "atom.xml"))
     before = snapshot(db)
     result = cli("articles", "import", str(DATA / name))
@@ -390,18 +419,67 @@ def test_bad_source_is_one_line_error_and_database_unchanged(cli, db, name, mess
     assert len(lines) == 1
     assert lines[0].startswith(f"error: {DATA / name}: ")
     assert message in lines[0]
-    assert "Traceback" not in result.stderr
     assert snapshot(db) == before
 
 
+@pytest.mark.parametrize(
+    ("name", "good", "position", "link", "message"),
+    [
+        ("broken.xml", 1, None, None, "not a well-formed feed, read leniently"),
+        ("bad-item.json", 1, 2, None, "'Osoite puuttuu' has no link"),
+        ("bad-link.json", 1, 2, "javascript:alert(1)", "has a link that is not an http(s)"),
+        (
+            "atom-no-link.xml",
+            1,
+            2,
+            "urn:uuid:6f1c2d3e-0000-4000-8000-000000000012",
+            "'Linkitön' has a link that is not an http(s)",
+        ),
+        ("bad-date.csv", 1, 4, "https://www.example.fi/csv/2", "unreadable date 'ensi viikolla'"),
+    ],
+)
+def test_lenient_import_keeps_the_good_items_and_names_the_bad_ones(
+    cli, name, good, position, link, message
+) -> None:
+    result = cli("articles", "import", str(DATA / name), "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["imported"] == good
+    [warning] = [w for w in report["warnings"] if message in w["message"]]
+    assert warning["source"] == str(DATA / name)
+    assert warning["position"] == position
+    assert warning["link"] == link
+    assert message in warning["message"]
+    assert warning["skipped"] is (position is not None)
+    [line] = report["sources"]
+    assert (line["ok"], line["imported"]) == (True, good)
+    assert line["skipped"] == sum(w["skipped"] for w in report["warnings"]) >= int(bool(position))
+    assert f"warning: {DATA / name}: " in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(listed(cli)) == good
+
+
 def test_other_sources_still_import_and_errors_are_reported(cli) -> None:
-    result = cli("articles", "import", str(DATA / "broken.xml"), str(DATA / "atom.xml"), "--json")
+    sources = [str(DATA / n) for n in ("atom.xml", "not-a-feed.html", "articles.json")]
+    result = cli("articles", "import", *sources, "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
-    assert report["imported"] == 2
-    assert len(report["errors"]) == 1
-    assert report["errors"][0].startswith(f"{DATA / 'broken.xml'}: not a well-formed feed")
-    assert f"error: {DATA / 'broken.xml'}" in result.stderr
+    assert report["imported"] == 4
+    assert [s["source"] for s in report["sources"]] == sources
+    assert [s["ok"] for s in report["sources"]] == [True, False, True]
+    assert [s["imported"] for s in report["sources"]] == [2, 0, 2]
+    assert report["errors"] == [report["sources"][1]["error"]]
+    assert report["errors"][0].startswith(f"{sources[1]}: not a well-formed feed")
+    assert f"error: {sources[1]}" in result.stderr
+    # Without --json: a line per source and a total.
+    text = cli("articles", "import", *sources)
+    assert text.exit_code == 1
+    assert text.stdout.splitlines() == [
+        f"{sources[0]}: imported 0, updated 0, unchanged 2",
+        f"{sources[1]}: failed",
+        f"{sources[2]}: imported 0, updated 0, unchanged 2",
+        "total: imported 0, updated 0, unchanged 4; 1 of 3 sources failed",
+    ]
 
 
 def test_failure_while_storing_rolls_back_the_whole_source(cli, db, workdir: Path) -> None:
@@ -423,10 +501,10 @@ def test_import_sources_reports_progress_per_source(db) -> None:
     report = intake.import_sources(
         db,
         Settings(),
-        [str(DATA / "atom.xml"), str(DATA / "broken.xml")],
+        [str(DATA / "atom.xml"), str(DATA / "not-a-feed.html")],
         progress=lambda *args: calls.append(args),
     )
-    atom, broken = str(DATA / "atom.xml"), str(DATA / "broken.xml")
+    atom, broken = str(DATA / "atom.xml"), str(DATA / "not-a-feed.html")
     assert calls == [
         (atom, 0, 0, False),
         (atom, 0, 2, False),
@@ -488,7 +566,10 @@ def test_feed_over_http(cli, feed_server: FeedServer) -> None:
     assert imported(cli, url)["unchanged"] == 5
 
 
-@pytest.mark.parametrize("name", ["articles.json", "articles.csv"])
+@pytest.mark.parametrize(
+    "name",
+    ["articles.json", "articles.csv", "corpus/jsonfeed-1.1.json", "corpus/wp-rest-embed.json"],
+)
 def test_json_and_csv_over_http(cli, feed_server: FeedServer, name: str) -> None:
     local = imported(cli, DATA / name)
     assert local["imported"] == 2
@@ -501,7 +582,7 @@ def test_http_errors_name_the_url(cli, db, feed_server: FeedServer) -> None:
     result = cli("articles", "import", missing)
     assert result.exit_code == 1
     assert result.stderr.strip() == f"error: {missing}: HTTP 404 File not found"
-    broken = f"{feed_server.url}/broken.xml"
+    broken = f"{feed_server.url}/not-a-feed.html"
     result = cli("articles", "import", broken)
     assert result.exit_code == 1
     assert f"error: {broken}: not a well-formed feed" in result.stderr
@@ -521,7 +602,7 @@ def test_http_timeout_is_an_error(cli, monkeypatch: pytest.MonkeyPatch) -> None:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Silent)
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    monkeypatch.setattr(feeds, "FETCH_TIMEOUT", 0.5)
+    monkeypatch.setattr(download, "READ_TIMEOUT", 0.5)
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/feed.xml"
         result = cli("articles", "import", url)
@@ -664,17 +745,46 @@ def run_on_terminal(workdir: Path, *args: str) -> tuple[subprocess.CompletedProc
     return result, b"".join(chunks).decode("utf-8", "replace")
 
 
-def test_progress_shows_on_a_terminal_only(cli, workdir: Path) -> None:
-    sources = (str(DATA / "atom.xml"), str(DATA / "messy.xml"))
-    result, terminal = run_on_terminal(workdir, "articles", "import", *sources)
+class SlowFeed(BaseHTTPRequestHandler):
+    """Answers with a real feed after a pause longer than the progress bar waits for."""
+
+    def do_GET(self):
+        time.sleep(1.5)
+        body = (DATA / "atom.xml").read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/atom+xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_progress_shows_on_a_terminal_only_when_intake_takes_a_while(cli, workdir: Path) -> None:
+    quick = (str(DATA / "atom.xml"), str(DATA / "messy.xml"))
+    result, terminal = run_on_terminal(workdir, "articles", "import", *quick)
     assert result.returncode == 0
-    assert result.stdout.decode() == "imported 7, updated 0, unchanged 0\n"
+    assert result.stdout.decode().splitlines()[-1] == "total: imported 7, updated 0, unchanged 0"
+    assert "sources" not in terminal  # done within a second: the report only
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), SlowFeed)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        slow = f"http://127.0.0.1:{httpd.server_address[1]}/feed.xml"
+        result, terminal = run_on_terminal(workdir, "articles", "import", slow, *quick)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.returncode == 0
+    assert result.stdout.decode().splitlines()[-1] == "total: imported 0, updated 0, unchanged 9"
     assert "sources" in terminal
-    assert "2/2" in terminal
-    # Not a terminal (captured output): no bar, just the summary.
-    plain = cli.ok("articles", "import", *sources)
+    assert "3/3" in terminal or "0/3" in terminal
+    # Not a terminal (captured output): no bar, just the report.
+    plain = cli.ok("articles", "import", *quick)
     assert "sources" not in plain.stderr
-    assert plain.stdout == "imported 0, updated 0, unchanged 7\n"
+    assert plain.stdout.splitlines()[-1] == "total: imported 0, updated 0, unchanged 7"
 
 
 # --- items with parts missing ---------------------------------------------------------------
@@ -717,7 +827,7 @@ def test_title_from_summary_and_date_from_channel() -> None:
 )  # fmt: skip
 def test_unusable_items_are_errors(items: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        feeds.parse_feed(feed(items), Settings())
+        feeds.parse_feed(feed(items), Settings(), STRICT())
 
 
 def test_copies_with_and_without_a_guid_are_one_article(cli, db, workdir: Path) -> None:
@@ -745,7 +855,26 @@ def test_an_empty_feed_imports_nothing(db, tmp_path: Path) -> None:
     path = tmp_path / "empty.xml"
     path.write_bytes(feed(""))
     report = intake.import_sources(db, Settings(), [str(path)])
-    assert report.as_json() == {"imported": 0, "updated": 0, "unchanged": 0, "errors": []}
+    assert report.as_json() == {
+        "imported": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "skipped": 0,
+        "errors": [],
+        "warnings": [],
+        "sources": [
+            {
+                "source": str(path),
+                "ok": True,
+                "imported": 0,
+                "updated": 0,
+                "unchanged": 0,
+                "skipped": 0,
+                "error": None,
+                "warnings": [],
+            }
+        ],
+    }
 
 
 def test_relative_links_resolve_against_the_site() -> None:
@@ -772,7 +901,7 @@ def test_links_that_are_not_http_are_bad_items(link: str, suffix: str, tmp_path:
     else:
         path.write_text(f'url,title,published\n"{link}",Outo linkki,2025-07-02\n', encoding="utf-8")
     with pytest.raises(NewsletterError, match="'Outo linkki' has a link that is not an http"):
-        intake.read_source(str(path), Settings())
+        intake.read_source(str(path), Settings(), STRICT())
 
 
 def test_a_markdown_link_that_is_not_http_names_the_file(tmp_path: Path) -> None:
@@ -781,7 +910,7 @@ def test_a_markdown_link_that_is_not_http_names_the_file(tmp_path: Path) -> None
         encoding="utf-8",
     )
     with pytest.raises(NewsletterError, match=r"a\.md: 'Skripti' has a link that is not an http"):
-        intake.read_source(str(tmp_path), Settings())
+        intake.read_source(str(tmp_path), Settings(), STRICT())
 
 
 def test_a_relative_link_without_a_site_address_is_a_bad_item() -> None:
@@ -792,7 +921,7 @@ def test_a_relative_link_without_a_site_address_is_a_bad_item() -> None:
         "<pubDate>Mon, 01 Sep 2025 10:00:00 +0300</pubDate></item>",
     )
     with pytest.raises(ValueError, match="item 1: 'Suhteellinen' has a link that is not an http"):
-        feeds.parse_feed(body.encode(), Settings())
+        feeds.parse_feed(body.encode(), Settings(), STRICT())
 
 
 def test_refused_and_cut_off_downloads_are_errors(cli, db) -> None:

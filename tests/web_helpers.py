@@ -64,7 +64,11 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         # Sockets may only be closed by the loop's own thread: the trigger runs the thunk
         # there; with the socket map empty the loop ends, then the workers stop.
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        try:
+            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        except OSError:
+            # The loop already ended and closed its trigger (e.g. after an error in it).
+            pass
         self.thread.join(timeout=5)
         self.server.task_dispatcher.shutdown()
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from newsletter.cli.common import print_json, state, stderr_is_tty
 from newsletter.cli.output import print_json_rows, print_table
@@ -31,43 +38,85 @@ def import_(
     sources: Annotated[
         list[str],
         typer.Argument(
-            help="RSS/Atom file or http(s) URL, .json or .csv file, or a folder of .md files",
+            help="RSS/Atom/JSON Feed file or http(s) URL, .json (also WordPress REST) or .csv"
+            " file, or a folder of .md files",
             metavar="SOURCE",
             show_default=False,
         ),
     ],
     topic: Annotated[
         list[str] | None,
-        typer.Option("--topic", "-t", help="Add this topic to every imported article (repeatable)"),
+        typer.Option(
+            "--topic", "-t", help="Add this existing topic to every imported article (repeatable)"
+        ),
     ] = None,
+    create_topic: Annotated[
+        bool, typer.Option("--create-topic", help="Create the --topic topics that do not exist")
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Import a source only if every item is usable and the feed well-formed"
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Import articles; the same article (by guid, else URL) is updated, never duplicated.
 
-    Example: newsletter articles import sample/articles.xml --topic Vaikuttavuus
+    Each source is imported on its own: unusable items are skipped and reported as warnings,
+    a source that cannot be read fails alone (exit status 1). Topics first seen in a feed are
+    hidden from the sign-up page until `newsletter topics unhide`.
+
+    Example: newsletter articles import https://www.example.fi/feed/ --topic Vaikuttavuus
     """
     st = state(ctx)
     with _progress(len(sources)) as tell:
         from newsletter.content import intake  # feed, YAML and Markdown parsers load only here
 
-        report = intake.import_sources(st.db, st.settings, sources, topic or [], progress=tell)
+        report = intake.import_sources(
+            st.db,
+            st.settings,
+            sources,
+            topic or [],
+            progress=tell,
+            strict=strict,
+            create_topics=create_topic,
+        )
+    _print_report(report, as_json)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _print_report(report: intake.ImportReport, as_json: bool) -> None:
+    """A line per source (and a total), warnings and errors on stderr naming their source."""
     if as_json:
         print_json(report.as_json())
-    else:
+    for line in report.sources:
+        if not as_json:
+            typer.echo(line.summary())
+        for warning in line.warnings():
+            typer.echo(f"warning: {warning}", err=True)
+        if line.error:
+            typer.echo(f"error: {line.error}", err=True)
+    if len(report.sources) > 1 and not as_json:
+        skipped = f", skipped {report.skipped}" if report.skipped else ""
+        failed = sum(1 for s in report.sources if s.error)
         typer.echo(
-            f"imported {report.imported}, updated {report.updated}, unchanged {report.unchanged}"
+            f"total: imported {report.imported}, updated {report.updated},"
+            f" unchanged {report.unchanged}{skipped}"
+            + (f"; {failed} of {len(report.sources)} sources failed" if failed else "")
         )
-    for error in report.errors:
-        typer.echo(f"error: {error}", err=True)
-    if report.errors:
-        raise typer.Exit(1)
+
+
+SHOW_AFTER = 1.0  # seconds: a quick import needs no bar
 
 
 @contextmanager
 def _progress(count: int) -> Iterator[intake.Progress | None]:
-    """A rich progress bar on stderr when a person is watching (downloads can be slow).
+    """A rich progress bar on stderr when a person is watching and the import takes a while.
 
-    It is transient: once done only the summary line remains.
+    It appears only after a second (so quick imports print just their report) and is
+    transient: once done only the report remains.
     """
     if not stderr_is_tty():
         yield None
@@ -76,19 +125,38 @@ def _progress(count: int) -> Iterator[intake.Progress | None]:
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TimeElapsedColumn(),
         console=Console(stderr=True),
         transient=True,
     )
     overall = bar.add_task("sources", total=count) if count > 1 else None
     current = bar.add_task("", total=None)
+    lock = threading.Lock()
+    shown = False
+
+    def show() -> None:
+        nonlocal shown
+        with lock:
+            if not shown:
+                shown = True
+                bar.start()
 
     def tell(source: str, done: int, total: int, finished: bool) -> None:
         bar.update(current, description=source, completed=done, total=total or None)
         if finished and overall is not None:
             bar.advance(overall)
 
-    with bar:
+    timer = threading.Timer(SHOW_AFTER, show)
+    timer.daemon = True
+    timer.start()
+    try:
         yield tell
+    finally:
+        timer.cancel()
+        with lock:
+            if shown:
+                bar.stop()
+            shown = True  # a timer that fires now must not start it
 
 
 @app.command("list")

@@ -30,10 +30,14 @@ def _read_intro(intro: str | None, intro_file: Path | None) -> str | None:
         raise NewsletterError("use either --intro or --intro-file, not both")
     if intro_file is None:
         return intro
+    from newsletter.content.intake.text import decode_text  # UTF-8/16 or Windows-1252
+
     try:
-        return intro_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NewsletterError(f"cannot read {intro_file}: {exc}") from None
+        return decode_text(intro_file.read_bytes(), str(intro_file))
+    except OSError as exc:
+        raise NewsletterError(f"cannot read {intro_file}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise NewsletterError(f"cannot read {exc}") from None
 
 
 def build(

@@ -52,8 +52,12 @@ def find(db: Database, text: str) -> Topic | None:
     return found
 
 
-def ensure_topic(db: Database, name: str) -> Topic:
-    """The topic for a tag, created on first sight; case and diacritics do not matter."""
+def ensure_topic(db: Database, name: str, *, listed: bool = True) -> Topic:
+    """The topic for a tag, created on first sight; case and diacritics do not matter.
+
+    ``listed=False`` creates it hidden from the public sign-up page (a feed's tags, until
+    staff run ``topics unhide``); an existing topic keeps its visibility.
+    """
     slug = slugify(name)
     if not slug:
         raise NewsletterError(f"topic name {name!r} has no letters or digits")
@@ -61,7 +65,8 @@ def ensure_topic(db: Database, name: str) -> Topic:
     if existing:
         return existing
     db.execute(
-        "INSERT INTO topics (slug, name, created) VALUES (?, ?, ?)", [slug, name.strip(), now_iso()]
+        "INSERT INTO topics (slug, name, created, listed) VALUES (?, ?, ?, ?)",
+        [slug, name.strip(), now_iso(), int(listed)],
     )
     found = get_by_slug(db, slug)
     assert found is not None

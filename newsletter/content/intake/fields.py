@@ -1,19 +1,33 @@
-"""What every source format shares: categories vs topics, times, required fields, duplicates."""
+"""What every source format shares: categories vs topics, times, languages, sizes, duplicates."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time
 from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from newsletter.config import Settings
+from newsletter.config import LANGUAGES, Settings
 from newsletter.content.articles import ArticleIn, is_web_address
-from newsletter.content.intake.text import collapse, html_to_text, shorten
+from newsletter.content.intake.text import collapse, shorten
 from newsletter.content.topics import slugify
 
 TITLE_FROM_SUMMARY = 90  # characters of summary that stand in for a missing title
+# Dates outside these years are typos or test data; beyond them time arithmetic overflows.
+FIRST_YEAR, LAST_YEAR = 1900, 2200
+MAX_TITLE = 300  # characters; longer titles are shortened with a warning
+MAX_SUMMARY = 3000
+MAX_URL = 2048  # a longer link is refused: mail clients and servers cut such links
+MAX_RAW = 1_000_000  # characters of one field looked at, before markup is removed
+
+# Language names and codes people write, by the language they mean.
+_LANGUAGE_WORDS = {
+    "fi": ("fi", "fin", "suomi", "finnish", "finska"),
+    "sv": ("sv", "swe", "svenska", "swedish", "ruotsi"),
+    "en": ("en", "eng", "english", "englanti", "engelska"),
+}
+_LANGUAGE_OF = {word: code for code, words in _LANGUAGE_WORDS.items() for word in words}
 
 
 class ItemError(ValueError):
@@ -60,20 +74,27 @@ def parse_time(value: Any, tz: ZoneInfo) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=tz)
+        return in_range(value if value.tzinfo else value.replace(tzinfo=tz), value)
     if isinstance(value, date):
-        return datetime.combine(value, time(0), tzinfo=tz)
-    text = str(value).strip()
+        return in_range(datetime.combine(value, time(0), tzinfo=tz), value)
+    text = str(value).strip()[:200]
     moment = _iso(text) or _rfc822(text) or _finnish(text)
     if moment is None:
         raise ItemError(f"unreadable date {text!r}")
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+    return in_range(moment if moment.tzinfo else moment.replace(tzinfo=tz), text)
+
+
+def in_range(moment: datetime, shown: object) -> datetime:
+    """``moment`` when its year (also in UTC) is plausible; stored times are UTC."""
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise ItemError(f"date out of range {str(shown)!r} (years {FIRST_YEAR}-{LAST_YEAR})")
+    return moment
 
 
 def _iso(text: str) -> datetime | None:
     try:
         return datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
@@ -84,14 +105,14 @@ def _finnish(text: str) -> datetime | None:
         return None
     try:
         return datetime(int(parts[2]), int(parts[1]), int(parts[0]))
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
 def _rfc822(text: str) -> datetime | None:
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     # RFC 5322: "-0000" is UTC with no statement about local time; Python returns it naive.
     if moment.tzinfo is None and text.rstrip().endswith("-0000"):
@@ -104,65 +125,18 @@ def text_list(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
+        value = value[:MAX_RAW]
         for sep in ";|":
             value = value.replace(sep, ",")
         return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, Iterable):
-        return [str(part).strip() for part in value if str(part).strip()]
-    return [str(value).strip()]
-
-
-def first(record: Mapping[str, Any], *names: str) -> Any:
-    """The first non-empty value among alternative field names."""
-    for name in names:
-        value = record.get(name)
-        if value not in (None, "", []):
-            return value
-    return None
-
-
-def article_from_record(
-    record: Mapping[str, Any], settings: Settings, *, body_summary: str = "", body_title: str = ""
-) -> ArticleIn:
-    """An article from a flat record (JSON object, CSV row, Markdown front matter).
-
-    Field names match ``articles list --json``, so its output can be imported again; common
-    alternatives (link, id, description, date, tags, type) are accepted too.
-    """
-    record = {str(k).strip().lower(): v for k, v in record.items()}
-    url = collapse(str(first(record, "url", "link") or ""))
-    title = html_to_text(str(first(record, "title") or "")) or body_title
-    summary = html_to_text(str(first(record, "summary", "description") or "")) or body_summary
-    if not title and summary:
-        title = shorten(summary, TITLE_FROM_SUMMARY)
-    if not url:
-        raise ItemError(f"{_name(title)}has no url")
-    if not title:
-        raise ItemError(f"{url} has no title")
-    checked_url(url, title)
-    published = parse_time(first(record, "published", "date", "pubdate"), settings.tz)
-    if published is None:
-        raise ItemError(f"{url} has no published date")
-    explicit = first(record, "category", "type")
-    tagged = [(v, None) for v in text_list(first(record, "topics", "tags", "categories"))]
-    category, topics = split_categories(tagged, settings)
-    image = first(record, "image", "image_url")
-    alt = first(record, "image_alt", "alt")
-    return ArticleIn(
-        url=url,
-        title=title,
-        summary=summary,
-        published=published,
-        guid=collapse(str(first(record, "guid", "id") or "")),
-        category=collapse(str(explicit)) if explicit else category,
-        topics=topics,
-        image=collapse(str(image)) if image else None,
-        image_alt=collapse(str(alt)) if alt and image else None,
-    )
-
-
-def _name(title: str) -> str:
-    return f"{title!r} " if title else "an item "
+    if isinstance(value, list | tuple):
+        # Only plain values: a nested structure (a YAML alias bomb) would print as megabytes.
+        if not all(isinstance(part, str | int | float) for part in value):
+            raise ItemError("topics must be a list of names")
+        return [str(part).strip()[:MAX_TITLE] for part in value[:100] if str(part).strip()]
+    if isinstance(value, str | int | float):
+        return [str(value).strip()]
+    raise ItemError("topics must be a list of names")
 
 
 def merge_duplicates(items: Iterable[ArticleIn]) -> list[ArticleIn]:
@@ -208,5 +182,44 @@ def _fill(seen: ArticleIn, item: ArticleIn) -> None:
     seen.guid = seen.guid or item.guid
     seen.summary = seen.summary or item.summary
     seen.category = seen.category or item.category
+    seen.lang = seen.lang or item.lang
+    seen.translation_of = seen.translation_of or item.translation_of
     if not seen.image and item.image:
         seen.image, seen.image_alt = item.image, item.image_alt
+
+
+def _name(title: str) -> str:
+    return f"{title!r} " if title else "an item "
+
+
+def language(value: object) -> tuple[str | None, str | None]:
+    """(fi/sv/en or None, a warning or None) from ``fi-FI``, ``sv_FI``, ``Svenska``, ``en``..."""
+    if value is None or not str(value).strip():
+        return None, None
+    text = collapse(str(value))[:40]
+    word = text.replace("_", "-").split("-")[0].casefold()
+    code = _LANGUAGE_OF.get(word) or _LANGUAGE_OF.get(text.casefold())
+    if code in LANGUAGES:
+        return code, None
+    return None, f"language {text!r} is not one of {', '.join(LANGUAGES)}: default language used"
+
+
+def bounded(text: str, limit: int, what: str, warn: Callable[[str], None]) -> str:
+    """``text`` cut to ``limit`` characters, with a warning when it had to be cut."""
+    if len(text) <= limit:
+        return text
+    warn(f"{what} shortened from {len(text)} to {limit} characters")
+    return shorten(text, limit)
+
+
+def raw_text(value: object) -> str:
+    """A field's value as text, at most MAX_RAW characters (a bomb stays small)."""
+    if value is None:
+        return ""
+    return str(value)[:MAX_RAW]
+
+
+def checked_length(url: str) -> str:
+    if len(url) > MAX_URL:
+        raise ItemError(f"link longer than {MAX_URL} characters")
+    return url

@@ -12,12 +12,14 @@
     The first paragraph is the summary when the front matter has none.
 
 The title may also come from the first ``# heading``, the image and its alt text from the
-first image in the body.
+first image in the body. Hugo's ``translationKey`` links a story's language versions. The
+YAML is read safely, with limits on its size and on aliases (no "billion laughs").
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +28,33 @@ from markdown_it import MarkdownIt
 
 from newsletter.config import Settings
 from newsletter.content.articles import ArticleIn
-from newsletter.content.intake.fields import ItemError, article_from_record
-from newsletter.content.intake.text import html_to_text, one_line
+from newsletter.content.intake.fields import ItemError
+from newsletter.content.intake.problems import Problem, Problems
+from newsletter.content.intake.records import article_from_record, field_key, value
+from newsletter.content.intake.text import decode_text, html_to_text, one_line
 
 FENCES = ("---", "...")
 
 
-def read_folder(folder: Path, settings: Settings) -> list[ArticleIn]:
+MAX_FRONT_MATTER = 64 * 1024  # bytes of YAML; a front matter is a few lines
+MAX_ALIASES = 20  # YAML aliases allowed; "billion laughs" needs many
+MAX_FILE = 5 * 1024 * 1024
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that refuses alias bombs: each alias is counted as it is composed."""
+
+    aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise ValueError(f"front matter uses more than {MAX_ALIASES} YAML aliases")
+        return super().compose_node(parent, index)  # type: ignore[arg-type]
+
+
+def read_folder(folder: Path, settings: Settings, problems: Problems) -> list[ArticleIn]:
     files = sorted(
         path
         for path in folder.rglob("*.md")
@@ -43,24 +65,29 @@ def read_folder(folder: Path, settings: Settings) -> list[ArticleIn]:
     if not files:
         raise ValueError("no .md files in this folder")
     articles = []
-    for path in files:
+    for position, path in enumerate(files, start=1):
+        name = str(path.relative_to(folder))
         try:
-            articles.append(read_file(path, settings))
-        except ValueError as exc:
-            raise ValueError(f"{path.relative_to(folder)}: {exc}") from None
+            articles.append(
+                read_file(path, settings, problems.warner(position, None, name, "file"))
+            )
+        except (ValueError, OSError) as exc:
+            problems.skip(Problem(one_line(exc), position, None, name, "file"))
     return articles
 
 
-def read_file(path: Path, settings: Settings) -> ArticleIn:
+def read_file(path: Path, settings: Settings, warn: Callable[[str], None]) -> ArticleIn:
     """One article; errors (ValueError) do not repeat the file name."""
-    meta, body = split_front_matter(path.read_text(encoding="utf-8-sig"))
-    meta = {str(key).strip().lower(): value for key, value in meta.items()}
-    found = read_body(body)
-    if found.image and not (meta.get("image") or meta.get("image_url")):
+    if path.stat().st_size > MAX_FILE:
+        raise ValueError(f"larger than {MAX_FILE // (1024 * 1024)} MB")
+    meta, body = split_front_matter(decode_text(path.read_bytes(), path.name))
+    meta = {field_key(key): value for key, value in meta.items()}
+    found = read_body(body[:MAX_FILE])
+    if found.image and value(meta, "image") is None:
         meta["image"], meta["image_alt"] = found.image, found.image_alt or None
     try:
         article = article_from_record(
-            meta, settings, body_summary=found.summary, body_title=found.title
+            meta, settings, warn, body_summary=found.summary, body_title=found.title
         )
     except ItemError as exc:
         raise ValueError(str(exc)) from None
@@ -79,10 +106,14 @@ def split_front_matter(text: str) -> tuple[dict, str]:
             break
     else:
         raise ValueError("front matter is not closed with ---")
+    if len(head.encode("utf-8", "replace")) > MAX_FRONT_MATTER:
+        raise ValueError(f"front matter larger than {MAX_FRONT_MATTER // 1024} KB")
     try:
-        meta = yaml.safe_load(head) or {}
+        meta = yaml.load(head, Loader=_Loader) or {}  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ValueError(f"invalid YAML front matter: {one_line(exc)}") from None
+        raise ValueError(f"invalid YAML front matter: {one_line(exc)[:300]}") from None
+    except RecursionError:
+        raise ValueError("invalid YAML front matter: nested too deeply") from None
     if not isinstance(meta, dict):
         raise ValueError("front matter must be a mapping of keys to values")
     return meta, body
