@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
+import json
+import os
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -149,11 +151,83 @@ def _print_report(path: Path, report: importer.ImportReport, dry_run: bool) -> N
         f" {report.unchanged} unchanged, {report.duplicates} duplicates,"
         f" {report.suppressed} suppressed, {len(report.invalid)} invalid"
     )
-    for item in report.invalid[:INVALID_SHOWN]:
-        typer.echo(f"  line {item.line}: {item.email!r}: {item.error}", err=True)
-    if len(report.invalid) > INVALID_SHOWN:
-        more = len(report.invalid) - INVALID_SHOWN
-        typer.echo(f"  ... and {more} more invalid rows (--json lists them all)", err=True)
+    typer.echo("  columns: " + "; ".join(f"{k} <- {v}" for k, v in report.columns.items()))
+    if report.attributes:
+        typer.echo("  kept as attributes: " + ", ".join(report.attributes))
+    if report.ignored:
+        typer.echo("  ignored: " + ", ".join(report.ignored))
+    if report.left:
+        why = ", ".join(f"{n} {importer.REASONS[k]}" for k, n in sorted(report.left.items()))
+        typer.echo(f"  not subscribed: {why}")
+    if report.no_consent:
+        typer.echo(
+            f"  {report.no_consent} kept unconfirmed despite --confirmed: the file records"
+            " no consent for them"
+        )
+    _print_lines([f"line {i.line}: {i.email!r}: {i.error}" for i in report.invalid], "invalid rows")
+    _print_lines(
+        [f"line {line}: duplicate of line {first} ({email})"
+         for line, first, email in report.duplicate_lines],
+        "duplicates",
+    )  # fmt: skip
+    _print_lines([f"line {w.line}: warning: {w.error}" for w in report.warnings], "warnings")
+
+
+def _print_lines(lines: list[str], what: str) -> None:
+    for line in lines[:INVALID_SHOWN]:
+        typer.echo(f"  {line}", err=True)
+    if len(lines) > INVALID_SHOWN:
+        more = len(lines) - INVALID_SHOWN
+        typer.echo(f"  ... and {more} more {what} (--json lists them all)", err=True)
+
+
+def _unconfirmed_notice(file: Path, report: importer.ImportReport, found: list) -> None:
+    """Say plainly that unconfirmed people get nothing yet, and what to do about it."""
+    if not report.unconfirmed:
+        return
+    topic_args = "".join(f" --topic {t.slug}" for t in found)
+    warn(
+        f"{report.unconfirmed} people were imported unconfirmed: they get no newsletter"
+        " until they confirm. To ask them by mail: newsletter subscribers import"
+        f" {file.name}{topic_args} --send-confirmation (safe to run again). If you can prove"
+        " they already consented, import the file again with --confirmed."
+    )
+
+
+_PHASES = {"reading": "checking {name}", "writing": "writing {name}"}
+
+
+class _ImportProgress:
+    """A rich progress bar on stderr, shown only once an import has taken a second."""
+
+    def __init__(self, name: str, *, show: bool) -> None:
+        self.name, self.show = name, show
+        self.started = time.monotonic()
+        self.bar = None
+        self.tasks: dict[str, object] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self.show:
+            return
+        if self.bar is None:
+            if time.monotonic() - self.started < 1.0:
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                console=Console(stderr=True), transient=True,
+            )  # fmt: skip
+            self.bar.start()
+        if phase not in self.tasks:
+            label = _PHASES.get(phase, phase).format(name=self.name)
+            self.tasks[phase] = self.bar.add_task(label, total=total)
+        self.bar.update(self.tasks[phase], completed=done, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 @app.command("import")
@@ -168,16 +242,32 @@ def import_(
     send_confirmation: Annotated[
         bool, typer.Option("--send-confirmation", help="Mail confirmation requests afterwards")
     ] = False,
+    suppress: Annotated[
+        bool,
+        typer.Option(
+            "--suppress",
+            help="The file lists people who left (another tool's unsubscribed or cleaned"
+            " export): unsubscribe them everywhere and keep them out of later imports",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Import subscribers from a spreadsheet export (UTF-8, UTF-8 BOM or Windows-1252).
+    """Import subscribers from a spreadsheet or another tool's export (Mailchimp, listmonk,
+    Sendy, Ghost, Substack, this tool's own export), keeping their consent and data.
 
     Example: newsletter subscribers import members.csv --topic Yhteisövaikuttavuus --dry-run
     """
     _no_confirmed_with_send(confirmed, send_confirmation)
+    if suppress and (confirmed or send_confirmation or topic):
+        raise typer.BadParameter(
+            "cannot be used with --topic, --confirmed or --send-confirmation (it applies to"
+            " every topic and subscribes nobody)",
+            param_hint="'--suppress'",
+        )
     st = state(ctx)
     found = topics.resolve_many(st.db, topic)
-    with _busy(f"importing {file.name}", show=stderr_is_tty() and not as_json):
+    progress = _ImportProgress(file.name, show=stderr_is_tty() and not as_json)
+    try:
         report = importer.import_file(
             st.db,
             file,
@@ -185,7 +275,11 @@ def import_(
             confirmed=confirmed,
             dry_run=dry_run,
             default_lang=st.settings.default_lang,
+            suppress=suppress,
+            progress=progress,
         )
+    finally:
+        progress.close()
     if as_json:
         print_json(report.as_json())
     else:
@@ -198,18 +292,8 @@ def import_(
         else:
             mailed = _send_confirmations(ctx, report.pending_ids, quiet=False)
             typer.echo(_mailed_line(mailed), err=as_json)
-
-
-@contextlib.contextmanager
-def _busy(what: str, *, show: bool) -> Iterator[None]:
-    """A spinner on stderr for work that can take seconds (a 100,000-row import takes ~4 s)."""
-    if not show:
-        yield
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status(what):
-        yield
+    elif not dry_run:
+        _unconfirmed_notice(file, report, found)
 
 
 def _export_to_stdout(db: Database, fmt: str, topic_id: int | None, status: str | None) -> None:
@@ -225,31 +309,54 @@ def _export_to_stdout(db: Database, fmt: str, topic_id: int | None, status: str 
         out.detach()
 
 
+def _private_file(path: Path):
+    """A new file only its owner can read (0600 whatever the umask): it holds addresses."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+
 @app.command("export")
 def export_(
     ctx: typer.Context,
     topic: Annotated[
-        str | None, typer.Option("--topic", "-t", help="Only the recipients of this topic")
+        str | None,
+        typer.Option(
+            "--topic",
+            "-t",
+            help="Only the recipients of this topic (with --status:"
+            " people with a subscription to it)",
+        ),
     ] = None,
     status: Annotated[
         str | None,
         typer.Option(
             "--status",
-            callback=_choice(subscribers.STATUSES),
-            help="active, bounced or blocklisted",
+            callback=_choice(export.EXPORT_STATUSES),
+            help="active, bounced, blocklisted, or a subscription state: unconfirmed,"
+            " confirmed, unsubscribed",
         ),
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", callback=_choice(export.FORMATS), help="csv or json")
+        str,
+        typer.Option("--format", callback=_choice(("csv", "json")), help="csv or json"),
     ] = "csv",
+    excel: Annotated[
+        bool,
+        typer.Option("--excel", help="CSV that Excel opens as columns: UTF-8 BOM, ';', CRLF"),
+    ] = False,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")
     ] = None,
 ) -> None:
-    """Export subscribers as CSV or JSON (streamed; --topic gives exactly who would be mailed).
+    """Export subscribers as CSV, Excel CSV or JSON (streamed; --topic gives exactly who
+    would be mailed). The file is readable by its owner only.
 
-    Example: newsletter subscribers export --topic vaikuttavuus -o vaikuttavuus.csv
+    Example: newsletter subscribers export --topic vaikuttavuus --excel -o vaikuttavuus.csv
     """
+    if excel and fmt == "json":
+        raise typer.BadParameter("cannot be used with --format json", param_hint="'--excel'")
+    fmt = "excel" if excel else fmt
     st = state(ctx)
     topic_id = topics.resolve(st.db, topic).id if topic else None
     if output is None:
@@ -257,7 +364,7 @@ def export_(
         return
     partial = output.with_name(output.name + ".partial")
     try:
-        with partial.open("w", encoding="utf-8", newline="") as out:
+        with _private_file(partial) as out:
             export.write_export(st.db, out, fmt=fmt, topic_id=topic_id, status=status)
         partial.replace(output)  # never leave a half-written export under the real name
     except OSError as exc:
@@ -319,7 +426,11 @@ def show(
         return
     for key in ("email", "name", "lang", "status", "created"):
         typer.echo(f"{key + ':':14}{data[key]}")
-    typer.echo(f"{'attributes:':14}{data['attributes'] or '-'}")
+    attributes = data["attributes"] or {}
+    typer.echo(f"{'attributes:':14}{'' if attributes else '-'}")
+    for key, value in attributes.items():
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        typer.echo(f"  {key}: {shown}")
     typer.echo("subscriptions:")
     for sub in data["subscriptions"] or [{"topic": "-", "status": "", "updated": ""}]:
         typer.echo(f"  {sub['topic']:30} {sub['status']:13} {sub['updated']}")
