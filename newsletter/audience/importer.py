@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import random
 import sqlite3
 import time
 from collections import Counter
@@ -54,9 +55,12 @@ __all__ = ["REASONS", "AddressChecker", "ImportReport", "clean_name", "detect_en
 
 CHUNK = 500  # people per write transaction: each one holds the write lock for milliseconds
 STAGE_CHUNK = 5000
-# After each chunk the importer pauses this long, so a web request waiting for the write
-# lock (SQLite polls every few milliseconds) gets it at once instead of racing the import.
-YIELD_SECONDS = 0.003
+# After each chunk the importer leaves the write lock free for about half as long as it
+# held it (at least MIN_YIELD), with jitter: a web request waiting for the lock polls
+# every 1-100 ms (SQLite's busy handler), so it finds the lock free within a few polls
+# instead of racing the import (and never stays in step with it).
+YIELD_SHARE = 0.5
+MIN_YIELD = 0.005
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -365,11 +369,13 @@ def _run(
     done = 0
     try:
         for chunk in _staged_chunks(db, CHUNK):
+            held = time.monotonic()
             _apply_chunk(db, plan, chunk, hkey, report)
+            held = time.monotonic() - held
             done += len(chunk)
             if progress is not None:
                 progress("writing", done, total)
-            time.sleep(YIELD_SECONDS)
+            time.sleep(max(MIN_YIELD, YIELD_SHARE * held) * random.uniform(0.5, 1.5))
     except BaseException as exc:
         if plan.import_id is not None:
             import_undo.undo_run(db, plan.import_id)
