@@ -280,6 +280,8 @@ def import_(
         )
     finally:
         progress.close()
+    for source in report.recovered:
+        warn(f"undid the unfinished {source.replace(':', ' of ', 1)} (its process had stopped)")
     if as_json:
         print_json(report.as_json())
     else:
