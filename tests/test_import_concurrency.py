@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -126,3 +128,43 @@ def test_an_import_killed_midway_is_undone_by_the_next_one(cli, db, workdir) -> 
     assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == before + 1
     runs = db.execute("SELECT source, status FROM import_runs ORDER BY id").fetchall()
     assert runs == [("import:iso.csv", "undone"), ("import:pieni.csv", "done")]
+
+
+def test_a_long_import_shows_a_progress_bar_on_a_terminal(db, workdir) -> None:
+    topics.add_topic(db, "uutiset", "Uutiset")
+    path = workdir / "pitka.csv"
+    with path.open("w", encoding="utf-8") as out:
+        out.write("email\n")
+        out.writelines(f"lukija{n}@example.fi\n" for n in range(60_000))
+    main, child = pty.openpty()  # stderr is a terminal, as when staff run it
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(main, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "subscribers", "import", str(path), "-t", "uutiset"],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=child, text=True,
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(child)
+    reader.join(timeout=10)
+    os.close(main)
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0
+    assert "60000 added" in out
+    assert "writing pitka.csv" in shown and "%" in shown

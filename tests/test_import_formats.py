@@ -277,6 +277,7 @@ def test_own_export_round_trip_into_an_empty_database(cli, db, workdir, tmp_path
     result = cli.ok("subscribers", "import", "kaikki.csv", "--confirmed", "--json", env=env)
     report = json.loads(result.stdout)
     assert report["suppressed_by_reason"] == {"blocklisted": 1}
+    assert sorted(report["topics_created"]) == ["hyvinvointi", "uutiset"]
     from newsletter.store.db import open_db
 
     fresh = open_db(tmp_path / "uusi.db")

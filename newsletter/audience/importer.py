@@ -83,6 +83,7 @@ class ImportReport:
     confirmed: bool = False
     import_id: int | None = None
     recovered: list[str] = field(default_factory=list)  # earlier imports undone first
+    topics_created: list[str] = field(default_factory=list)  # from a topics column
     # People of this import with an unconfirmed subscription: the ones a confirmation
     # request goes to. Meaningless after a dry run (rolled back).
     pending_ids: list[int] = field(default_factory=list)
@@ -104,6 +105,7 @@ class ImportReport:
             "columns": self.columns,
             "attributes": self.attributes,
             "ignored": self.ignored,
+            "topics_created": self.topics_created,
             "duplicate_lines": [
                 {"line": line, "first_line": first, "email": email}
                 for line, first, email in self.duplicate_lines
@@ -384,5 +386,6 @@ def _run(
                 f"import of {path.name} failed, nothing was changed: {exc}"
             ) from None
         raise
+    report.topics_created = list(dict.fromkeys(plan.created_topics))
     if plan.import_id is not None:
         import_undo.finish_run(db, plan.import_id)

@@ -156,6 +156,8 @@ def _print_report(path: Path, report: importer.ImportReport, dry_run: bool) -> N
         typer.echo("  kept as attributes: " + ", ".join(report.attributes))
     if report.ignored:
         typer.echo("  ignored: " + ", ".join(report.ignored))
+    if report.topics_created:
+        typer.echo("  topics created: " + ", ".join(report.topics_created))
     if report.left:
         why = ", ".join(f"{n} {importer.REASONS[k]}" for k, n in sorted(report.left.items()))
         typer.echo(f"  not subscribed: {why}")
