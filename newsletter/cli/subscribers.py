@@ -6,7 +6,6 @@ import io
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +14,7 @@ import typer
 from sqlite_utils import Database
 
 from newsletter.audience import confirmations, export, importer, subscribers
+from newsletter.cli import import_report
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
 from newsletter.content import topics
 from newsletter.errors import NewsletterError
@@ -28,7 +28,6 @@ app = typer.Typer(
 TopicOption = Annotated[
     list[str] | None, typer.Option("--topic", "-t", help="Topic slug or name (repeatable)")
 ]
-INVALID_SHOWN = 50  # the rest are in --json, where a program can read them
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
@@ -144,94 +143,6 @@ def add(
         typer.echo(_mailed_line(mailed))
 
 
-def _print_report(path: Path, report: importer.ImportReport, dry_run: bool) -> None:
-    prefix = "dry run, nothing written: " if dry_run else ""
-    typer.echo(
-        f"{prefix}{path.name}: {report.added} added, {report.updated} updated,"
-        f" {report.unchanged} unchanged, {report.duplicates} duplicates,"
-        f" {report.suppressed} suppressed, {len(report.invalid)} invalid"
-    )
-    typer.echo("  columns: " + "; ".join(f"{k} <- {v}" for k, v in report.columns.items()))
-    if report.attributes:
-        typer.echo("  kept as attributes: " + ", ".join(report.attributes))
-    if report.ignored:
-        typer.echo("  ignored: " + ", ".join(report.ignored))
-    if report.topics_created:
-        typer.echo("  topics created: " + ", ".join(report.topics_created))
-    if report.left:
-        why = ", ".join(f"{n} {importer.REASONS[k]}" for k, n in sorted(report.left.items()))
-        typer.echo(f"  not subscribed: {why}")
-    if report.no_consent:
-        typer.echo(
-            f"  {report.no_consent} kept unconfirmed despite --confirmed: the file records"
-            " no consent for them"
-        )
-    _print_lines([f"line {i.line}: {i.email!r}: {i.error}" for i in report.invalid], "invalid rows")
-    _print_lines(
-        [f"line {line}: duplicate of line {first} ({email})"
-         for line, first, email in report.duplicate_lines],
-        "duplicates",
-    )  # fmt: skip
-    _print_lines([f"line {w.line}: warning: {w.error}" for w in report.warnings], "warnings")
-
-
-def _print_lines(lines: list[str], what: str) -> None:
-    for line in lines[:INVALID_SHOWN]:
-        typer.echo(f"  {line}", err=True)
-    if len(lines) > INVALID_SHOWN:
-        more = len(lines) - INVALID_SHOWN
-        typer.echo(f"  ... and {more} more {what} (--json lists them all)", err=True)
-
-
-def _unconfirmed_notice(file: Path, report: importer.ImportReport, found: list) -> None:
-    """Say plainly that unconfirmed people get nothing yet, and what to do about it."""
-    if not report.unconfirmed:
-        return
-    topic_args = "".join(f" --topic {t.slug}" for t in found)
-    warn(
-        f"{report.unconfirmed} people were imported unconfirmed: they get no newsletter"
-        " until they confirm. To ask them by mail: newsletter subscribers import"
-        f" {file.name}{topic_args} --send-confirmation (safe to run again). If you can prove"
-        " they already consented, import the file again with --confirmed."
-    )
-
-
-_PHASES = {"reading": "checking {name}", "writing": "writing {name}"}
-
-
-class _ImportProgress:
-    """A rich progress bar on stderr, shown only once an import has taken a second."""
-
-    def __init__(self, name: str, *, show: bool) -> None:
-        self.name, self.show = name, show
-        self.started = time.monotonic()
-        self.bar = None
-        self.tasks: dict[str, object] = {}
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        if not self.show:
-            return
-        if self.bar is None:
-            if time.monotonic() - self.started < 1.0:
-                return
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                console=Console(stderr=True), transient=True,
-            )  # fmt: skip
-            self.bar.start()
-        if phase not in self.tasks:
-            label = _PHASES.get(phase, phase).format(name=self.name)
-            self.tasks[phase] = self.bar.add_task(label, total=total)
-        self.bar.update(self.tasks[phase], completed=done, total=total)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 @app.command("import")
 def import_(
     ctx: typer.Context,
@@ -268,7 +179,7 @@ def import_(
         )
     st = state(ctx)
     found = topics.resolve_many(st.db, topic)
-    progress = _ImportProgress(file.name, show=stderr_is_tty() and not as_json)
+    progress = import_report.ImportProgress(file.name, show=stderr_is_tty() and not as_json)
     try:
         report = importer.import_file(
             st.db,
@@ -287,7 +198,7 @@ def import_(
     if as_json:
         print_json(report.as_json())
     else:
-        _print_report(file, report, dry_run)
+        import_report.print_report(file, report, dry_run)
     if send_confirmation:
         # With --json stdout holds only the report; this line goes to stderr.
         if dry_run:
@@ -297,7 +208,7 @@ def import_(
             mailed = _send_confirmations(ctx, report.pending_ids, quiet=False)
             typer.echo(_mailed_line(mailed), err=as_json)
     elif not dry_run:
-        _unconfirmed_notice(file, report, found)
+        import_report.unconfirmed_notice(file, report, found)
 
 
 def _export_to_stdout(db: Database, fmt: str, topic_id: int | None, status: str | None) -> None:
