@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from web_helpers import Client, LiveServer, web_settings
+from web_helpers import Client, LiveServer, csrf_of, web_settings
 
 from newsletter import links
 from newsletter.audience import subscribers
@@ -56,33 +56,42 @@ def subscription(db, sid: int, tid: int) -> str | None:
 
 
 @pytest.mark.slow
-def test_one_click_during_a_million_row_import(db, settings, workdir) -> None:
+def test_one_click_and_preferences_during_a_million_row_import(db, settings, workdir) -> None:
     tid = topics.add_topic(db, "uutiset", "Uutiset").id
     leaving = subscribers.add(db, "lahtija@example.fi", topic_ids=[tid]).subscriber_id
+    other = subscribers.add(db, "toinen@example.fi", topic_ids=[tid]).subscriber_id
     rows = 1_000_000
     path = workdir / "miljoona.csv"
     with path.open("w", encoding="utf-8") as out:
         out.write("email,topics\n")
-        out.writelines(f"lukija{n}@example.fi,\n" for n in range(rows - 1))
-        # The last row would confirm them again for the topic they are about to leave.
-        out.write("lahtija@example.fi,uutiset\n")
+        out.writelines(f"lukija{n}@example.fi,\n" for n in range(rows - 2))
+        # The last rows would confirm them again for the topic they are about to leave.
+        out.write("lahtija@example.fi,uutiset\ntoinen@example.fi,uutiset\n")
     proc = start_import(workdir, path, "--confirmed", "--json")
     try:
         wait_until_writing(db, proc, at_least=10_000)
         site = web_settings(settings)
         token = links.unsubscribe_token(token_key(db, site.secret), leaving, tid)
+        preferences = links.preferences_url(site, token_key(db, site.secret), other)
         with LiveServer(site) as server:
-            reply = Client(server.url).post(
+            client = Client(server.url)
+            reply = client.post(
                 f"/u/{token}",
                 body=b"List-Unsubscribe=One-Click",
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
             )
+            page = client.get(preferences)
+            saved = client.post(
+                preferences, form={"csrf": csrf_of(page.body), "action": "unsubscribe_all"}
+            )
             import_still_running = proc.poll() is None
             people_at_answer = db.execute("SELECT COUNT(*) FROM subscribers").fetchone()[0]
         assert 200 <= reply.status < 300, reply
+        assert (page.status, saved.status) == (200, 200)
         # Answered while the import was still writing, and recorded at once.
         assert import_still_running and people_at_answer < rows
         assert subscription(db, leaving, tid) == "unsubscribed"
+        assert subscription(db, other, tid) == "unsubscribed"
         out, err = proc.communicate(timeout=1800)
     finally:
         if proc.poll() is None:
@@ -90,9 +99,10 @@ def test_one_click_during_a_million_row_import(db, settings, workdir) -> None:
             proc.wait()
     assert proc.returncode == 0, err
     report = json.loads(out)
-    assert (report["added"], report["invalid"]) == (rows - 1, [])
-    assert report["suppressed_by_reason"] == {"unsubscribed_here": 1}
+    assert (report["added"], report["invalid"]) == (rows - 2, [])
+    assert report["suppressed_by_reason"] == {"unsubscribed_here": 2}
     assert subscription(db, leaving, tid) == "unsubscribed"
+    assert subscription(db, other, tid) == "unsubscribed"
     assert list(subscribers.recipients(db, [tid])) == []
     assert db.execute("SELECT COUNT(*) FROM import_undo").fetchone()[0] == 0
 
