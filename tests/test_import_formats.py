@@ -20,6 +20,7 @@ import pytest
 
 from newsletter.audience import importer, subscribers
 from newsletter.content import topics
+from newsletter.errors import NewsletterError
 
 DATA = Path(__file__).parent / "data" / "subscribers"
 
@@ -112,6 +113,9 @@ def test_sendy_status_and_gdpr(cli, db, workdir) -> None:
         "Joined": "Jan 10, 2025 9:30am",
         "Last activity": "Mar 2, 2025 8:00pm",
     }
+    again = cli.ok("subscribers", "import", "sendy_subscribers.csv", "-t", "uutiset", "--dry-run")
+    # Those who had left are kept out of the next import by the suppression list.
+    assert "  not subscribed: 3 on the suppression list (left, erased or blocked)\n" in again.stdout
 
 
 def test_ghost_members_export(cli, db, workdir) -> None:
@@ -403,3 +407,37 @@ def test_dry_run_of_each_format_writes_nothing(cli, db, workdir, name) -> None:
     assert report["added"] + report["suppressed"] > 0
     assert db.execute("SELECT COUNT(*) FROM subscribers").fetchone()[0] == 0
     assert db.execute("SELECT COUNT(*) FROM suppressions").fetchone()[0] == 0
+
+
+def test_undo_of_a_failed_import_keeps_an_opt_out_made_meanwhile(db, workdir, monkeypatch) -> None:
+    """The import fails on its last row after someone unsubscribed between two chunks:
+    everything the import did is undone, but their unsubscribe stays."""
+    tid = topic(db)
+    known = subscribers.add(db, "tuttu@example.fi", name="Vanha", topic_ids=[])
+    monkeypatch.setattr(importer, "CHUNK", 1)
+    path = workdir / "kaatuu.csv"
+    path.write_text(
+        "email,name\ntuttu@example.fi,Uusi\nuusi@example.fi,Uusi\nviimeinen@example.fi,X\n",
+        encoding="utf-8",
+    )
+    db.execute(
+        "CREATE TRIGGER refuse_last BEFORE INSERT ON subscribers"
+        " WHEN NEW.email = 'viimeinen@example.fi' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+
+    def opt_out_after_first_chunk(phase: str, done: int, total: int) -> None:
+        if phase == "writing" and done == 1:
+            subscribers.unsubscribe(db, known.subscriber_id, tid, "one-click")
+
+    with pytest.raises(NewsletterError, match="nothing was changed: disk full"):
+        importer.import_file(
+            db, path, topic_ids=[tid], confirmed=True, progress=opt_out_after_first_chunk
+        )
+    assert subscribers.find(db, "uusi@example.fi") is None
+    row = subscribers.require(db, "tuttu@example.fi")
+    assert row["name"] == "Vanha"
+    assert subscribers.subscription_statuses(db, known.subscriber_id) == {tid: "unsubscribed"}
+    actions = [a for (a,) in db.execute(
+        "SELECT action FROM events WHERE subscriber_id = ? ORDER BY id", [known.subscriber_id]
+    )]  # fmt: skip
+    assert actions == ["create", "unsubscribe"]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # The reasons a row was not subscribed (ImportReport.left), as the report words them.
 REASONS = {
-    "suppression_list": "erased or blocked here (suppression list)",
+    "suppression_list": "on the suppression list (left, erased or blocked)",
     "unsubscribed": "had unsubscribed (the file says so)",
     "unsubscribed_here": "had unsubscribed here from an imported topic",
     "bounced": "bounced",
