@@ -3,6 +3,7 @@ client over http.client that keeps cookies, and waiting for mail at the SMTP sin
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import re
 import threading
@@ -64,11 +65,9 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         # Sockets may only be closed by the loop's own thread: the trigger runs the thunk
         # there; with the socket map empty the loop ends, then the workers stop.
-        try:
+        # OSError: the loop already ended and closed its trigger (e.g. after an error in it).
+        with contextlib.suppress(OSError):
             self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
-        except OSError:
-            # The loop already ended and closed its trigger (e.g. after an error in it).
-            pass
         self.thread.join(timeout=5)
         self.server.task_dispatcher.shutdown()
 

@@ -58,6 +58,26 @@ MAIL_TEXT: dict[str, dict[str, str]] = {
         "sv": "Bekräfta prenumerationen",
         "en": "Confirm subscription",
     },
+    # Staff imports and adds: the person did not fill in the form, so the mail says who
+    # added the address and why, and that nothing is sent without their confirmation.
+    "topics_staff": {
+        "fi": "{org} lisäsi osoitteesi uutiskirjeensä vastaanottajaksi aiheista {topics}, "
+        "koska osoitteesi on sen yhteystiedoissa.",
+        "sv": "{org} lade till din adress som mottagare av sitt nyhetsbrev om {topics}, "
+        "eftersom adressen finns bland dess kontaktuppgifter.",
+        "en": "{org} added your address to its newsletter on these topics: {topics}, because "
+        "your address is in its contact records.",
+    },
+    "reason_staff": {
+        "fi": "Saat tämän viestin, koska {org} lisäsi osoitteesi. Jos et halua uutiskirjettä, "
+        "jätä viesti huomiotta: emme lähetä uutiskirjeitä ilman vahvistustasi.",
+        "sv": "Du får det här meddelandet eftersom {org} lade till din adress. Om du inte vill "
+        "ha nyhetsbrevet kan du bortse från meddelandet: vi skickar inga nyhetsbrev utan din "
+        "bekräftelse.",
+        "en": "You are receiving this message because {org} added your address. If you do not "
+        "want the newsletter, ignore this message: we send no newsletters without your "
+        "confirmation.",
+    },
     "reason": {
         "fi": "Saat tämän viestin, koska osoitteesi annettiin uutiskirjeemme tilauslomakkeella. "
         "Jos et tilannut uutiskirjettä, voit jättää viestin huomiotta: emme lähetä "
@@ -209,8 +229,12 @@ def request_confirmation(
     lang: str | None = None,
     connection: smtp.Connection | None = None,
     source: str = "web",
+    staff: bool = False,
 ) -> bool:
     """Mail the confirmation request for the person's unconfirmed topics.
+
+    ``staff``: the address was added by staff (import, add), not typed into the form by
+    the person, and the mail says so.
 
     False (nothing sent) when there is nothing to confirm or the person may not be mailed.
     SMTP failures raise ``smtp``'s NewsletterError subclasses. ``connection`` is reused
@@ -234,12 +258,17 @@ def request_confirmation(
         heading=mail_text("heading", lang),
         paragraphs=[
             mail_text("greeting", lang),
-            mail_text("topics", lang, topics=", ".join(t.name for t in pending)),
+            mail_text(
+                "topics_staff" if staff else "topics",
+                lang,
+                topics=", ".join(t.name for t in pending),
+                org=settings.org_name,
+            ),
             mail_text("action", lang, days=settings.confirm_days),
         ],
         button_label=mail_text("button", lang),
         button_url=url,
-        reason=mail_text("reason", lang),
+        reason=mail_text("reason_staff" if staff else "reason", lang, org=settings.org_name),
     )
     data, _message_id = message.build_single(
         settings,
@@ -311,7 +340,12 @@ def _mailed_topics(detail: str | None) -> list[str]:
 
 
 def send_confirmations(
-    db: Database, settings: Settings, subscriber_ids: Iterable[int], *, source: str = "cli"
+    db: Database,
+    settings: Settings,
+    subscriber_ids: Iterable[int],
+    *,
+    source: str = "cli",
+    staff: bool = True,
 ) -> Mailed:
     """Mail confirmation requests to each unconfirmed person; how many were mailed.
 
@@ -336,7 +370,12 @@ def send_confirmations(
                 continue
             try:
                 sent += request_confirmation(
-                    db, settings, subscriber_id, connection=connection, source=source
+                    db,
+                    settings,
+                    subscriber_id,
+                    connection=connection,
+                    source=source,
+                    staff=staff,
                 )
             except smtp.PermanentFailure as exc:
                 refused.append(exc.reply)

@@ -1,8 +1,10 @@
-"""Exporting subscribers as CSV or JSON, streamed row by row from one SQLite cursor.
+"""Exporting subscribers as CSV, Excel-ready CSV or JSON, streamed from one SQLite cursor.
 
 Nothing is collected in memory, so a million subscribers export with flat memory. With a
-topic the rows are exactly that topic's recipients (``subscribers.recipient_condition``):
-the people a send would mail.
+topic (and no status, or ``active``) the rows are exactly that topic's recipients
+(``subscribers.recipient_condition``): the people a send would mail. The columns are the
+ones the importer reads back (``topics``, ``unsubscribed_from``, ``attributes``), so an
+export imported into an empty database gives the same recipients and languages.
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ from typing import TextIO
 
 from sqlite_utils import Database
 
-from newsletter.audience.subscribers import STATUSES, recipient_condition
+from newsletter.audience.subscribers import (
+    STATUSES,
+    SUBSCRIPTION_STATUSES,
+    recipient_condition,
+)
 from newsletter.errors import NewsletterError
 
-HEADER = ("email", "name", "lang", "status", "topics", "subscribed_at")
-FORMATS = ("csv", "json")
+HEADER = (
+    "email", "name", "lang", "status", "topics", "unsubscribed_from", "attributes",
+    "subscribed_at",
+)  # fmt: skip
+FORMATS = ("csv", "json", "excel")
+EXPORT_STATUSES = STATUSES + SUBSCRIPTION_STATUSES
 
 # The person's confirmed topics as slugs joined by ";" in slug order.
 _TOPICS = (
@@ -25,6 +35,8 @@ _TOPICS = (
     " JOIN topics t ON t.id = x.topic_id"
     " WHERE x.subscriber_id = s.id AND x.status = 'confirmed' ORDER BY t.slug))"
 )
+_LEFT = _TOPICS.replace("'confirmed'", "'unsubscribed'")
+_ATTRIBUTES = "CASE WHEN s.attributes IN ('', '{}') THEN '' ELSE s.attributes END"
 _FIRST_CONFIRMED = (
     "(SELECT MIN(x.updated) FROM subscriptions x"
     " WHERE x.subscriber_id = s.id AND x.status = 'confirmed')"
@@ -43,14 +55,9 @@ def _spreadsheet_safe(column: str) -> str:
 
 def _source(topic_id: int | None, status: str | None) -> tuple[str, str, list[object]]:
     """(the subscribed_at expression, "FROM ... ORDER BY ...", parameters) of an export."""
-    if status is not None and status not in STATUSES:
-        raise NewsletterError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
-    if topic_id is not None:
-        if status not in (None, "active"):
-            raise NewsletterError(
-                "--topic exports exactly the people a send would mail (active, confirmed):"
-                " it cannot be combined with --status " + status
-            )
+    if status is not None and status not in EXPORT_STATUSES:
+        raise NewsletterError(f"unknown status {status!r}: use one of {', '.join(EXPORT_STATUSES)}")
+    if topic_id is not None and status in (None, "active"):
         condition, params = recipient_condition([topic_id])
         rest = (
             "FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id"
@@ -61,9 +68,22 @@ def _source(topic_id: int | None, status: str | None) -> tuple[str, str, list[ob
             " ORDER BY sub.subscriber_id"
         )
         return "sub.updated", rest, params
-    if status is not None:
-        return _FIRST_CONFIRMED, "FROM subscribers s WHERE s.status = ? ORDER BY s.id", [status]
-    return _FIRST_CONFIRMED, "FROM subscribers s ORDER BY s.id", []
+    where: list[str] = []
+    params = []
+    if status in STATUSES:
+        where.append("s.status = ?")
+        params.append(status)
+    if topic_id is not None or status in SUBSCRIPTION_STATUSES:
+        exists = "EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id"
+        if status in SUBSCRIPTION_STATUSES:
+            exists += " AND x.status = ?"
+            params.append(status)
+        if topic_id is not None:
+            exists += " AND x.topic_id = ?"
+            params.append(topic_id)
+        where.append(exists + ")")
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return _FIRST_CONFIRMED, f"FROM subscribers s{clause} ORDER BY s.id", params
 
 
 def export_query(
@@ -71,9 +91,11 @@ def export_query(
 ) -> tuple[str, list[object]]:
     """The SELECT (and its parameters) whose rows are the export, in ``HEADER`` order.
 
-    With ``topic_id``: that topic's recipients (active, confirmed), ``subscribed_at`` being
-    when that subscription was confirmed. Without: every subscriber (of ``status`` if
-    given), ``subscribed_at`` their first confirmed subscription (empty if none).
+    With ``topic_id`` alone (or with ``active``): that topic's recipients (active,
+    confirmed), ``subscribed_at`` being when that subscription was confirmed. Otherwise
+    every subscriber of ``status`` (a subscriber status, or a subscription status: of
+    ``topic_id`` if given, else of any topic), ``subscribed_at`` their first confirmed
+    subscription (empty if none).
     """
     subscribed_at, rest, params = _source(topic_id, status)
     email, name = "s.email", "s.name"
@@ -81,17 +103,29 @@ def export_query(
         email, name = _spreadsheet_safe(email), _spreadsheet_safe(name)
     columns = (
         f"{email} AS email, {name} AS name, s.lang AS lang, s.status AS status,"
-        f" {_TOPICS} AS topics, {subscribed_at} AS subscribed_at"
+        f" {_TOPICS} AS topics, {_LEFT} AS unsubscribed_from, {_ATTRIBUTES} AS attributes,"
+        f" {subscribed_at} AS subscribed_at"
     )
     return f"SELECT {columns} {rest}", params
 
 
 def write_csv(
-    db: Database, out: TextIO, *, topic_id: int | None = None, status: str | None = None
+    db: Database,
+    out: TextIO,
+    *,
+    topic_id: int | None = None,
+    status: str | None = None,
+    excel: bool = False,
 ) -> None:
-    """CSV (RFC 4180: CRLF, header row) to ``out``, which should be opened with ``newline=""``."""
+    """CSV (RFC 4180: CRLF, header row) to ``out``, which should be opened with ``newline=""``.
+
+    ``excel``: what Excel in a Finnish (or Swedish, German ...) locale opens as columns on
+    a double click: a UTF-8 byte order mark and ``;`` between the cells.
+    """
     sql, params = export_query(topic_id=topic_id, status=status, spreadsheet_safe=True)
-    writer = csv.writer(out)
+    if excel:
+        out.write("\ufeff")
+    writer = csv.writer(out, delimiter=";" if excel else ",")
     writer.writerow(HEADER)
     # writerows pulls from the cursor one row at a time: never a fetchall. (Building the
     # CSV lines inside SQLite instead was measured: no faster.)
@@ -105,13 +139,17 @@ def write_json(
     sql, params = export_query(topic_id=topic_id, status=status)
     out.write("[")
     separator = "\n"
-    for email, name, lang, state, topics, subscribed_at in db.execute(sql, params):
+    for email, name, lang, state, topics, left, attributes, subscribed_at in db.execute(
+        sql, params
+    ):
         item = {
             "email": email,
             "name": name,
             "lang": lang,
             "status": state,
             "topics": topics.split(";") if topics else [],
+            "unsubscribed_from": left.split(";") if left else [],
+            "attributes": json.loads(attributes) if attributes else {},
             "subscribed_at": subscribed_at,
         }
         out.write(separator + json.dumps(item, ensure_ascii=False))
@@ -128,6 +166,8 @@ def write_export(
     status: str | None = None,
 ) -> None:
     if fmt not in FORMATS:
-        raise NewsletterError(f"unknown format {fmt!r}: use csv or json")
-    writer = write_csv if fmt == "csv" else write_json
-    writer(db, out, topic_id=topic_id, status=status)
+        raise NewsletterError(f"unknown format {fmt!r}: use csv, excel or json")
+    if fmt == "json":
+        write_json(db, out, topic_id=topic_id, status=status)
+    else:
+        write_csv(db, out, topic_id=topic_id, status=status, excel=fmt == "excel")

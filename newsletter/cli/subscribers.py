@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
+import json
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ import typer
 from sqlite_utils import Database
 
 from newsletter.audience import confirmations, consent, export, importer, subscribers
+from newsletter.cli import import_report
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
 from newsletter.cli.output import limited, local_time, print_json_rows, print_table
 from newsletter.content import topics
@@ -27,7 +29,6 @@ app = typer.Typer(
 TopicOption = Annotated[
     list[str] | None, typer.Option("--topic", "-t", help="Topic slug or name (repeatable)")
 ]
-INVALID_SHOWN = 50  # the rest are in --json, where a program can read them
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
@@ -142,20 +143,6 @@ def add(
         typer.echo(_mailed_line(mailed))
 
 
-def _print_report(path: Path, report: importer.ImportReport, dry_run: bool) -> None:
-    prefix = "dry run, nothing written: " if dry_run else ""
-    typer.echo(
-        f"{prefix}{path.name}: {report.added} added, {report.updated} updated,"
-        f" {report.unchanged} unchanged, {report.duplicates} duplicates,"
-        f" {report.suppressed} suppressed, {len(report.invalid)} invalid"
-    )
-    for item in report.invalid[:INVALID_SHOWN]:
-        typer.echo(f"  line {item.line}: {item.email!r}: {item.error}", err=True)
-    if len(report.invalid) > INVALID_SHOWN:
-        more = len(report.invalid) - INVALID_SHOWN
-        typer.echo(f"  ... and {more} more invalid rows (--json lists them all)", err=True)
-
-
 @app.command("import")
 def import_(
     ctx: typer.Context,
@@ -168,16 +155,32 @@ def import_(
     send_confirmation: Annotated[
         bool, typer.Option("--send-confirmation", help="Mail confirmation requests afterwards")
     ] = False,
+    suppress: Annotated[
+        bool,
+        typer.Option(
+            "--suppress",
+            help="The file lists people who left (another tool's unsubscribed or cleaned"
+            " export): unsubscribe them everywhere and keep them out of later imports",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Import subscribers from a spreadsheet export (UTF-8, UTF-8 BOM or Windows-1252).
+    """Import subscribers from a spreadsheet or another tool's export (Mailchimp, listmonk,
+    Sendy, Ghost, Substack, this tool's own export), keeping their consent and data.
 
     Example: newsletter subscribers import members.csv --topic Yhteisövaikuttavuus --dry-run
     """
     _no_confirmed_with_send(confirmed, send_confirmation)
+    if suppress and (confirmed or send_confirmation or topic):
+        raise typer.BadParameter(
+            "cannot be used with --topic, --confirmed or --send-confirmation (it applies to"
+            " every topic and subscribes nobody)",
+            param_hint="'--suppress'",
+        )
     st = state(ctx)
     found = topics.resolve_many(st.db, topic)
-    with _busy(f"importing {file.name}", show=stderr_is_tty() and not as_json):
+    progress = import_report.ImportProgress(file.name, show=stderr_is_tty() and not as_json)
+    try:
         report = importer.import_file(
             st.db,
             file,
@@ -185,11 +188,17 @@ def import_(
             confirmed=confirmed,
             dry_run=dry_run,
             default_lang=st.settings.default_lang,
+            suppress=suppress,
+            progress=progress,
         )
+    finally:
+        progress.close()
+    for source in report.recovered:
+        warn(f"undid the unfinished {source.replace(':', ' of ', 1)} (its process had stopped)")
     if as_json:
         print_json(report.as_json())
     else:
-        _print_report(file, report, dry_run)
+        import_report.print_report(file, report, dry_run)
     if send_confirmation:
         # With --json stdout holds only the report; this line goes to stderr.
         if dry_run:
@@ -198,18 +207,8 @@ def import_(
         else:
             mailed = _send_confirmations(ctx, report.pending_ids, quiet=False)
             typer.echo(_mailed_line(mailed), err=as_json)
-
-
-@contextlib.contextmanager
-def _busy(what: str, *, show: bool) -> Iterator[None]:
-    """A spinner on stderr for work that can take seconds (a 100,000-row import takes ~4 s)."""
-    if not show:
-        yield
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status(what):
-        yield
+    elif not dry_run:
+        import_report.unconfirmed_notice(file, report, found)
 
 
 def _export_to_stdout(db: Database, fmt: str, topic_id: int | None, status: str | None) -> None:
@@ -225,31 +224,54 @@ def _export_to_stdout(db: Database, fmt: str, topic_id: int | None, status: str 
         out.detach()
 
 
+def _private_file(path: Path):
+    """A new file only its owner can read (0600 whatever the umask): it holds addresses."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+
 @app.command("export")
 def export_(
     ctx: typer.Context,
     topic: Annotated[
-        str | None, typer.Option("--topic", "-t", help="Only the recipients of this topic")
+        str | None,
+        typer.Option(
+            "--topic",
+            "-t",
+            help="Only the recipients of this topic (with --status:"
+            " people with a subscription to it)",
+        ),
     ] = None,
     status: Annotated[
         str | None,
         typer.Option(
             "--status",
-            callback=_choice(subscribers.STATUSES),
-            help="active, bounced or blocklisted",
+            callback=_choice(export.EXPORT_STATUSES),
+            help="active, bounced, blocklisted, or a subscription state: unconfirmed,"
+            " confirmed, unsubscribed",
         ),
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", callback=_choice(export.FORMATS), help="csv or json")
+        str,
+        typer.Option("--format", callback=_choice(("csv", "json")), help="csv or json"),
     ] = "csv",
+    excel: Annotated[
+        bool,
+        typer.Option("--excel", help="CSV that Excel opens as columns: UTF-8 BOM, ';', CRLF"),
+    ] = False,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")
     ] = None,
 ) -> None:
-    """Export subscribers as CSV or JSON (streamed; --topic gives exactly who would be mailed).
+    """Export subscribers as CSV, Excel CSV or JSON (streamed; --topic gives exactly who
+    would be mailed). The file is readable by its owner only.
 
-    Example: newsletter subscribers export --topic vaikuttavuus -o vaikuttavuus.csv
+    Example: newsletter subscribers export --topic vaikuttavuus --excel -o vaikuttavuus.csv
     """
+    if excel and fmt == "json":
+        raise typer.BadParameter("cannot be used with --format json", param_hint="'--excel'")
+    fmt = "excel" if excel else fmt
     st = state(ctx)
     topic_id = topics.resolve(st.db, topic).id if topic else None
     if output is None:
@@ -257,7 +279,7 @@ def export_(
         return
     partial = output.with_name(output.name + ".partial")
     try:
-        with partial.open("w", encoding="utf-8", newline="") as out:
+        with _private_file(partial) as out:
             export.write_export(st.db, out, fmt=fmt, topic_id=topic_id, status=status)
         partial.replace(output)  # never leave a half-written export under the real name
     except OSError as exc:
@@ -329,7 +351,11 @@ def show(
         return
     for key in ("email", "name", "lang", "status", "created"):
         typer.echo(f"{key + ':':14}{data[key]}")
-    typer.echo(f"{'attributes:':14}{data['attributes'] or '-'}")
+    attributes = data["attributes"] or {}
+    typer.echo(f"{'attributes:':14}{'' if attributes else '-'}")
+    for key, value in attributes.items():
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        typer.echo(f"  {key}: {shown}")
     typer.echo("subscriptions:")
     for sub in data["subscriptions"] or [{"topic": "-", "status": "", "updated": ""}]:
         typer.echo(f"  {sub['topic']:30} {sub['status']:13} {sub['updated']}")

@@ -265,3 +265,36 @@ def m170_digest_runs(db: Database) -> None:
         CREATE INDEX digest_editions_topic ON digest_editions (topic_id, edition_id);
         """,
     )
+
+
+@migrations()
+def m120_import_runs_and_undo_journal(db: Database) -> None:
+    # An import is applied in short transactions so opt-outs never wait for it; these
+    # tables let a failed or interrupted import be undone. The journal holds what each
+    # chunk changed (and the values it replaced) and is emptied when the import ends.
+    _script(
+        db,
+        """
+        CREATE TABLE import_runs (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            stamp TEXT NOT NULL,
+            first_event_id INTEGER NOT NULL,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('running', 'done', 'undone')),
+            started TEXT NOT NULL,
+            finished TEXT
+        );
+        CREATE TABLE import_undo (
+            id INTEGER PRIMARY KEY,
+            import_id INTEGER NOT NULL REFERENCES import_runs (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            subscriber_id INTEGER,
+            topic_id INTEGER,
+            old TEXT,
+            new TEXT
+        );
+        CREATE INDEX import_undo_run ON import_undo (import_id, id);
+        """,
+    )
