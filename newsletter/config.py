@@ -51,6 +51,10 @@ class Settings:
     smtp_username: str = ""
     smtp_password: str = field(default="", repr=False)
     smtp_timeout: float = 30.0
+    # A whole transaction (login, or one message from MAIL FROM to the end of DATA) and the
+    # octets of replies the server may send in it: a drip-feeding server ends in an error.
+    smtp_deadline: float = 120.0
+    smtp_max_reply: int = 65536
     smtp_ca_file: Path | None = None  # extra CA for a private relay
 
     rate: float = 10.0
@@ -117,6 +121,8 @@ KEYS: tuple[_Key, ...] = (
     _Key("smtp_password", "smtp.password", "NEWSLETTER_SMTP_PASSWORD"),
     _Key("smtp_timeout", "smtp.timeout", "NEWSLETTER_SMTP_TIMEOUT"),
     _Key("smtp_ca_file", "smtp.ca_file", "NEWSLETTER_SMTP_CA_FILE"),
+    _Key("smtp_deadline", "smtp.deadline", "NEWSLETTER_SMTP_DEADLINE"),
+    _Key("smtp_max_reply", "smtp.max_reply", "NEWSLETTER_SMTP_MAX_REPLY"),
     _Key("rate", "send.rate", "NEWSLETTER_RATE"),
     _Key("concurrency", "send.concurrency", "NEWSLETTER_CONCURRENCY"),
     _Key("batch_size", "send.batch_size", "NEWSLETTER_BATCH_SIZE"),
@@ -250,6 +256,7 @@ _MINIMUM = {
     "confirm_days": 1,
     "signup_limit_per_hour": 1,
     "smtp_port": 1,
+    "smtp_max_reply": 1024,
     "retry_base": 0,
 }
 
@@ -277,6 +284,8 @@ def _validate(settings: Settings, where: Callable[[str], str]) -> None:
         raise bad("rate", "must be above 0 (messages per second)")
     if settings.smtp_timeout <= 0:
         raise bad("smtp_timeout", "must be above 0 (seconds)")
+    if settings.smtp_deadline <= 0:
+        raise bad("smtp_deadline", "must be above 0 (seconds)")
     if not settings.base_url.startswith(("http://", "https://")):
         raise bad("base_url", f"must start with https:// or http:// (got {settings.base_url!r})")
     for attr in ("from_addr", "reply_to", "unsubscribe_mailto", "org_name"):
@@ -325,7 +334,9 @@ port = 25                # NEWSLETTER_SMTP_PORT
 security = "none"        # none | starttls | ssl (NEWSLETTER_SMTP_SECURITY)
 username = ""            # NEWSLETTER_SMTP_USERNAME
 # password = ""          # better in the environment: NEWSLETTER_SMTP_PASSWORD
-timeout = 30             # seconds (NEWSLETTER_SMTP_TIMEOUT)
+timeout = 30             # seconds for each step (NEWSLETTER_SMTP_TIMEOUT)
+deadline = 120           # seconds for a whole login or message (NEWSLETTER_SMTP_DEADLINE)
+# max_reply = 65536      # reply octets allowed per message (NEWSLETTER_SMTP_MAX_REPLY)
 # ca_file = "relay-ca.pem"  # trust this CA too (NEWSLETTER_SMTP_CA_FILE)
 
 [send]
