@@ -44,6 +44,7 @@ class Settings:
     from_addr: str = "Newsletter <newsletter@localhost>"
     reply_to: str = ""
     unsubscribe_mailto: str = ""
+    bounce_address: str = ""  # VERP envelope sender: bounces@x.fi -> bounces+<token>@x.fi
 
     smtp_host: str = "localhost"
     smtp_port: int = 25
@@ -56,6 +57,20 @@ class Settings:
     smtp_deadline: float = 120.0
     smtp_max_reply: int = 65536
     smtp_ca_file: Path | None = None  # extra CA for a private relay
+
+    # Where `bounces import --imap` reads DSNs and complaints (IMAP over TLS only).
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_username: str = ""
+    imap_password: str = field(default="", repr=False)
+    imap_folder: str = "INBOX"
+    imap_ca_file: Path | None = None
+    # Webhooks on `newsletter serve`: SES through SNS (the SNS signing certificate you
+    # downloaded, and the topic to accept), and Postmark (HTTP basic auth in the webhook URL).
+    ses_certificate: Path | None = None
+    ses_topic_arn: str = ""
+    postmark_username: str = ""
+    postmark_password: str = field(default="", repr=False)
 
     rate: float = 10.0
     concurrency: int = 2
@@ -114,6 +129,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("from_addr", "mail.from", "NEWSLETTER_FROM"),
     _Key("reply_to", "mail.reply_to", "NEWSLETTER_REPLY_TO"),
     _Key("unsubscribe_mailto", "mail.unsubscribe_mailto", "NEWSLETTER_UNSUBSCRIBE_MAILTO"),
+    _Key("bounce_address", "mail.bounce_address", "NEWSLETTER_BOUNCE_ADDRESS"),
     _Key("smtp_host", "smtp.host", "NEWSLETTER_SMTP_HOST"),
     _Key("smtp_port", "smtp.port", "NEWSLETTER_SMTP_PORT"),
     _Key("smtp_security", "smtp.security", "NEWSLETTER_SMTP_SECURITY"),
@@ -123,6 +139,16 @@ KEYS: tuple[_Key, ...] = (
     _Key("smtp_ca_file", "smtp.ca_file", "NEWSLETTER_SMTP_CA_FILE"),
     _Key("smtp_deadline", "smtp.deadline", "NEWSLETTER_SMTP_DEADLINE"),
     _Key("smtp_max_reply", "smtp.max_reply", "NEWSLETTER_SMTP_MAX_REPLY"),
+    _Key("imap_host", "bounces.imap_host", "NEWSLETTER_IMAP_HOST"),
+    _Key("imap_port", "bounces.imap_port", "NEWSLETTER_IMAP_PORT"),
+    _Key("imap_username", "bounces.imap_username", "NEWSLETTER_IMAP_USERNAME"),
+    _Key("imap_password", "bounces.imap_password", "NEWSLETTER_IMAP_PASSWORD"),
+    _Key("imap_folder", "bounces.imap_folder", "NEWSLETTER_IMAP_FOLDER"),
+    _Key("imap_ca_file", "bounces.imap_ca_file", "NEWSLETTER_IMAP_CA_FILE"),
+    _Key("ses_certificate", "bounces.ses_certificate", "NEWSLETTER_SES_CERTIFICATE"),
+    _Key("ses_topic_arn", "bounces.ses_topic_arn", "NEWSLETTER_SES_TOPIC_ARN"),
+    _Key("postmark_username", "bounces.postmark_username", "NEWSLETTER_POSTMARK_USERNAME"),
+    _Key("postmark_password", "bounces.postmark_password", "NEWSLETTER_POSTMARK_PASSWORD"),
     _Key("rate", "send.rate", "NEWSLETTER_RATE"),
     _Key("concurrency", "send.concurrency", "NEWSLETTER_CONCURRENCY"),
     _Key("batch_size", "send.batch_size", "NEWSLETTER_BATCH_SIZE"),
@@ -256,6 +282,7 @@ _MINIMUM = {
     "confirm_days": 1,
     "signup_limit_per_hour": 1,
     "smtp_port": 1,
+    "imap_port": 1,
     "smtp_max_reply": 1024,
     "retry_base": 0,
 }
@@ -288,9 +315,18 @@ def _validate(settings: Settings, where: Callable[[str], str]) -> None:
         raise bad("smtp_deadline", "must be above 0 (seconds)")
     if not settings.base_url.startswith(("http://", "https://")):
         raise bad("base_url", f"must start with https:// or http:// (got {settings.base_url!r})")
+    if settings.bounce_address and not _plain_address(settings.bounce_address):
+        raise bad("bounce_address", "must be a plain address like bounces@example.fi")
     for attr in ("from_addr", "reply_to", "unsubscribe_mailto", "org_name"):
         if any(ch in getattr(settings, attr) for ch in "\r\n"):
             raise bad(attr, "must not contain a line break")
+
+
+def _plain_address(value: str) -> bool:
+    local, at, domain = value.rpartition("@")
+    return bool(
+        at and local and "." in domain and value.isascii() and "+" not in local
+    ) and not any(ch in value for ch in ' <>,;"\r\n')
 
 
 CONFIG_TEMPLATE = """\
@@ -327,6 +363,8 @@ from = "Esimerkkisäätiö <uutiskirje@example.fi>"    # NEWSLETTER_FROM
 reply_to = "info@example.fi"                        # NEWSLETTER_REPLY_TO
 # Address for mailto: unsubscribe requests (default: unsubscribe@ the From domain)
 # unsubscribe_mailto = "unsubscribe@example.fi"     # NEWSLETTER_UNSUBSCRIBE_MAILTO
+# Envelope sender for bounces: bounces+<token>@example.fi names recipient and edition
+# bounce_address = "bounces@example.fi"             # NEWSLETTER_BOUNCE_ADDRESS
 
 [smtp]
 host = "localhost"       # NEWSLETTER_SMTP_HOST
@@ -338,6 +376,19 @@ timeout = 30             # seconds for each step (NEWSLETTER_SMTP_TIMEOUT)
 deadline = 120           # seconds for a whole login or message (NEWSLETTER_SMTP_DEADLINE)
 # max_reply = 65536      # reply octets allowed per message (NEWSLETTER_SMTP_MAX_REPLY)
 # ca_file = "relay-ca.pem"  # trust this CA too (NEWSLETTER_SMTP_CA_FILE)
+
+[bounces]
+# Mailbox that receives bounces and complaints, for `newsletter bounces import --imap`
+# imap_host = "imap.example.fi"     # NEWSLETTER_IMAP_HOST (TLS on imap_port, 993)
+# imap_username = "bounces"         # NEWSLETTER_IMAP_USERNAME
+# imap_password: better in the environment: NEWSLETTER_IMAP_PASSWORD
+# imap_folder = "INBOX"             # NEWSLETTER_IMAP_FOLDER
+# Amazon SES through SNS: the SNS signing certificate (PEM) and your topic
+# ses_certificate = "sns-signing.pem"   # NEWSLETTER_SES_CERTIFICATE
+# ses_topic_arn = "arn:aws:sns:eu-north-1:123456789012:ses-bounces"  # NEWSLETTER_SES_TOPIC_ARN
+# Postmark: the user name and password you put in the webhook URL
+# postmark_username = "postmark"    # NEWSLETTER_POSTMARK_USERNAME
+# postmark_password: NEWSLETTER_POSTMARK_PASSWORD
 
 [send]
 rate = 10                # messages per second, across all connections (NEWSLETTER_RATE)
