@@ -11,8 +11,8 @@ import typer
 from sqlite_utils import Database
 
 from newsletter.audience import subscribers
-from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty
-from newsletter.delivery import pipeline
+from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
+from newsletter.delivery import bounces, pipeline
 from newsletter.mail import smtp
 
 
@@ -58,10 +58,16 @@ def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, pipeli
 
 
 def _counts_line(numbers: dict) -> str:
-    return (
+    line = (
         f"edition {numbers['edition']}: {numbers['status']}; sent {numbers['sent']},"
         f" failed {numbers['failed']}, pending {numbers['pending']} of {numbers['total']}"
     )
+    if "complaints" in numbers:
+        line += (
+            f"; hard bounces {numbers['hard_bounces']}, soft bounces"
+            f" {numbers['soft_bounces']}, complaints {numbers['complaints']}"
+        )
+    return line
 
 
 def _summary(report: pipeline.SendReport) -> str:
@@ -164,6 +170,9 @@ def send(
         _test_copies(ctx, edition, to, dry_run=dry_run, as_json=as_json)
         return
     info = pipeline.load_edition(db, edition)
+    reputation = bounces.last_edition_warning(db, edition)
+    if reputation:
+        warn(reputation)
     count, first = pipeline.plan(db, edition, include_new=include_new)
     if dry_run:
         _print_plan(edition, count, first, as_json=as_json)
@@ -218,7 +227,8 @@ def status(
     if failed:
         _print_failures(state(ctx).db, edition, as_json)
         return
-    numbers = pipeline.status(state(ctx).db, edition)
+    db = state(ctx).db
+    numbers = {**pipeline.status(db, edition), **bounces.edition_counts(db, edition)}
     if as_json:
         print_json(numbers)
         return

@@ -101,9 +101,7 @@ def phrase(name: str) -> str:
     if name.isascii():
         return formataddr((name, "x@x"))[: -len(" <x@x>")]
     # header_name leaves room on the first line for the longest name we write it after.
-    return Header(name, "utf-8", header_name="Reply-To").encode(
-        linesep=CRLF, maxlinelen=_WORD_LINE
-    )
+    return Header(name, "utf-8", header_name="Reply-To").encode(linesep=CRLF, maxlinelen=_WORD_LINE)
 
 
 def format_address(name: str, address: str) -> str:

@@ -149,15 +149,15 @@ def _dsn(message: EmailMessage, data: bytes) -> list[Report] | None:
             continue
         status = str(block.get("Status", "") or "").strip()
         diagnostic = str(block.get("Diagnostic-Code", "") or "")
-        code = ENHANCED_CODE.search(status) or ENHANCED_CODE.search(diagnostic)
-        kind = kind_of_status(str(block.get("Action", "failed")), code.group(0) if code else "")
+        code = _best_code(status, diagnostic)
+        kind = kind_of_status(str(block.get("Action", "failed")), code)
         if kind is None:
             continue
         reports.append(
             Report(
                 kind=kind,
                 recipient=recipient,
-                status=code.group(0) if code else status[:20],
+                status=code or status[:20],
                 detail=scrub(diagnostic or status),
                 fingerprint=fingerprint("dsn", identity, recipient.lower()),
                 envelope=envelope,
@@ -165,6 +165,18 @@ def _dsn(message: EmailMessage, data: bytes) -> list[Report] | None:
             )
         )
     return reports or None
+
+
+def _best_code(status: str, diagnostic: str) -> str:
+    """The enhanced code of a recipient block: Exim writes ``Status: 5.0.0`` and the real
+    code (``550 5.1.1 ...``) only in the diagnostic."""
+    given = ENHANCED_CODE.search(status)
+    detailed = ENHANCED_CODE.search(diagnostic)
+    if given and not given.group(0).endswith(".0.0"):
+        return given.group(0)
+    if detailed and (not given or detailed.group(1) == given.group(1)):
+        return detailed.group(0)
+    return given.group(0) if given else ""
 
 
 def _complaint(message: EmailMessage, data: bytes) -> list[Report] | None:
@@ -189,7 +201,8 @@ def _complaint(message: EmailMessage, data: bytes) -> list[Report] | None:
             status=feedback,
             detail=scrub(str(fields.get("User-Agent", "") or "")),
             fingerprint=fingerprint("arf", _identity(message, data)),
-            envelope=_envelope_addresses(original),
+            envelope=_envelope_addresses(original)
+            + tuple(_ADDRESS.findall(str(fields.get("Original-Mail-From", "") or ""))),
             message_id=original_id,
         )
     ]

@@ -108,7 +108,7 @@ class Dispatcher:
         template = edition_message(self.settings, self.edition)
         key = token_key(self.db, self.settings.secret)
         crew = workers.start(self.options.concurrency, self.settings, template, key,
-                             self.jobs, self.results)  # fmt: skip
+                             self.jobs, self.results, self.edition.id)  # fmt: skip
         try:
             with interrupt_sets(self.interrupted):
                 self._loop()

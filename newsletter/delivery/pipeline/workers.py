@@ -42,6 +42,7 @@ class Worker(threading.Thread):
         key: bytes,
         jobs: queue.Queue[Job | None],
         results: queue.Queue[Result],
+        edition_id: int = 0,
     ) -> None:
         super().__init__(daemon=True)
         self.settings = settings
@@ -49,7 +50,7 @@ class Worker(threading.Thread):
         self.key = key
         self.jobs = jobs
         self.results = results
-        self.sender = settings.sender_address
+        self.edition_id = edition_id
 
     def run(self) -> None:
         connection = smtp.Connection(self.settings)
@@ -73,7 +74,11 @@ class Worker(threading.Thread):
         except message.AddressError as exc:
             return Result(job, invalid=str(exc))
         try:
-            reply = connection.send(self.sender, job.email, data)
+            # VERP: the bounce address names this person and edition (links.envelope_sender).
+            sender = links.envelope_sender(
+                self.settings, self.key, job.subscriber_id, self.edition_id
+            )
+            reply = connection.send(sender, job.email, data)
         except smtp.SmtpError as exc:
             return Result(job, error=exc)
         return Result(job, reply=reply, message_id=message_id)
@@ -86,9 +91,10 @@ def start(
     key: bytes,
     jobs: queue.Queue[Job | None],
     results: queue.Queue[Result],
+    edition_id: int = 0,
 ) -> list[Worker]:
     """``count`` running workers sharing the job and result queues."""
-    crew = [Worker(settings, template, key, jobs, results) for _ in range(count)]
+    crew = [Worker(settings, template, key, jobs, results, edition_id) for _ in range(count)]
     for worker in crew:
         worker.start()
     return crew
