@@ -155,11 +155,21 @@ def send(
     include_new: Annotated[
         bool, typer.Option("--include-new", help="Also mail people who subscribed since")
     ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Try again the failed recipients whose failure was not about the address",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON: the final status, or the test copies")
     ] = False,
 ) -> None:
     """Send an edition to its topic's subscribers; run it again to resume.
+
+    Temporary refusals (greylisting, 4xx) are retried in the same run with back-off; a
+    refusal by the relay itself pauses the send with everyone still pending.
 
     Example: newsletter send 3 --rate 20 --concurrency 4
     """
@@ -174,6 +184,8 @@ def send(
     if reputation:
         warn(reputation)
     count, first = pipeline.plan(db, edition, include_new=include_new)
+    if retry_failed:
+        count += pipeline.retryable(db, edition)
     if dry_run:
         _print_plan(edition, count, first, as_json=as_json)
         return
@@ -197,18 +209,19 @@ def send(
                 max_errors=max_errors,
                 include_new=include_new,
                 progress=progress,
+                retry_failed=retry_failed,
             )
     except smtp.ConnectionFailed:
         if as_json:  # a script still gets the counts; the error line follows on stderr
             print_json(pipeline.status(db, edition))
         raise
     if as_json:
-        print_json(report.as_dict())
+        print_json({**report.as_dict(), **bounces.edition_counts(db, edition)})
     else:
         typer.echo(_summary(report))
     if report.message:
         typer.echo(report.message, err=True)
-    if report.pending:
+    if report.pending or report.status != "sent":
         raise typer.Exit(1)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import queue
+import random
 import signal
 import threading
 import time
@@ -63,6 +64,14 @@ class Dispatcher:
         self.exhausted = False  # no more pending rows to claim
         self.in_flight = 0
         self.interrupted = threading.Event()
+        self.crew: list[workers.Worker] = []
+        self.template = None
+        self.key = b""
+        # Connections refused in a row with no worker left: retried with back-off, then
+        # the send pauses (rows pending) naming the server's answer.
+        self.reconnects = 0
+        self.reconnect_at = 0.0
+        self.sent_seen = 0
 
     # claiming ---------------------------------------------------------------------------
 
@@ -81,6 +90,8 @@ class Dispatcher:
     def _next_job(self) -> tuple[Job | None, float]:
         """The next job to send, or (None, seconds worth waiting) when none is ready."""
         current = time.monotonic()
+        if self.recorder.requeued:
+            return self.recorder.requeued.pop(), 0.0
         retries = self.recorder.retries
         if retries and retries[0][0] <= current:
             return heapq.heappop(retries)[1], 0.0
@@ -105,17 +116,48 @@ class Dispatcher:
     # the loop ---------------------------------------------------------------------------
 
     def run(self) -> SendReport:
-        template = edition_message(self.settings, self.edition)
-        key = token_key(self.db, self.settings.secret)
-        crew = workers.start(self.options.concurrency, self.settings, template, key,
-                             self.jobs, self.results, self.edition.id)  # fmt: skip
+        self.template = edition_message(self.settings, self.edition)
+        self.key = token_key(self.db, self.settings.secret)
+        self._hire(self.options.concurrency)
         try:
             with interrupt_sets(self.interrupted):
                 self._loop()
                 self._drain()
         finally:
-            workers.stop(crew, self.jobs, timeout=self.settings.smtp_timeout + 5)
+            workers.stop(self.crew, self.jobs, timeout=2.0)
         return report.finish(self.db, self.edition.id, self.recorder)
+
+    def _hire(self, count: int) -> None:
+        self.crew += workers.start(count, self.settings, self.template, self.key,
+                                   self.jobs, self.results, self.edition.id)  # fmt: skip
+
+    def _live(self) -> int:
+        return sum(worker.is_alive() for worker in self.crew)
+
+    def _staff(self) -> bool:
+        """One refused connection retires its worker (the concurrency drops by one); with
+        none left, one is tried again after a back-off. False when the send must pause."""
+        if self.recorder.report.sent_now > self.sent_seen:
+            self.sent_seen = self.recorder.report.sent_now
+            self.reconnects = 0  # messages get through: the refusals were about capacity
+        if self._live() > 0:
+            return True
+        # Every connection refused before one message got through: the server is down or
+        # turns us away, so waiting minutes for back-offs would only hide that.
+        if self.reconnects >= self.options.max_retries or self.recorder.report.sent_now == 0:
+            self.recorder.fatal = self.recorder.fatal or self.recorder.busy_error
+            self.recorder.stop_reason = "unreachable"
+            return False
+        current = time.monotonic()
+        if not self.reconnect_at:
+            delay = self.options.retry_base * (2**self.reconnects)
+            self.reconnect_at = current + delay * (0.5 + random.random() / 2)
+        if current < self.reconnect_at:
+            return True
+        self.reconnects += 1
+        self.reconnect_at = 0.0
+        self._hire(1)
+        return True
 
     def _loop(self) -> None:
         while True:
@@ -123,12 +165,19 @@ class Dispatcher:
             if self._should_stop():
                 return
             self._beat()
-            if self.in_flight >= self.options.concurrency:
-                self._collect(block=True, timeout=0.5)
+            if not self._staff():
+                return
+            if self.in_flight >= max(self._live(), 1) or self._live() == 0:
+                self._collect(block=True, timeout=0.05 if self._live() == 0 else 0.5)
                 continue
             job, wait = self._next_job()
             if job is None:
-                if self.in_flight == 0 and not self.recorder.retries and self.exhausted:
+                if (
+                    self.in_flight == 0
+                    and not self.recorder.retries
+                    and not self.recorder.requeued
+                    and self.exhausted
+                ):
                     return
                 self._collect(block=True, timeout=min(max(wait, 0.01), 0.5))
                 continue
@@ -158,12 +207,23 @@ class Dispatcher:
 
     def _drain(self) -> None:
         """Wait for the messages in flight and record them; nothing new is handed out."""
-        # Each socket step of a message (connect, commands, DATA) is bounded by the SMTP
-        # timeout; past a few of those a worker is stuck and its row stays pending.
-        deadline = time.monotonic() + self.settings.smtp_timeout * 3 + 10
-        while self.in_flight > 0 and time.monotonic() < deadline:
-            self._collect(block=True, timeout=0.5)
+        # A whole transaction is bounded by smtp.deadline; after Ctrl-C the connections
+        # get two seconds to finish the message they carry, then they are cut (the rows
+        # stay pending: at most one message each may arrive twice on resume).
+        patience = 2.0 if self.interrupted.is_set() else self.settings.smtp_deadline + 5
+        deadline = time.monotonic() + patience
+        aborted = False
+        while self.in_flight > 0:
+            if time.monotonic() >= deadline:
+                if aborted:
+                    break
+                for worker in self.crew:
+                    worker.abort()
+                aborted, deadline = True, time.monotonic() + 2.0
+            self._collect(block=True, timeout=0.2)
             self._beat()
+            if self.interrupted.is_set() and not aborted:
+                deadline = min(deadline, time.monotonic() + 2.0)
 
     def _collect(self, *, block: bool, timeout: float = 0.0) -> None:
         """Write every finished result, one transaction for all that are ready."""

@@ -19,7 +19,7 @@ from sqlite_utils import Database
 from newsletter.audience import subscribers
 from newsletter.clock import now_iso
 from newsletter.config import Settings
-from newsletter.delivery.pipeline.classify import is_hard_bounce
+from newsletter.delivery.pipeline import classify
 from newsletter.delivery.pipeline.jobs import Job, Options, Result, SendReport
 from newsletter.mail import smtp
 from newsletter.store.db import immediate, is_busy
@@ -66,6 +66,13 @@ class Recorder:
         self.stop_reason = ""  # interrupted | paused | unreachable | lock lost | crashed
         self.fatal: smtp.ConnectionFailed | None = None
         self.crash: BaseException | None = None
+        # Refusals that may be the relay's rather than the address's: pending until a
+        # message gets through (then they were real) or the streak says it is the relay.
+        self.suspects: list[tuple[Job, smtp.PermanentFailure]] = []
+        # Jobs whose connection was refused or dropped: the dispatcher hands them out again
+        # on the connections left, and lowers the concurrency by one for each.
+        self.requeued: list[Job] = []
+        self.busy_error: smtp.ConnectionFailed | None = None
 
     def write(self, ready: Iterable[Result]) -> None:
         """Record results, one transaction for all of them."""
@@ -96,17 +103,25 @@ class Recorder:
         elif result.error is None:
             self._sent(job, result)
             self.errors_in_a_row = 0
+            self.settle_suspects()  # the relay relays: the refusals were about those messages
         elif isinstance(result.error, smtp.ConnectionFailed):
-            self.fatal = self.fatal or result.error
-            self.stop_reason = "unreachable"
-            # Not an attempt at this recipient: an outage must not use up their retries.
-            self._count_attempt(job, result.error.reply, attempt=0)
+            self._session(job, result.error)
         elif isinstance(result.error, smtp.PermanentFailure):
             self._permanent(job, result.error)
-            self._error()
         else:
             self._temporary(job, result.error)
-            self._error()
+
+    def _session(self, job: Job, error: smtp.ConnectionFailed) -> None:
+        # Not an attempt at this recipient: an outage must not use up their retries.
+        self._count_attempt(job, error.reply, attempt=0)
+        if self.stop_reason:
+            return  # stopping anyway (Ctrl-C aborts connections): the row stays pending
+        if classify.is_capacity(error):
+            self.requeued.append(job)
+            self.busy_error = error
+            return
+        self.fatal = self.fatal or error
+        self.stop_reason = "unreachable"
 
     def _error(self) -> None:
         self.errors_in_a_row += 1
@@ -124,11 +139,11 @@ class Recorder:
             self.report.sent_now += 1
             self.report.pending -= 1
 
-    def _fail(self, job: Job, reason: str, reply: str) -> None:
+    def _fail(self, job: Job, reason: str, reply: str, *, attempt: int = 1) -> None:
         cursor = self.db.execute(
-            "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_reply = ?,"
+            "UPDATE deliveries SET status = 'failed', attempts = attempts + ?, last_reply = ?,"
             " reason = ?, updated = ? WHERE id = ? AND status = 'pending'",
-            [reply, reason, now_iso(), job.delivery_id],
+            [attempt, reply, reason, now_iso(), job.delivery_id],
         )
         self._count_failed(cursor.rowcount)
 
@@ -147,16 +162,43 @@ class Recorder:
         )
 
     def _permanent(self, job: Job, error: smtp.PermanentFailure) -> None:
-        if not is_hard_bounce(error):
-            self._fail(job, "rejected", error.reply)
+        if classify.is_hard_bounce(error):
+            self._fail(job, "hard bounce", error.reply)
+            _count_hard_bounce(self.db, self.settings, self.edition_id, job, error.reply)
+            self._error()
             return
-        self._fail(job, "hard bounce", error.reply)
-        _count_hard_bounce(self.db, self.settings, self.edition_id, job, error.reply)
+        if self.suspects and classify.refusal_kind(self.suspects[0][1]) != classify.refusal_kind(
+            error
+        ):
+            self.settle_suspects()  # different answers: each is about its own message
+        job.attempts += 1
+        self._count_attempt(job, error.reply)
+        self.suspects.append((job, error))
+        self._error()
+        if len(self.suspects) >= classify.RELAY_STREAK and not self.stop_reason:
+            self.suspects.clear()  # they stay pending: nothing was wrong with them
+            self.fatal = smtp.ConnectionFailed(
+                f"the SMTP relay refused {classify.RELAY_STREAK} recipients in a row with"
+                f" {error.reply!r}: that is about the relay or the account (relaying,"
+                " authentication, sending limits), not the addresses",
+                code=error.code,
+            )
+            self.stop_reason = "unreachable"
+
+    def settle_suspects(self, *, keep_young: bool = False) -> None:
+        """Fail the refusals held back as ``rejected``; with ``keep_young`` (nothing got
+        through this run) those with retries left stay pending for the next run."""
+        for job, error in self.suspects:
+            if keep_young and job.attempts < self.options.max_retries:
+                continue
+            self._fail(job, "rejected", error.reply, attempt=0)
+        self.suspects.clear()
 
     def _temporary(self, job: Job, error: smtp.SmtpError) -> None:
         job.attempts += 1
         if job.attempts >= self.options.max_retries:
             self._fail(job, f"gave up after {job.attempts} attempts", error.reply)
+            self._error()  # only an exhausted retry counts toward --max-errors
             return
         self._count_attempt(job, error.reply)
         # Exponential back-off; the random half keeps throttled connections out of step.

@@ -51,9 +51,10 @@ class Worker(threading.Thread):
         self.jobs = jobs
         self.results = results
         self.edition_id = edition_id
+        self.connection = smtp.Connection(settings)
 
     def run(self) -> None:
-        connection = smtp.Connection(self.settings)
+        connection = self.connection
         try:
             while (job := self.jobs.get()) is not None:
                 try:
@@ -61,8 +62,14 @@ class Worker(threading.Thread):
                 except Exception as exc:  # the dispatcher must always get an answer
                     result = Result(job, crash=exc)
                 self.results.put(result)
+                if isinstance(result.error, smtp.ConnectionFailed):
+                    return  # this connection is refused: the dispatcher runs one fewer
         finally:
             connection.close()
+
+    def abort(self) -> None:
+        """From the dispatcher's thread: end the transaction under way (Ctrl-C)."""
+        self.connection.abort()
 
     def _deliver(self, connection: smtp.Connection, job: Job) -> Result:
         assert job.subscriber_id is not None
