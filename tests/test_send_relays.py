@@ -50,8 +50,11 @@ def test_relay_refusal_keeps_everyone_pending_until_the_relay_is_fixed(db, sink,
     assert f"`newsletter send {edition}` again" in line
     counts = json.loads(result.stdout)
     assert (counts["status"], counts["sent"], counts["failed"], counts["pending"]) == (
-        "paused", 0, 0, 40,
-    )  # fmt: skip
+        "paused",
+        0,
+        0,
+        40,
+    )
     assert pipeline.status(db, edition)["status"] != "sent"
     assert all(subscribers.find(db, e)["status"] == "active" for e in emails)
 
@@ -97,9 +100,10 @@ def test_greylisting_finishes_in_one_send(db, settings, sink):
     emails = add_people(db, topic, 30)
     edition = make_edition(db, [topic])
     sink.fault = lambda server, env: (
-        "451 4.7.1 Greylisted, please try again later" if sink.attempts[env.rcpt_tos[0]] == 1
+        "451 4.7.1 Greylisted, please try again later"
+        if sink.attempts[env.rcpt_tos[0]] == 1
         else None
-    )  # fmt: skip
+    )
     mail = settings.with_overrides(smtp_host=sink.host, smtp_port=sink.port)
     # Every first try fails: far more errors in a row than --max-errors, yet no pause.
     report = pipeline.send(db, mail, edition, concurrency=3, max_errors=5)
