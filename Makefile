@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chromium clean
+.PHONY: demo test lint bench chromium dovecot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m newsletter.demo
 
-## test: lint, then the whole test suite (installs Debian chromium for the browser tests)
-test: $(STAMP) chromium
+## test: lint, then the whole test suite (installs Debian chromium for the browser tests
+## and dovecot for the bounce-mailbox tests, which start their own instance)
+test: $(STAMP) chromium dovecot
 	$(PY) -m ruff check newsletter tests bench
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
@@ -31,6 +32,9 @@ bench: $(STAMP)
 
 chromium:
 	@sh scripts/ensure-chromium.sh
+
+dovecot:
+	@sh scripts/ensure-dovecot.sh
 
 clean:
 	rm -rf $(VENV) demo-output editions test-artifacts

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import hashlib
 
+from send_helpers import add_people, make_edition, make_topic
+
+from newsletter.audience import subscribers
+from newsletter.delivery import pipeline
+
 
 def _crlf(text: str) -> bytes:
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
@@ -328,3 +333,41 @@ Message-ID: <ooo-1@example.org>
 
 Olen lomalla 7.12. asti.
 """)
+
+
+def deliver_with_verp(db, settings, smtp_sink):
+    """An edition delivered over real SMTP with a VERP bounce address: (settings, edition,
+    {address: (envelope sender, Message-ID)})."""
+    settings = settings.with_overrides(
+        smtp_host=smtp_sink.host, smtp_port=smtp_sink.port, bounce_address="bounces@example.fi"
+    )
+    topic = make_topic(db)
+    other = make_topic(db, "muut", "Muut")
+    people = add_people(db, topic, 8)
+    subscribers.add(db, people[4], topic_ids=[other], status="confirmed")
+    edition = make_edition(db, [topic])
+    report = pipeline.send(db, settings, edition)
+    assert report.sent == 8
+    envelope = {m.rcpt_tos[0]: (m.mail_from, m.message["Message-ID"]) for m in smtp_sink.messages}
+    return settings, edition, envelope
+
+
+def all_shapes(envelope: dict, people: list[str]) -> list[bytes]:
+    def verp(i: int) -> str:
+        return envelope[people[i]][0]
+
+    def mid(i: int) -> str:
+        return envelope[people[i]][1]
+
+    return [
+        postfix_dsn(verp(0), people[0], mid(0)),
+        exim_dsn(verp(1), people[1], mid(1)),
+        gmail_dsn("bounces@example.fi", people[2], mid(2)),  # no token: by Message-ID
+        microsoft_dsn(verp(3), people[3], mid(3), status="5.2.2"),  # mailbox full: soft
+        microsoft_dsn(verp(5), people[5], mid(5), status="4.4.7", action="delayed"),
+        microsoft_dsn(verp(6), people[6], mid(6)),  # 5.1.10: hard
+        arf_complaint(verp(4), people[4], mid(4)),  # Microsoft JMRP
+        arf_complaint(verp(7), people[7], mid(7), agent="Yahoo!-Mail-Feedback/2.0", redacted=True),
+        out_of_office("bounces@example.fi"),
+        postfix_dsn("bounces@example.fi", "stranger@example.net", "<nope@example.fi>"),
+    ]

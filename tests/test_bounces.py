@@ -15,27 +15,14 @@ from send_helpers import add_people, make_edition, make_topic
 from newsletter import links
 from newsletter.audience import subscribers
 from newsletter.config import Settings
-from newsletter.delivery import bounces, pipeline
+from newsletter.delivery import bounces
 from newsletter.delivery.bounces import reports
 from newsletter.store.db import token_key
 
 
 @pytest.fixture
 def sent(db, settings: Settings, smtp_sink):
-    """An edition delivered over real SMTP with a VERP bounce address: (settings, edition,
-    {address: (envelope sender, Message-ID)})."""
-    settings = settings.with_overrides(
-        smtp_host=smtp_sink.host, smtp_port=smtp_sink.port, bounce_address="bounces@example.fi"
-    )
-    topic = make_topic(db)
-    other = make_topic(db, "muut", "Muut")
-    people = add_people(db, topic, 8)
-    subscribers.add(db, people[4], topic_ids=[other], status="confirmed")
-    edition = make_edition(db, [topic])
-    report = pipeline.send(db, settings, edition)
-    assert report.sent == 8
-    envelope = {m.rcpt_tos[0]: (m.mail_from, m.message["Message-ID"]) for m in smtp_sink.messages}
-    return settings, edition, envelope
+    return fx.deliver_with_verp(db, settings, smtp_sink)
 
 
 def _mbox(path: Path, messages: list[bytes]) -> Path:
@@ -57,33 +44,10 @@ def test_verp_sender_names_the_person_and_edition(db, sent) -> None:
     assert links.read_bounce_address(key, forged) is None
 
 
-def _all_shapes(envelope: dict, people: list[str]) -> list[bytes]:
-    def verp(i: int) -> str:
-        return envelope[people[i]][0]
-
-    def mid(i: int) -> str:
-        return envelope[people[i]][1]
-
-    return [
-        fx.postfix_dsn(verp(0), people[0], mid(0)),
-        fx.exim_dsn(verp(1), people[1], mid(1)),
-        fx.gmail_dsn("bounces@example.fi", people[2], mid(2)),  # no token: by Message-ID
-        fx.microsoft_dsn(verp(3), people[3], mid(3), status="5.2.2"),  # mailbox full: soft
-        fx.microsoft_dsn(verp(5), people[5], mid(5), status="4.4.7", action="delayed"),
-        fx.microsoft_dsn(verp(6), people[6], mid(6)),  # 5.1.10: hard
-        fx.arf_complaint(verp(4), people[4], mid(4)),  # Microsoft JMRP
-        fx.arf_complaint(
-            verp(7), people[7], mid(7), agent="Yahoo!-Mail-Feedback/2.0", redacted=True
-        ),
-        fx.out_of_office("bounces@example.fi"),
-        fx.postfix_dsn("bounces@example.fi", "stranger@example.net", "<nope@example.fi>"),
-    ]
-
-
 def test_every_shape_is_read_and_counted_once(db, sent, tmp_path: Path) -> None:
     settings, edition, envelope = sent
     people = sorted(envelope)
-    box = _mbox(tmp_path / "bounces.mbox", _all_shapes(envelope, people))
+    box = _mbox(tmp_path / "bounces.mbox", fx.all_shapes(envelope, people))
 
     first = bounces.process(db, settings, bounces.from_mailbox(box), "mailbox").as_dict()
     assert (first["hard_bounces"], first["soft_bounces"], first["complaints"]) == (4, 2, 2)
@@ -135,7 +99,7 @@ def test_cli_import_status_and_send_warning(db, sent, cli, tmp_path: Path) -> No
     _settings, edition, envelope = sent
     people = sorted(envelope)
     maildir = mailbox.Maildir(str(tmp_path / "Maildir"))
-    for data in _all_shapes(envelope, people):
+    for data in fx.all_shapes(envelope, people):
         maildir.add(data)
     result = cli.ok("bounces", "import", str(tmp_path / "Maildir"), "--json")
     data = json.loads(result.stdout)
