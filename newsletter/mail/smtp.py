@@ -16,6 +16,7 @@ answering one byte every few seconds cannot hold a send for hours.
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import socket
 import ssl
@@ -202,55 +203,13 @@ class Connection:
         refuse_clear_text_login(self.settings)
         self._budget.start()
         try:
-            self._smtp = self._login()
+            self._smtp = _login(self.settings, self._budget)
         except _Expired:
             raise self._too_slow() from None
-        except smtplib.SMTPAuthenticationError as exc:
-            raise ConnectionFailed(
-                f"SMTP server {self.where} refused the login for {self.settings.smtp_username!r}:"
-                f" {exc.smtp_code} {_text(exc.smtp_error)}",
-                code=exc.smtp_code,
-            ) from None
-        except smtplib.SMTPNotSupportedError as exc:
-            raise ConnectionFailed(f"SMTP server {self.where}: {exc}") from None
-        except ssl.SSLError as exc:
-            raise ConnectionFailed(f"TLS with SMTP server {self.where} failed: {exc}") from None
-        except smtplib.SMTPResponseException as exc:
-            raise ConnectionFailed(
-                f"SMTP server {self.where} refused the session: {exc.smtp_code}"
-                f" {_text(exc.smtp_error)}",
-                code=exc.smtp_code,
-            ) from None
         except (OSError, smtplib.SMTPException) as exc:
             if self._budget.why:
                 raise self._too_slow() from None
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise ConnectionFailed(f"cannot reach SMTP server {self.where}: {reason}") from None
-
-    def _login(self) -> smtplib.SMTP:
-        s = self.settings
-        helo = _helo_name(s.sender_domain)
-        first = min(s.smtp_timeout, s.smtp_deadline)
-        if s.smtp_security == "ssl":
-            smtp: smtplib.SMTP = _SMTPSSL(
-                local_hostname=helo, timeout=first, context=tls_context(s)
-            )
-        else:
-            smtp = _SMTP(local_hostname=helo, timeout=first)
-        smtp.budget = self._budget  # type: ignore[attr-defined]
-        smtp._host = s.smtp_host  # for the TLS host-name check (the constructor sets it)
-        try:
-            smtp.connect(s.smtp_host, s.smtp_port)
-            smtp.ehlo()
-            if s.smtp_security == "starttls":
-                smtp.starttls(context=tls_context(s))
-                smtp.ehlo()
-            if s.smtp_username:
-                smtp.login(s.smtp_username, s.smtp_password)
-        except BaseException:
-            _quietly_close(smtp)
-            raise
-        return smtp
+            raise _session_error(exc, self.where, self.settings.smtp_username) from None
 
     def _too_slow(self) -> ConnectionFailed:
         why, self._budget.why = self._budget.why, ""
@@ -276,17 +235,12 @@ class Connection:
         assert smtp is not None
         self._budget.start()
         try:
-            code, reply = smtp.mail(sender)
+            if smtp.has_extn("pipelining"):
+                return self._send_pipelined(smtp, sender, recipient, data)
+            code, reply = _command(smtp, f"MAIL FROM:<{sender}>")
             if code != 250:
-                self._reset()
-                if code >= 500:
-                    raise ConnectionFailed(
-                        f"SMTP server {self.where} refused the sender {sender}: {code}"
-                        f" {_text(reply)}",
-                        code=code,
-                    )
-                self._fail(code, reply, "MAIL FROM")
-            code, reply = smtp.rcpt(recipient)
+                self._refused_sender(sender, code, reply)
+            code, reply = _command(smtp, f"RCPT TO:<{recipient}>")
             if code not in (250, 251):
                 self._reset()
                 self._fail(code, reply, "RCPT TO", recipient_refused=True)
@@ -300,6 +254,51 @@ class Connection:
                 raise self._too_slow() from None
             self.close()
             raise TemporaryFailure(f"connection to {self.where} dropped: {exc}") from None
+
+    def _refused_sender(self, sender: str, code: int, reply: bytes) -> NoReturn:
+        self._reset()
+        if code >= 500:
+            raise ConnectionFailed(
+                f"SMTP server {self.where} refused the sender {sender}: {code} {_text(reply)}",
+                code=code,
+            )
+        self._fail(code, reply, "MAIL FROM")
+
+    # PIPELINING (RFC 2920) ----------------------------------------------------------------
+
+    def _send_pipelined(self, smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> str:
+        """MAIL, RCPT and DATA in one write, then their replies, each matched to its command
+        in order; the message counts as sent only on the final 250 after its data."""
+        smtp.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"))
+        mail = self._group_reply(smtp)
+        rcpt = self._group_reply(smtp)
+        go = self._group_reply(smtp)
+        if mail[0] != 250 or rcpt[0] not in (250, 251):
+            if go[0] == 354:
+                # A server may accept DATA although nobody is left to deliver to: end it
+                # with an empty message, so the session stays in step.
+                smtp.send(b".\r\n")
+                smtp.getreply()
+            if mail[0] != 250:
+                self._refused_sender(sender, *mail)
+            self._reset()
+            self._fail(*rcpt, "RCPT TO", recipient_refused=True)
+        if go[0] != 354:
+            self._reset()
+            self._fail(*go, "DATA")
+        code, reply = _message(smtp, data)
+        if code != 250:
+            self._reset()
+            self._fail(code, reply, "DATA")
+        return f"{code} {_text(reply)}"
+
+    def _group_reply(self, smtp: smtplib.SMTP) -> tuple[int, bytes]:
+        """The next reply of a pipelined group; a 421 ends the session at once (the server
+        sends nothing after it), so the replies still owed are not waited for."""
+        code, reply = smtp.getreply()
+        if code == 421:
+            self._fail(code, reply, "SMTP session")
+        return code, reply
 
     def _fail(
         self, code: int, reply: bytes | str, stage: str, *, recipient_refused: bool = False
@@ -333,6 +332,53 @@ class Connection:
         self.close()
 
 
+def _login(settings: Settings, budget: _Budget) -> smtplib.SMTP:
+    """A new session: connected, greeted, TLS as configured, logged in; all within the
+    budget's deadline."""
+    s = settings
+    helo = _helo_name(s.sender_domain)
+    first = min(s.smtp_timeout, s.smtp_deadline)
+    if s.smtp_security == "ssl":
+        smtp: smtplib.SMTP = _SMTPSSL(local_hostname=helo, timeout=first, context=tls_context(s))
+    else:
+        smtp = _SMTP(local_hostname=helo, timeout=first)
+    smtp.budget = budget  # type: ignore[attr-defined]
+    smtp._host = s.smtp_host  # for the TLS host-name check (the constructor sets it)
+    try:
+        smtp.connect(s.smtp_host, s.smtp_port)
+        smtp.ehlo()
+        if s.smtp_security == "starttls":
+            smtp.starttls(context=tls_context(s))
+            smtp.ehlo()
+        if s.smtp_username:
+            smtp.login(s.smtp_username, s.smtp_password)
+    except BaseException:
+        _quietly_close(smtp)
+        raise
+    return smtp
+
+
+def _session_error(exc: BaseException, where: str, username: str) -> ConnectionFailed:
+    """One line naming what went wrong when opening a session."""
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return ConnectionFailed(
+            f"SMTP server {where} refused the login for {username!r}:"
+            f" {exc.smtp_code} {_text(exc.smtp_error)}",
+            code=exc.smtp_code,
+        )
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return ConnectionFailed(f"SMTP server {where}: {exc}")
+    if isinstance(exc, ssl.SSLError):
+        return ConnectionFailed(f"TLS with SMTP server {where} failed: {exc}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return ConnectionFailed(
+            f"SMTP server {where} refused the session: {exc.smtp_code} {_text(exc.smtp_error)}",
+            code=exc.smtp_code,
+        )
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return ConnectionFailed(f"cannot reach SMTP server {where}: {reason}")
+
+
 def refuse_clear_text_login(settings: Settings) -> None:
     """The password never crosses a network in clear text: AUTH needs TLS off loopback."""
     if not settings.smtp_username or settings.smtp_security != "none":
@@ -345,19 +391,42 @@ def refuse_clear_text_login(settings: Settings) -> None:
     )
 
 
+def _command(smtp: smtplib.SMTP, line: str) -> tuple[int, bytes]:
+    """One command and its reply. ``smtp.mail``/``rcpt`` would run ``parseaddr`` on an
+    address already checked (``envelope_address``), for every message."""
+    smtp.putcmd(line)
+    return smtp.getreply()
+
+
 def _data(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-    """DATA with dot-stuffing by ``bytes.replace``: smtplib's regex costs ~0.2 ms a message,
-    which is a fifth of the time per message on a fast relay."""
+    """DATA, then the message once the server says go ahead."""
     smtp.putcmd("data")
     code, reply = smtp.getreply()
     if code != 354:
         return code, reply
-    stuffed = data.replace(b"\n.", b"\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    if not stuffed.endswith(b"\r\n"):
-        stuffed += b"\r\n"
-    smtp.send(stuffed + b".\r\n")
+    return _message(smtp, data)
+
+
+# A line that starts with a dot. One compiled search finds it in a 50 KB message several
+# times faster than ``bytes.replace`` or ``in`` (CPython's two-byte search is slow on text
+# with a line break every 76 octets), and most messages have no such line at all.
+_DOT_LINE = re.compile(rb"\n\.")
+
+
+def dot_stuffed(data: bytes) -> bytes:
+    """The message as DATA carries it (RFC 5321 4.5.2), ending in CRLF, without the final dot."""
+    if _DOT_LINE.search(data) is not None:
+        data = _DOT_LINE.sub(b"\n..", data)
+    if data.startswith(b"."):
+        data = b"." + data
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data
+
+
+def _message(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """The message after a 354, the final dot, and the server's verdict."""
+    smtp.send(dot_stuffed(data) + b".\r\n")
     return smtp.getreply()
 
 

@@ -51,6 +51,10 @@ def refusal_kind(error: smtp.PermanentFailure) -> str:
     return f"{error.code} {found.group(0) if found else ''}".strip()
 
 
+def same_refusal(first: smtp.PermanentFailure, second: smtp.PermanentFailure) -> bool:
+    return refusal_kind(first) == refusal_kind(second)
+
+
 def is_capacity(error: smtp.ConnectionFailed) -> bool:
     """A connection refused, dropped or turned away as one too many: fewer connections may
     well work, so this lowers the concurrency instead of stopping the send."""
@@ -69,3 +73,13 @@ def fix_hint(error: smtp.ConnectionFailed) -> str:
     if "sender" in text:
         return "check mail.from and mail.bounce_address: the relay must accept them"
     return "check smtp.host and smtp.port and that the relay is running"
+
+
+def relay_refused(error: smtp.PermanentFailure) -> smtp.ConnectionFailed:
+    """The session failure for a refusal repeated across recipients."""
+    return smtp.ConnectionFailed(
+        f"the SMTP relay refused {RELAY_STREAK} recipients in a row with {error.reply!r}:"
+        " that is about the relay or the account (relaying, authentication, sending"
+        " limits), not the addresses",
+        code=error.code,
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import heapq
 import queue
-import random
 import signal
 import threading
 import time
@@ -59,33 +58,12 @@ class Dispatcher:
         self.heartbeat = Heartbeat(db, edition.id, owner)
         start = SendReport.from_counts(edition.id, "sending", counts(db, edition.id))
         self.recorder = Recorder(db, settings, edition.id, options, start)
-        self.buffer: list[Job] = []
-        self.after_id = 0
-        self.exhausted = False  # no more pending rows to claim
+        self.claims = Claims(db, edition.id, options.batch_size, self.recorder)
         self.in_flight = 0
         self.interrupted = threading.Event()
-        self.crew: list[workers.Worker] = []
-        self.template = None
-        self.key = b""
-        # Connections refused in a row with no worker left: retried with back-off, then
-        # the send pauses (rows pending) naming the server's answer.
-        self.reconnects = 0
-        self.reconnect_at = 0.0
-        self.sent_seen = 0
-
-    # claiming ---------------------------------------------------------------------------
-
-    def _claim(self) -> None:
-        """Load the next batch of pending rows and close those that may no longer be mailed."""
-        batch = pending_jobs(self.db, self.edition.id, self.after_id, self.options.batch_size)
-        if not batch:
-            self.exhausted = True
-            return
-        self.after_id = batch[-1].delivery_id
-        refused = consent.refusal_reasons(self.db, batch)
-        if refused:
-            self.recorder.close_refused(refused)
-        self.buffer = [job for job in reversed(batch) if job.delivery_id not in refused]
+        self.crew = workers.Crew(options, self._new_worker)
+        self.template = edition_message(settings, edition)
+        self.key = token_key(db, settings.secret)
 
     def _next_job(self) -> tuple[Job | None, float]:
         """The next job to send, or (None, seconds worth waiting) when none is ready."""
@@ -95,69 +73,35 @@ class Dispatcher:
         retries = self.recorder.retries
         if retries and retries[0][0] <= current:
             return heapq.heappop(retries)[1], 0.0
-        while not self.buffer and not self.exhausted:  # a batch may close entirely
-            self._claim()
-        if self.buffer:
-            return self.buffer.pop(), 0.0
+        job = self.claims.next()
+        if job is not None:
+            return job, 0.0
         if retries:
             return None, retries[0][0] - current
         return None, 0.5
 
-    def _still_mailable(self, job: Job) -> bool:
-        """Last check just before the message leaves: consent may change mid-batch."""
-        if time.monotonic() - job.checked < consent.CONSENT_FRESH:
-            return True
-        refused = consent.refusal_reasons(self.db, [job])
-        if refused:
-            self.recorder.close_refused(refused)
-            return False
-        return True
-
     # the loop ---------------------------------------------------------------------------
 
     def run(self) -> SendReport:
-        self.template = edition_message(self.settings, self.edition)
-        self.key = token_key(self.db, self.settings.secret)
-        self._hire(self.options.concurrency)
+        self.crew.hire(self.options.concurrency)
         try:
             with interrupt_sets(self.interrupted):
                 self._loop()
                 self._drain()
         finally:
-            workers.stop(self.crew, self.jobs, timeout=2.0)
+            workers.stop(self.crew.members, self.jobs, timeout=2.0)
         return report.finish(self.db, self.edition.id, self.recorder)
 
-    def _hire(self, count: int) -> None:
-        self.crew += workers.start(count, self.settings, self.template, self.key,
-                                   self.jobs, self.results, self.edition.id)  # fmt: skip
-
-    def _live(self) -> int:
-        return sum(worker.is_alive() for worker in self.crew)
+    def _new_worker(self) -> workers.Worker:
+        return workers.start(1, self.settings, self.template, self.key, self.jobs,
+                             self.results, self.edition.id)[0]  # fmt: skip
 
     def _staff(self) -> bool:
-        """One refused connection retires its worker (the concurrency drops by one); with
-        none left, one is tried again after a back-off. False when the send must pause."""
-        if self.recorder.report.sent_now > self.sent_seen:
-            self.sent_seen = self.recorder.report.sent_now
-            self.reconnects = 0  # messages get through: the refusals were about capacity
-        if self._live() > 0:
+        if self.crew.keep_staffed(self.recorder.report.sent_now):
             return True
-        # Every connection refused before one message got through: the server is down or
-        # turns us away, so waiting minutes for back-offs would only hide that.
-        if self.reconnects >= self.options.max_retries or self.recorder.report.sent_now == 0:
-            self.recorder.fatal = self.recorder.fatal or self.recorder.busy_error
-            self.recorder.stop_reason = "unreachable"
-            return False
-        current = time.monotonic()
-        if not self.reconnect_at:
-            delay = self.options.retry_base * (2**self.reconnects)
-            self.reconnect_at = current + delay * (0.5 + random.random() / 2)
-        if current < self.reconnect_at:
-            return True
-        self.reconnects += 1
-        self.reconnect_at = 0.0
-        self._hire(1)
-        return True
+        self.recorder.fatal = self.recorder.fatal or self.recorder.busy_error
+        self.recorder.stop_reason = "unreachable"
+        return False
 
     def _loop(self) -> None:
         while True:
@@ -167,23 +111,19 @@ class Dispatcher:
             self._beat()
             if not self._staff():
                 return
-            if self.in_flight >= max(self._live(), 1) or self._live() == 0:
-                self._collect(block=True, timeout=0.05 if self._live() == 0 else 0.5)
+            live = self.crew.live()
+            if live == 0 or self.in_flight >= live:
+                self._collect(block=True, timeout=0.5 if live else 0.05)
                 continue
             job, wait = self._next_job()
             if job is None:
-                if (
-                    self.in_flight == 0
-                    and not self.recorder.retries
-                    and not self.recorder.requeued
-                    and self.exhausted
-                ):
+                if self.in_flight == 0 and self.recorder.idle() and self.claims.exhausted:
                     return
                 self._collect(block=True, timeout=min(max(wait, 0.01), 0.5))
                 continue
             if not self._wait_for_rate():
                 return  # the job was not handed out: it stays pending in the database
-            if self._still_mailable(job):
+            if self.claims.still_mailable(job):
                 self.in_flight += 1
                 self.jobs.put(job)
 
@@ -206,24 +146,19 @@ class Dispatcher:
             self.recorder.stop_reason = "lock lost"
 
     def _drain(self) -> None:
-        """Wait for the messages in flight and record them; nothing new is handed out."""
-        # A whole transaction is bounded by smtp.deadline; after Ctrl-C the connections
-        # get two seconds to finish the message they carry, then they are cut (the rows
-        # stay pending: at most one message each may arrive twice on resume).
-        patience = 2.0 if self.interrupted.is_set() else self.settings.smtp_deadline + 5
-        deadline = time.monotonic() + patience
-        aborted = False
-        while self.in_flight > 0:
+        """Wait for the messages in flight and record them; nothing new is handed out.
+
+        A transaction is bounded by smtp.deadline; after Ctrl-C the connections get two
+        seconds to finish their message, then they are cut (the rows stay pending).
+        """
+        deadline = time.monotonic() + self.settings.smtp_deadline + 5
+        while self.in_flight > 0 and time.monotonic() < deadline + 2.0:
+            if self.interrupted.is_set():
+                deadline = min(deadline, time.monotonic() + 2.0)
             if time.monotonic() >= deadline:
-                if aborted:
-                    break
-                for worker in self.crew:
-                    worker.abort()
-                aborted, deadline = True, time.monotonic() + 2.0
+                self.crew.abort()
             self._collect(block=True, timeout=0.2)
             self._beat()
-            if self.interrupted.is_set() and not aborted:
-                deadline = min(deadline, time.monotonic() + 2.0)
 
     def _collect(self, *, block: bool, timeout: float = 0.0) -> None:
         """Write every finished result, one transaction for all that are ready."""
@@ -240,6 +175,47 @@ class Dispatcher:
         self.recorder.write(ready)
         if self.progress is not None:
             self.progress(self.recorder.report)
+
+
+class Claims:
+    """The pending rows, claimed a batch at a time by id; consent is checked for a batch
+    when it is claimed, and again for a job that leaves long after that."""
+
+    def __init__(self, db: Database, edition_id: int, batch_size: int, recorder: Recorder) -> None:
+        self.db = db
+        self.edition_id = edition_id
+        self.batch_size = batch_size
+        self.recorder = recorder
+        self.buffer: list[Job] = []
+        self.after_id = 0
+        self.exhausted = False  # no more pending rows to claim
+
+    def _claim(self) -> None:
+        """Load the next batch of pending rows and close those that may no longer be mailed."""
+        batch = pending_jobs(self.db, self.edition_id, self.after_id, self.batch_size)
+        if not batch:
+            self.exhausted = True
+            return
+        self.after_id = batch[-1].delivery_id
+        refused = consent.refusal_reasons(self.db, batch)
+        if refused:
+            self.recorder.close_refused(refused)
+        self.buffer = [job for job in reversed(batch) if job.delivery_id not in refused]
+
+    def next(self) -> Job | None:
+        while not self.buffer and not self.exhausted:  # a batch may close entirely
+            self._claim()
+        return self.buffer.pop() if self.buffer else None
+
+    def still_mailable(self, job: Job) -> bool:
+        """Last check just before the message leaves: consent may change mid-batch."""
+        if time.monotonic() - job.checked < consent.CONSENT_FRESH:
+            return True
+        refused = consent.refusal_reasons(self.db, [job])
+        if refused:
+            self.recorder.close_refused(refused)
+            return False
+        return True
 
 
 def pending_jobs(db: Database, edition_id: int, after_id: int, limit: int) -> list[Job]:

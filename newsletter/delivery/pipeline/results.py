@@ -66,12 +66,9 @@ class Recorder:
         self.stop_reason = ""  # interrupted | paused | unreachable | lock lost | crashed
         self.fatal: smtp.ConnectionFailed | None = None
         self.crash: BaseException | None = None
-        # Refusals that may be the relay's rather than the address's: pending until a
-        # message gets through (then they were real) or the streak says it is the relay.
+        # Refusals maybe the relay's: pending till a message gets through or the streak ends.
         self.suspects: list[tuple[Job, smtp.PermanentFailure]] = []
-        # Jobs whose connection was refused or dropped: the dispatcher hands them out again
-        # on the connections left, and lowers the concurrency by one for each.
-        self.requeued: list[Job] = []
+        self.requeued: list[Job] = []  # their connection was refused: to hand out again
         self.busy_error: smtp.ConnectionFailed | None = None
 
     def write(self, ready: Iterable[Result]) -> None:
@@ -112,16 +109,17 @@ class Recorder:
             self._temporary(job, result.error)
 
     def _session(self, job: Job, error: smtp.ConnectionFailed) -> None:
-        # Not an attempt at this recipient: an outage must not use up their retries.
-        self._count_attempt(job, error.reply, attempt=0)
+        self._count_attempt(job, error.reply, attempt=0)  # an outage uses up no retries
         if self.stop_reason:
-            return  # stopping anyway (Ctrl-C aborts connections): the row stays pending
+            return  # stopping anyway (Ctrl-C cuts connections): the row stays pending
         if classify.is_capacity(error):
             self.requeued.append(job)
             self.busy_error = error
-            return
-        self.fatal = self.fatal or error
-        self.stop_reason = "unreachable"
+        else:
+            self.fatal, self.stop_reason = self.fatal or error, "unreachable"
+
+    def idle(self) -> bool:  # no retry and no job waiting for a connection
+        return not self.retries and not self.requeued
 
     def _error(self) -> None:
         self.errors_in_a_row += 1
@@ -167,9 +165,7 @@ class Recorder:
             _count_hard_bounce(self.db, self.settings, self.edition_id, job, error.reply)
             self._error()
             return
-        if self.suspects and classify.refusal_kind(self.suspects[0][1]) != classify.refusal_kind(
-            error
-        ):
+        if self.suspects and not classify.same_refusal(self.suspects[0][1], error):
             self.settle_suspects()  # different answers: each is about its own message
         job.attempts += 1
         self._count_attempt(job, error.reply)
@@ -177,17 +173,11 @@ class Recorder:
         self._error()
         if len(self.suspects) >= classify.RELAY_STREAK and not self.stop_reason:
             self.suspects.clear()  # they stay pending: nothing was wrong with them
-            self.fatal = smtp.ConnectionFailed(
-                f"the SMTP relay refused {classify.RELAY_STREAK} recipients in a row with"
-                f" {error.reply!r}: that is about the relay or the account (relaying,"
-                " authentication, sending limits), not the addresses",
-                code=error.code,
-            )
+            self.fatal = classify.relay_refused(error)
             self.stop_reason = "unreachable"
 
     def settle_suspects(self, *, keep_young: bool = False) -> None:
-        """Fail the refusals held back as ``rejected``; with ``keep_young`` (nothing got
-        through this run) those with retries left stay pending for the next run."""
+        """Fail held-back refusals as ``rejected`` (``keep_young``: not those with retries left)."""
         for job, error in self.suspects:
             if keep_young and job.attempts < self.options.max_retries:
                 continue

@@ -4,11 +4,14 @@ in a job and sends it; every job gets exactly one result back, whatever happens.
 from __future__ import annotations
 
 import queue
+import random
 import threading
+import time
+from collections.abc import Callable
 
 from newsletter import links
 from newsletter.config import Settings
-from newsletter.delivery.pipeline.jobs import Job, Result
+from newsletter.delivery.pipeline.jobs import Job, Options, Result
 from newsletter.mail import message, smtp
 
 
@@ -113,3 +116,45 @@ def stop(crew: list[Worker], jobs: queue.Queue[Job | None], *, timeout: float) -
         jobs.put(None)
     for worker in crew:
         worker.join(timeout=timeout)
+
+
+class Crew:
+    """The running workers. A refused connection retires its worker (the concurrency drops
+    by one); with none left, one is tried again after a back-off, unless nothing got
+    through at all (then the server is down or turns us away: waiting would hide it)."""
+
+    def __init__(self, options: Options, start_one: Callable[[], Worker]) -> None:
+        self.options = options
+        self.start_one = start_one
+        self.members: list[Worker] = []
+        self.reconnects = 0
+        self.reconnect_at = 0.0
+        self.sent_seen = 0
+
+    def hire(self, count: int) -> None:
+        self.members += [self.start_one() for _ in range(count)]
+
+    def live(self) -> int:
+        return sum(worker.is_alive() for worker in self.members)
+
+    def keep_staffed(self, sent_now: int) -> bool:
+        """False when no connection is left and none should be tried again."""
+        if sent_now > self.sent_seen:
+            self.sent_seen, self.reconnects = sent_now, 0  # refusals were about capacity
+        if self.live() > 0:
+            return True
+        if self.reconnects >= self.options.max_retries or sent_now == 0:
+            return False
+        current = time.monotonic()
+        if not self.reconnect_at:
+            delay = self.options.retry_base * (2**self.reconnects)
+            self.reconnect_at = current + delay * (0.5 + random.random() / 2)
+        if current >= self.reconnect_at:
+            self.reconnects += 1
+            self.reconnect_at = 0.0
+            self.hire(1)
+        return True
+
+    def abort(self) -> None:
+        for worker in self.members:
+            worker.abort()
