@@ -290,7 +290,7 @@ _MINIMUM = {
     "signup_limit_per_hour": 1,
     "smtp_port": 1,
     "imap_port": 1,
-    "smtp_max_reply": 1024,
+    "smtp_max_reply": 1,
     "retry_base": 0,
 }
 
@@ -386,16 +386,18 @@ deadline = 120           # seconds for a whole login or message (NEWSLETTER_SMTP
 
 [bounces]
 # Mailbox that receives bounces and complaints, for `newsletter bounces import --imap`
-# imap_host = "imap.example.fi"     # NEWSLETTER_IMAP_HOST (TLS on imap_port, 993)
+# imap_host = "imap.example.fi"     # NEWSLETTER_IMAP_HOST
+# imap_port = 993                   # TLS only (NEWSLETTER_IMAP_PORT)
 # imap_username = "bounces"         # NEWSLETTER_IMAP_USERNAME
-# imap_password: better in the environment: NEWSLETTER_IMAP_PASSWORD
+# imap_password = ""                # better in the environment: NEWSLETTER_IMAP_PASSWORD
 # imap_folder = "INBOX"             # NEWSLETTER_IMAP_FOLDER
+# imap_ca_file = "imap-ca.pem"      # trust this CA too (NEWSLETTER_IMAP_CA_FILE)
 # Amazon SES through SNS: the SNS signing certificate (PEM) and your topic
 # ses_certificate = "sns-signing.pem"   # NEWSLETTER_SES_CERTIFICATE
 # ses_topic_arn = "arn:aws:sns:eu-north-1:123456789012:ses-bounces"  # NEWSLETTER_SES_TOPIC_ARN
 # Postmark: the user name and password you put in the webhook URL
 # postmark_username = "postmark"    # NEWSLETTER_POSTMARK_USERNAME
-# postmark_password: NEWSLETTER_POSTMARK_PASSWORD
+# postmark_password = ""            # better in the environment: NEWSLETTER_POSTMARK_PASSWORD
 
 [send]
 rate = 10                # messages per second, across all connections (NEWSLETTER_RATE)

@@ -213,6 +213,7 @@ SAMPLE_VALUES = {
     "base_url": "https://news.example.org",
     "smtp_security": "ssl",
     "from_addr": "Itla <news@itla.example>",
+    "bounce_address": "bounces@itla.example",
 }
 
 
@@ -277,6 +278,7 @@ def test_every_setting_is_read_from_the_file_and_overridden_by_its_variable(
                 "base_url": ("http://127.0.0.1:9", "http://127.0.0.1:9"),
                 "smtp_security": ("starttls", "starttls"),
                 "from_addr": ("a@b.example", "a@b.example"),
+                "bounce_address": ("bounces@b.example", "bounces@b.example"),
             }[key.attr]
         elif "Path" in kind:
             raw, loaded = str(env_dir / key.attr), env_dir / key.attr

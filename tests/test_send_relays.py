@@ -189,7 +189,9 @@ def test_ctrl_c_stops_a_send_stuck_on_a_drip_feeding_server(workdir, db, setting
     server.host = "127.0.0.1"
     try:
         process = start_send(workdir, server, edition)
-        time.sleep(2.0)  # connected and waiting on the drip (the deadline is 120 s)
+        # Connected, its handler for Ctrl-C in place, and waiting on the drip.
+        assert server.accepted.wait(60)
+        time.sleep(1.0)
         process.send_signal(signal.SIGINT)
         try:
             _, stderr = process.communicate(timeout=30)

@@ -25,6 +25,7 @@ class RawServer:
         self.port = self.listener.getsockname()[1]
         self.script = script
         self.stop = threading.Event()
+        self.accepted = threading.Event()  # a client connected
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -35,6 +36,7 @@ class RawServer:
                 conn, _ = self.listener.accept()
             except TimeoutError:
                 continue
+            self.accepted.set()
             with conn, contextlib.suppress(OSError):
                 self.script(conn, self.stop)
 

@@ -11,7 +11,11 @@ from newsletter.cli.common import print_json, state
 from newsletter.delivery import bounces as bouncing
 from newsletter.errors import NewsletterError
 
-bounces = typer.Typer(help="Bounces and complaints that arrive after a send.", no_args_is_help=True)
+bounces = typer.Typer(
+    help="Bounces and complaints that arrive after a send.\n\n"
+    "Example: newsletter bounces import --imap",
+    no_args_is_help=True,
+)
 
 
 @bounces.command("import")
