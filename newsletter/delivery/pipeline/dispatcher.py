@@ -1,16 +1,16 @@
-"""The dispatcher: claims pending rows in batches, re-checks consent, paces the send and
-hands single messages to the workers, then writes their results.
+"""The dispatcher: hands slices of claimed rows to idle workers, paces the send, and writes
+the workers' results, one transaction for all results that are ready.
 
-One dispatcher (the calling thread) owns all database writes and hands messages to
-``concurrency`` worker threads, each with its own SMTP connection. It never lets more than
-``concurrency`` messages be out without their result written, so a hard kill can make at
-most that many people receive a second copy on resume.
+One dispatcher (the calling thread) owns all database writes. Each of the ``concurrency``
+workers has its own SMTP connection and sends the next message of its slice only once the
+result of the one before is written, so at most ``concurrency`` accepted messages are ever
+without their result in the database: a hard kill can make at most that many people
+receive a second copy on resume.
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
 import queue
 import signal
 import threading
@@ -20,15 +20,9 @@ from collections.abc import Iterator
 from sqlite_utils import Database
 
 from newsletter.config import Settings
-from newsletter.delivery.pipeline import consent, report, workers
-from newsletter.delivery.pipeline.jobs import (
-    Job,
-    Options,
-    Progress,
-    RateLimiter,
-    Result,
-    SendReport,
-)
+from newsletter.delivery.pipeline import report, workers
+from newsletter.delivery.pipeline.batches import Batches
+from newsletter.delivery.pipeline.jobs import Options, Progress, RateLimiter, Result, SendReport
 from newsletter.delivery.pipeline.lock import Heartbeat
 from newsletter.delivery.pipeline.planning import Edition, counts, edition_message
 from newsletter.delivery.pipeline.results import Recorder
@@ -36,7 +30,7 @@ from newsletter.store.db import token_key
 
 
 class Dispatcher:
-    """Claims rows, checks consent, paces, hands out jobs; the ``Recorder`` writes results."""
+    """Hands out slices, paces, collects and writes results (through the ``Recorder``)."""
 
     def __init__(
         self,
@@ -52,56 +46,46 @@ class Dispatcher:
         self.edition = edition
         self.options = options
         self.progress = progress
-        self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.results: queue.Queue[Result] = queue.Queue()
         self.limiter = RateLimiter(options.rate)
         self.heartbeat = Heartbeat(db, edition.id, owner)
         start = SendReport.from_counts(edition.id, "sending", counts(db, edition.id))
         self.recorder = Recorder(db, settings, edition.id, options, start)
-        self.claims = Claims(db, edition.id, options.batch_size, self.recorder)
+        self.batches = Batches(db, edition.id, options, self.recorder)
+        self.crew: list[workers.Worker] = []
+        self.busy: list[int] = []  # per worker: jobs handed out whose result has not come
         self.in_flight = 0
         self.interrupted = threading.Event()
-        self.crew = workers.Crew(options, self._new_worker)
+        self.staffing = workers.Staffing(options)
         self.template = edition_message(settings, edition)
         self.key = token_key(db, settings.secret)
 
-    def _next_job(self) -> tuple[Job | None, float]:
-        """The next job to send, or (None, seconds worth waiting) when none is ready."""
-        current = time.monotonic()
-        if self.recorder.requeued:
-            return self.recorder.requeued.pop(), 0.0
-        retries = self.recorder.retries
-        if retries and retries[0][0] <= current:
-            return heapq.heappop(retries)[1], 0.0
-        job = self.claims.next()
-        if job is not None:
-            return job, 0.0
-        if retries:
-            return None, retries[0][0] - current
-        return None, 0.5
-
-    # the loop ---------------------------------------------------------------------------
-
     def run(self) -> SendReport:
-        self.crew.hire(self.options.concurrency)
+        self._hire(self.options.concurrency)
         try:
             with interrupt_sets(self.interrupted):
                 self._loop()
                 self._drain()
         finally:
-            workers.stop(self.crew.members, self.jobs, timeout=2.0)
+            workers.stop(self.crew, timeout=2.0)
         return report.finish(self.db, self.edition.id, self.recorder)
 
-    def _new_worker(self) -> workers.Worker:
-        return workers.start(1, self.settings, self.template, self.key, self.jobs,
-                             self.results, self.edition.id)[0]  # fmt: skip
+    def _hire(self, count: int) -> None:
+        self.crew += workers.start(count, self.settings, self.template, self.key, self.results,
+                                   self.edition.id, first=len(self.crew))  # fmt: skip
+        self.busy += [0] * count
 
     def _staff(self) -> bool:
-        if self.crew.keep_staffed(self.recorder.report.sent_now):
-            return True
-        self.recorder.fatal = self.recorder.fatal or self.recorder.busy_error
-        self.recorder.stop_reason = "unreachable"
-        return False
+        """Keep a connection open while the send goes on; False when it must pause."""
+        live = sum(not worker.retired for worker in self.crew)
+        decision = self.staffing.decide(live, self.recorder.report.sent_now)
+        if decision == "hire":
+            self._hire(1)
+        elif decision == "stop":
+            self.recorder.fatal = self.recorder.fatal or self.recorder.busy_error
+            self.recorder.stop_reason = self.recorder.stop_reason or "unreachable"
+            return False
+        return True
 
     def _loop(self) -> None:
         while True:
@@ -111,29 +95,34 @@ class Dispatcher:
             self._beat()
             if not self._staff():
                 return
-            live = self.crew.live()
-            if live == 0 or self.in_flight >= live:
-                self._collect(block=True, timeout=0.5 if live else 0.05)
+            idle = next(
+                (n for n, jobs in enumerate(self.busy) if not jobs and not self.crew[n].retired),
+                None,
+            )
+            if idle is None:
+                self._collect(block=True, timeout=0.5 if self.in_flight else 0.05)
                 continue
-            job, wait = self._next_job()
-            if job is None:
-                if self.in_flight == 0 and self.recorder.idle() and self.claims.exhausted:
+            jobs, wait = self.batches.next_slice(self.limiter.slice_size())
+            if not jobs:
+                if self.in_flight == 0 and self.batches.done():
                     return
                 self._collect(block=True, timeout=min(max(wait, 0.01), 0.5))
                 continue
-            if not self._wait_for_rate():
-                return  # the job was not handed out: it stays pending in the database
-            if self.claims.still_mailable(job):
-                self.in_flight += 1
-                self.jobs.put(job)
+            if not self._wait_for_rate(len(jobs)):
+                return  # the slice was not handed out: it stays pending in the database
+            jobs = self.batches.still_mailable(jobs)
+            if jobs:
+                self.busy[idle] += len(jobs)
+                self.in_flight += len(jobs)
+                self.crew[idle].jobs.put(jobs)
 
-    def _wait_for_rate(self) -> bool:
-        """Wait until the rate limit lets a message go; False when the send must stop."""
-        pause = self.limiter.wait_time()
+    def _wait_for_rate(self, count: int) -> bool:
+        """Wait until the rate limit lets ``count`` messages go; False when the send must stop."""
+        pause = self.limiter.wait_time(count)
         while pause > 0 and not self._should_stop():
             self._collect(block=True, timeout=min(pause, 0.5))
             self._beat()  # a slow --rate waits longer than the lock stays fresh
-            pause = self.limiter.wait_time()
+            pause = self.limiter.wait_time(count)
         return not self._should_stop()
 
     def _should_stop(self) -> bool:
@@ -156,12 +145,13 @@ class Dispatcher:
             if self.interrupted.is_set():
                 deadline = min(deadline, time.monotonic() + 2.0)
             if time.monotonic() >= deadline:
-                self.crew.abort()
+                for worker in self.crew:
+                    worker.abort()
             self._collect(block=True, timeout=0.2)
             self._beat()
 
     def _collect(self, *, block: bool, timeout: float = 0.0) -> None:
-        """Write every finished result, one transaction for all that are ready."""
+        """Write every finished result in one transaction, then let their workers go on."""
         ready: list[Result] = []
         try:
             ready.append(self.results.get(block=block, timeout=timeout if block else None))
@@ -173,63 +163,13 @@ class Dispatcher:
             return
         self.in_flight -= len(ready)
         self.recorder.write(ready)
+        go_on = not self._should_stop()
+        for result in ready:
+            self.busy[result.worker] -= 1
+            if not result.last and not result.skipped:
+                self.crew[result.worker].acks.put(go_on)
         if self.progress is not None:
             self.progress(self.recorder.report)
-
-
-class Claims:
-    """The pending rows, claimed a batch at a time by id; consent is checked for a batch
-    when it is claimed, and again for a job that leaves long after that."""
-
-    def __init__(self, db: Database, edition_id: int, batch_size: int, recorder: Recorder) -> None:
-        self.db = db
-        self.edition_id = edition_id
-        self.batch_size = batch_size
-        self.recorder = recorder
-        self.buffer: list[Job] = []
-        self.after_id = 0
-        self.exhausted = False  # no more pending rows to claim
-
-    def _claim(self) -> None:
-        """Load the next batch of pending rows and close those that may no longer be mailed."""
-        batch = pending_jobs(self.db, self.edition_id, self.after_id, self.batch_size)
-        if not batch:
-            self.exhausted = True
-            return
-        self.after_id = batch[-1].delivery_id
-        refused = consent.refusal_reasons(self.db, batch)
-        if refused:
-            self.recorder.close_refused(refused)
-        self.buffer = [job for job in reversed(batch) if job.delivery_id not in refused]
-
-    def next(self) -> Job | None:
-        while not self.buffer and not self.exhausted:  # a batch may close entirely
-            self._claim()
-        return self.buffer.pop() if self.buffer else None
-
-    def still_mailable(self, job: Job) -> bool:
-        """Last check just before the message leaves: consent may change mid-batch."""
-        if time.monotonic() - job.checked < consent.CONSENT_FRESH:
-            return True
-        refused = consent.refusal_reasons(self.db, [job])
-        if refused:
-            self.recorder.close_refused(refused)
-            return False
-        return True
-
-
-def pending_jobs(db: Database, edition_id: int, after_id: int, limit: int) -> list[Job]:
-    """The next ``limit`` pending rows after ``after_id``, by id, stamped as checked now
-    (the caller checks their consent before any of them leaves)."""
-    rows = db.execute(
-        "SELECT d.id, d.subscriber_id, d.topic_id, s.email, s.name, d.attempts"
-        " FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id"
-        " WHERE d.edition_id = ? AND d.status = 'pending' AND d.id > ?"
-        " ORDER BY d.id LIMIT ?",
-        [edition_id, after_id, limit],
-    ).fetchall()
-    checked = time.monotonic()
-    return [Job(*row, checked=checked) for row in rows]
 
 
 @contextlib.contextmanager

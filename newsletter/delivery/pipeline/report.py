@@ -9,7 +9,7 @@ from newsletter.clock import now_iso
 from newsletter.delivery.pipeline import classify
 from newsletter.delivery.pipeline.jobs import SendReport
 from newsletter.delivery.pipeline.planning import counts
-from newsletter.delivery.pipeline.results import Recorder, writing
+from newsletter.delivery.pipeline.results import Recorder, settle_suspects, writing
 
 
 def finish(db: Database, edition_id: int, run: Recorder) -> SendReport:
@@ -19,7 +19,7 @@ def finish(db: Database, edition_id: int, run: Recorder) -> SendReport:
         with writing(db):
             # Nothing got through this run: the refusals may be the relay's, so those with
             # attempts left wait for the next run rather than fail.
-            run.settle_suspects(keep_young=report.sent_now == 0)
+            settle_suspects(run, keep_young=report.sent_now == 0)
     numbers = counts(db, edition_id)
     report.sent, report.failed, report.pending = (
         numbers["sent"],

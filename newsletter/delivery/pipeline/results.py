@@ -91,16 +91,20 @@ class Recorder:
 
     def record(self, result: Result) -> None:
         job = result.job
+        if result.skipped:
+            if not self.stop_reason:  # its worker's connection was refused: send it again
+                self.requeued.append(job)
+            return  # else never sent: it stays pending for the next send
         if result.crash is not None:
             self.crash = self.crash or result.crash
             self.stop_reason = "crashed"
         elif result.invalid:
-            self._fail(job, "invalid address", result.invalid)
+            self.fail(job, "invalid address", result.invalid)
             self.errors_in_a_row = 0
         elif result.error is None:
             self._sent(job, result)
             self.errors_in_a_row = 0
-            self.settle_suspects()  # the relay relays: the refusals were about those messages
+            settle_suspects(self)  # the relay relays: the refusals were about those messages
         elif isinstance(result.error, smtp.ConnectionFailed):
             self._session(job, result.error)
         elif isinstance(result.error, smtp.PermanentFailure):
@@ -137,7 +141,7 @@ class Recorder:
             self.report.sent_now += 1
             self.report.pending -= 1
 
-    def _fail(self, job: Job, reason: str, reply: str, *, attempt: int = 1) -> None:
+    def fail(self, job: Job, reason: str, reply: str, *, attempt: int = 1) -> None:
         cursor = self.db.execute(
             "UPDATE deliveries SET status = 'failed', attempts = attempts + ?, last_reply = ?,"
             " reason = ?, updated = ? WHERE id = ? AND status = 'pending'",
@@ -161,12 +165,12 @@ class Recorder:
 
     def _permanent(self, job: Job, error: smtp.PermanentFailure) -> None:
         if classify.is_hard_bounce(error):
-            self._fail(job, "hard bounce", error.reply)
+            self.fail(job, "hard bounce", error.reply)
             _count_hard_bounce(self.db, self.settings, self.edition_id, job, error.reply)
             self._error()
             return
         if self.suspects and not classify.same_refusal(self.suspects[0][1], error):
-            self.settle_suspects()  # different answers: each is about its own message
+            settle_suspects(self)  # different answers: each is about its own message
         job.attempts += 1
         self._count_attempt(job, error.reply)
         self.suspects.append((job, error))
@@ -176,18 +180,10 @@ class Recorder:
             self.fatal = classify.relay_refused(error)
             self.stop_reason = "unreachable"
 
-    def settle_suspects(self, *, keep_young: bool = False) -> None:
-        """Fail held-back refusals as ``rejected`` (``keep_young``: not those with retries left)."""
-        for job, error in self.suspects:
-            if keep_young and job.attempts < self.options.max_retries:
-                continue
-            self._fail(job, "rejected", error.reply, attempt=0)
-        self.suspects.clear()
-
     def _temporary(self, job: Job, error: smtp.SmtpError) -> None:
         job.attempts += 1
         if job.attempts >= self.options.max_retries:
-            self._fail(job, f"gave up after {job.attempts} attempts", error.reply)
+            self.fail(job, f"gave up after {job.attempts} attempts", error.reply)
             self._error()  # only an exhausted retry counts toward --max-errors
             return
         self._count_attempt(job, error.reply)
@@ -195,6 +191,16 @@ class Recorder:
         delay = self.options.retry_base * (2 ** (job.attempts - 1))
         due = time.monotonic() + delay * (0.5 + random.random() / 2)
         heapq.heappush(self.retries, (due, job))
+
+
+def settle_suspects(run: Recorder, *, keep_young: bool = False) -> None:
+    """Fail held-back refusals as ``rejected`` (``keep_young``: not those with retries left,
+    when nothing got through this run and the relay may yet be the cause)."""
+    for job, error in run.suspects:
+        if keep_young and job.attempts < run.options.max_retries:
+            continue
+        run.fail(job, "rejected", error.reply, attempt=0)
+    run.suspects.clear()
 
 
 def _count_hard_bounce(

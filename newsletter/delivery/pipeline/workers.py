@@ -7,7 +7,6 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
 
 from newsletter import links
 from newsletter.config import Settings
@@ -36,37 +35,41 @@ def render_for(
 
 
 class Worker(threading.Thread):
-    """Takes jobs until it gets ``None``; puts one ``Result`` per job."""
+    """Sends the slices of jobs it is handed until it gets ``None``; one ``Result`` per job.
+
+    Within a slice, the next message goes only after the dispatcher has written the result
+    of the one before (the go-ahead in ``acks``): each worker has at most one accepted
+    message whose result is not yet in the database, which bounds the second copies a hard
+    kill can cause to the number of workers. The next message is rendered while it waits.
+    """
 
     def __init__(
         self,
+        number: int,
         settings: Settings,
         template: message.EditionMessage,
         key: bytes,
-        jobs: queue.Queue[Job | None],
         results: queue.Queue[Result],
         edition_id: int = 0,
     ) -> None:
         super().__init__(daemon=True)
+        self.number = number
         self.settings = settings
         self.template = template
         self.key = key
-        self.jobs = jobs
+        self.jobs: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
+        self.acks: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: go on with the slice
         self.results = results
         self.edition_id = edition_id
         self.connection = smtp.Connection(settings)
+        # Set before its last result goes out: the dispatcher hands a retired worker nothing.
+        self.retired = False
 
     def run(self) -> None:
         connection = self.connection
         try:
-            while (job := self.jobs.get()) is not None:
-                try:
-                    result = self._deliver(connection, job)
-                except Exception as exc:  # the dispatcher must always get an answer
-                    result = Result(job, crash=exc)
-                self.results.put(result)
-                if isinstance(result.error, smtp.ConnectionFailed):
-                    return  # this connection is refused: the dispatcher runs one fewer
+            while not self.retired and (jobs := self.jobs.get()) is not None:
+                self._send_slice(connection, jobs)
         finally:
             connection.close()
 
@@ -74,23 +77,51 @@ class Worker(threading.Thread):
         """From the dispatcher's thread: end the transaction under way (Ctrl-C)."""
         self.connection.abort()
 
-    def _deliver(self, connection: smtp.Connection, job: Job) -> Result:
+    def _send_slice(self, connection: smtp.Connection, jobs: list[Job]) -> None:
+        ready = self._prepare(jobs[0])
+        for index, job in enumerate(jobs):
+            result = ready if isinstance(ready, Result) else self._send(connection, job, *ready)
+            result.worker, result.last = self.number, index == len(jobs) - 1
+            if isinstance(result.error, smtp.ConnectionFailed):
+                # This connection is refused: the rest of the slice goes back, one fewer
+                # connection carries the send (``Staffing`` decides about a new one).
+                self.retired, result.last = True, True
+                self.results.put(result)
+                for rest in jobs[index + 1 :]:
+                    self.results.put(Result(rest, skipped=True, worker=self.number))
+                return
+            self.results.put(result)
+            if result.last:
+                return
+            ready = self._prepare(jobs[index + 1])
+            if not self.acks.get():
+                for rest in jobs[index + 1 :]:
+                    self.results.put(Result(rest, skipped=True, worker=self.number))
+                return
+
+    def _prepare(self, job: Job) -> tuple[bytes, str] | Result:
+        """The message for the job, or the result that says why there is none."""
         assert job.subscriber_id is not None
         try:
-            data, message_id = render_for(
+            return render_for(
                 self.template, self.settings, self.key, job.email, job.name,
                 job.subscriber_id, job.topic_id,
             )  # fmt: skip
         except message.AddressError as exc:
             return Result(job, invalid=str(exc))
+        except Exception as exc:  # the dispatcher must always get an answer
+            return Result(job, crash=exc)
+
+    def _send(self, connection: smtp.Connection, job: Job, data: bytes, message_id: str) -> Result:
+        assert job.subscriber_id is not None
+        # VERP: the bounce address names this person and edition (links.envelope_sender).
+        sender = links.envelope_sender(self.settings, self.key, job.subscriber_id, self.edition_id)
         try:
-            # VERP: the bounce address names this person and edition (links.envelope_sender).
-            sender = links.envelope_sender(
-                self.settings, self.key, job.subscriber_id, self.edition_id
-            )
             reply = connection.send(sender, job.email, data)
         except smtp.SmtpError as exc:
             return Result(job, error=exc)
+        except Exception as exc:  # the dispatcher must always get an answer
+            return Result(job, crash=exc)
         return Result(job, reply=reply, message_id=message_id)
 
 
@@ -99,62 +130,54 @@ def start(
     settings: Settings,
     template: message.EditionMessage,
     key: bytes,
-    jobs: queue.Queue[Job | None],
     results: queue.Queue[Result],
     edition_id: int = 0,
+    first: int = 0,
 ) -> list[Worker]:
-    """``count`` running workers sharing the job and result queues."""
-    crew = [Worker(settings, template, key, jobs, results, edition_id) for _ in range(count)]
+    """``count`` running workers sharing the result queue, numbered from ``first``."""
+    crew = [
+        Worker(number, settings, template, key, results, edition_id)
+        for number in range(first, first + count)
+    ]
     for worker in crew:
         worker.start()
     return crew
 
 
-def stop(crew: list[Worker], jobs: queue.Queue[Job | None], *, timeout: float) -> None:
-    """Ask each worker to finish after its current job and wait a while for them."""
-    for _ in crew:
-        jobs.put(None)
+def stop(crew: list[Worker], *, timeout: float) -> None:
+    """Ask each worker to finish after its current message and wait a while for them."""
+    for worker in crew:
+        worker.acks.put(False)  # one waiting for a go-ahead drops the rest of its slice
+        worker.jobs.put(None)
     for worker in crew:
         worker.join(timeout=timeout)
 
 
-class Crew:
-    """The running workers. A refused connection retires its worker (the concurrency drops
-    by one); with none left, one is tried again after a back-off, unless nothing got
+class Staffing:
+    """When to open a new connection. A refused one retires its worker (the concurrency
+    drops by one); with none left, one is tried again after a back-off, unless nothing got
     through at all (then the server is down or turns us away: waiting would hide it)."""
 
-    def __init__(self, options: Options, start_one: Callable[[], Worker]) -> None:
+    def __init__(self, options: Options) -> None:
         self.options = options
-        self.start_one = start_one
-        self.members: list[Worker] = []
         self.reconnects = 0
         self.reconnect_at = 0.0
         self.sent_seen = 0
 
-    def hire(self, count: int) -> None:
-        self.members += [self.start_one() for _ in range(count)]
-
-    def live(self) -> int:
-        return sum(worker.is_alive() for worker in self.members)
-
-    def keep_staffed(self, sent_now: int) -> bool:
-        """False when no connection is left and none should be tried again."""
+    def decide(self, live: int, sent_now: int) -> str:
+        """``ok``, ``hire`` (one new worker now) or ``stop`` (pause the send)."""
         if sent_now > self.sent_seen:
             self.sent_seen, self.reconnects = sent_now, 0  # refusals were about capacity
-        if self.live() > 0:
-            return True
+        if live > 0:
+            return "ok"
         if self.reconnects >= self.options.max_retries or sent_now == 0:
-            return False
+            return "stop"
         current = time.monotonic()
         if not self.reconnect_at:
             delay = self.options.retry_base * (2**self.reconnects)
             self.reconnect_at = current + delay * (0.5 + random.random() / 2)
-        if current >= self.reconnect_at:
-            self.reconnects += 1
-            self.reconnect_at = 0.0
-            self.hire(1)
-        return True
-
-    def abort(self) -> None:
-        for worker in self.members:
-            worker.abort()
+        if current < self.reconnect_at:
+            return "ok"
+        self.reconnects += 1
+        self.reconnect_at = 0.0
+        return "hire"
