@@ -83,15 +83,21 @@ def record(db: Database, settings: Settings, key: bytes, report: Report, source:
 
 
 def count_hard_bounce(
-    db: Database, settings: Settings, subscriber_id: int, source: str, detail: dict
+    db: Database,
+    settings: Settings,
+    subscriber_id: int,
+    source: str,
+    detail: dict,
+    topic_id: int | None = None,
 ) -> None:
-    """One more hard bounce; at ``hard_bounce_limit`` the person is marked bounced."""
+    """One more hard bounce, refused during the send or reported after it; at
+    ``hard_bounce_limit`` the person is marked bounced."""
     counted = db.execute(
         "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = ?", [subscriber_id]
     )
     if not counted.rowcount:
         return  # erased meanwhile: an event for a deleted person would break the foreign key
-    subscribers.record_event(db, subscriber_id, "hard_bounce", source, None, detail)
+    subscribers.record_event(db, subscriber_id, "hard_bounce", source, topic_id, detail)
     row = db.execute(
         "SELECT hard_bounces, status FROM subscribers WHERE id = ?", [subscriber_id]
     ).fetchone()

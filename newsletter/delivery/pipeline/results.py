@@ -16,9 +16,9 @@ from collections.abc import Iterable, Iterator
 
 from sqlite_utils import Database
 
-from newsletter.audience import subscribers
 from newsletter.clock import now_iso
 from newsletter.config import Settings
+from newsletter.delivery.bounces.record import count_hard_bounce
 from newsletter.delivery.pipeline import classify
 from newsletter.delivery.pipeline.jobs import Job, Options, Result, SendReport
 from newsletter.mail import smtp
@@ -166,7 +166,11 @@ class Recorder:
     def _permanent(self, job: Job, error: smtp.PermanentFailure) -> None:
         if classify.is_hard_bounce(error):
             self.fail(job, "hard bounce", error.reply)
-            _count_hard_bounce(self.db, self.settings, self.edition_id, job, error.reply)
+            assert job.subscriber_id is not None
+            detail = {"edition": self.edition_id, "reply": error.reply}
+            count_hard_bounce(
+                self.db, self.settings, job.subscriber_id, "send", detail, job.topic_id
+            )
             self._error()
             return
         if self.suspects and not classify.same_refusal(self.suspects[0][1], error):
@@ -201,30 +205,3 @@ def settle_suspects(run: Recorder, *, keep_young: bool = False) -> None:
             continue
         run.fail(job, "rejected", error.reply, attempt=0)
     run.suspects.clear()
-
-
-def _count_hard_bounce(
-    db: Database, settings: Settings, edition_id: int, job: Job, reply: str
-) -> None:
-    """One more hard bounce for the person; at ``hard_bounce_limit`` they are bounced."""
-    counted = db.execute(
-        "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = ?",
-        [job.subscriber_id],
-    )
-    if not counted.rowcount:
-        # Erased while the message was out: an event for a deleted person would break
-        # the foreign key and roll back every result written with it.
-        return
-    subscribers.record_event(
-        db,
-        job.subscriber_id,
-        "hard_bounce",
-        "send",
-        job.topic_id,
-        {"edition": edition_id, "reply": reply},
-    )
-    row = db.execute(
-        "SELECT hard_bounces, status FROM subscribers WHERE id = ?", [job.subscriber_id]
-    ).fetchone()
-    if row and row[1] == "active" and row[0] >= settings.hard_bounce_limit:
-        subscribers.set_status(db, job.subscriber_id, "bounced", "bounce")
