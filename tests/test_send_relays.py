@@ -203,3 +203,31 @@ def test_ctrl_c_stops_a_send_stuck_on_a_drip_feeding_server(workdir, db, setting
     assert process.returncode == 1
     assert "still pending" in stderr
     assert pipeline.status(db, edition)["pending"] == 4
+
+
+def test_a_send_that_reached_nobody_is_never_called_sent(db, sink, cli):
+    topic = make_topic(db)
+    emails = add_people(db, topic, 6)
+    edition = make_edition(db, [topic])
+    sink.fault = lambda server, env: "452 4.3.1 insufficient system storage"
+    env = {**_env(sink), "NEWSLETTER_MAX_RETRIES": "2"}
+
+    result = cli("send", str(edition), "--yes", "--max-errors", "100", "--json", env=env)
+
+    assert result.exit_code == 1
+    counts = json.loads(result.stdout)
+    assert (counts["status"], counts["sent"], counts["failed"], counts["pending"]) == (
+        "paused",
+        0,
+        6,
+        0,
+    )
+    [line] = result.stderr.strip().splitlines()
+    assert "nobody was reached" in line and f"newsletter send {edition} --retry-failed" in line
+    assert cli("status", str(edition), "--json").stdout.count('"status": "paused"') == 1
+
+    sink.fault = None
+    again = cli.ok("send", str(edition), "--yes", "--retry-failed", "--json", env=env)
+    assert json.loads(again.stdout)["sent"] == 6
+    assert pipeline.status(db, edition)["status"] == "sent"
+    assert sorted(r for m in sink.messages for r in m.rcpt_tos) == emails
