@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chromium postfix clean
+.PHONY: demo test lint bench chromium postfix dovecot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m newsletter.demo
 
-## test: lint, then the whole test suite (installs Debian chromium for the browser tests and
-## postfix for its smtp-sink; the Postfix daemon is never started)
-test: $(STAMP) chromium postfix
+## test: lint, then the whole test suite (installs Debian chromium for the browser tests,
+## postfix for its smtp-sink (the Postfix daemon is never started) and dovecot for the
+## bounce-mailbox tests, which start their own instance)
+test: $(STAMP) chromium postfix dovecot
 	$(PY) -m ruff check newsletter tests bench
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
@@ -35,6 +36,9 @@ chromium:
 
 postfix:
 	@sh scripts/ensure-postfix.sh
+
+dovecot:
+	@sh scripts/ensure-dovecot.sh
 
 clean:
 	rm -rf $(VENV) demo-output editions test-artifacts

@@ -46,6 +46,7 @@ class Settings:
     from_addr: str = "Newsletter <newsletter@localhost>"
     reply_to: str = ""
     unsubscribe_mailto: str = ""
+    bounce_address: str = ""  # VERP envelope sender: bounces@x.fi -> bounces+<token>@x.fi
 
     smtp_host: str = "localhost"
     smtp_port: int = 25
@@ -53,7 +54,25 @@ class Settings:
     smtp_username: str = ""
     smtp_password: str = field(default="", repr=False)
     smtp_timeout: float = 30.0
+    # A whole transaction (login, or one message from MAIL FROM to the end of DATA) and the
+    # octets of replies the server may send in it: a drip-feeding server ends in an error.
+    smtp_deadline: float = 120.0
+    smtp_max_reply: int = 65536
     smtp_ca_file: Path | None = None  # extra CA for a private relay
+
+    # Where `bounces import --imap` reads DSNs and complaints (IMAP over TLS only).
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_username: str = ""
+    imap_password: str = field(default="", repr=False)
+    imap_folder: str = "INBOX"
+    imap_ca_file: Path | None = None
+    # Webhooks on `newsletter serve`: SES through SNS (the SNS signing certificate you
+    # downloaded, and the topic to accept), and Postmark (HTTP basic auth in the webhook URL).
+    ses_certificate: Path | None = None
+    ses_topic_arn: str = ""
+    postmark_username: str = ""
+    postmark_password: str = field(default="", repr=False)
 
     rate: float = 10.0
     concurrency: int = 2
@@ -138,6 +157,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("from_addr", "mail.from", "NEWSLETTER_FROM"),
     _Key("reply_to", "mail.reply_to", "NEWSLETTER_REPLY_TO"),
     _Key("unsubscribe_mailto", "mail.unsubscribe_mailto", "NEWSLETTER_UNSUBSCRIBE_MAILTO"),
+    _Key("bounce_address", "mail.bounce_address", "NEWSLETTER_BOUNCE_ADDRESS"),
     _Key("smtp_host", "smtp.host", "NEWSLETTER_SMTP_HOST"),
     _Key("smtp_port", "smtp.port", "NEWSLETTER_SMTP_PORT"),
     _Key("smtp_security", "smtp.security", "NEWSLETTER_SMTP_SECURITY"),
@@ -145,6 +165,18 @@ KEYS: tuple[_Key, ...] = (
     _Key("smtp_password", "smtp.password", "NEWSLETTER_SMTP_PASSWORD"),
     _Key("smtp_timeout", "smtp.timeout", "NEWSLETTER_SMTP_TIMEOUT"),
     _Key("smtp_ca_file", "smtp.ca_file", "NEWSLETTER_SMTP_CA_FILE"),
+    _Key("smtp_deadline", "smtp.deadline", "NEWSLETTER_SMTP_DEADLINE"),
+    _Key("smtp_max_reply", "smtp.max_reply", "NEWSLETTER_SMTP_MAX_REPLY"),
+    _Key("imap_host", "bounces.imap_host", "NEWSLETTER_IMAP_HOST"),
+    _Key("imap_port", "bounces.imap_port", "NEWSLETTER_IMAP_PORT"),
+    _Key("imap_username", "bounces.imap_username", "NEWSLETTER_IMAP_USERNAME"),
+    _Key("imap_password", "bounces.imap_password", "NEWSLETTER_IMAP_PASSWORD"),
+    _Key("imap_folder", "bounces.imap_folder", "NEWSLETTER_IMAP_FOLDER"),
+    _Key("imap_ca_file", "bounces.imap_ca_file", "NEWSLETTER_IMAP_CA_FILE"),
+    _Key("ses_certificate", "bounces.ses_certificate", "NEWSLETTER_SES_CERTIFICATE"),
+    _Key("ses_topic_arn", "bounces.ses_topic_arn", "NEWSLETTER_SES_TOPIC_ARN"),
+    _Key("postmark_username", "bounces.postmark_username", "NEWSLETTER_POSTMARK_USERNAME"),
+    _Key("postmark_password", "bounces.postmark_password", "NEWSLETTER_POSTMARK_PASSWORD"),
     _Key("rate", "send.rate", "NEWSLETTER_RATE"),
     _Key("concurrency", "send.concurrency", "NEWSLETTER_CONCURRENCY"),
     _Key("batch_size", "send.batch_size", "NEWSLETTER_BATCH_SIZE"),
@@ -316,6 +348,8 @@ _MINIMUM = {
     "signup_limit_per_hour": 1,
     "confirm_interval_minutes": 0,
     "smtp_port": 1,
+    "imap_port": 1,
+    "smtp_max_reply": 1,
     "retry_base": 0,
 }
 
@@ -349,11 +383,22 @@ def _validate(settings: Settings, where: Callable[[str], str]) -> None:
         raise bad("max_download_mb", "must be above 0 (megabytes)")
     if settings.new_topics not in NEW_TOPICS:
         raise bad("new_topics", f"must be one of {', '.join(NEW_TOPICS)}")
+    if settings.smtp_deadline <= 0:
+        raise bad("smtp_deadline", "must be above 0 (seconds)")
     if not settings.base_url.startswith(("http://", "https://")):
         raise bad("base_url", f"must start with https:// or http:// (got {settings.base_url!r})")
+    if settings.bounce_address and not _plain_address(settings.bounce_address):
+        raise bad("bounce_address", "must be a plain address like bounces@example.fi")
     for attr in ("from_addr", "reply_to", "unsubscribe_mailto", "org_name"):
         if any(ch in getattr(settings, attr) for ch in "\r\n"):
             raise bad(attr, "must not contain a line break")
+
+
+def _plain_address(value: str) -> bool:
+    local, at, domain = value.rpartition("@")
+    return bool(
+        at and local and "." in domain and value.isascii() and "+" not in local
+    ) and not any(ch in value for ch in ' <>,;"\r\n')
 
 
 

@@ -35,6 +35,8 @@ from = "Esimerkkisäätiö <uutiskirje@example.fi>"    # NEWSLETTER_FROM
 reply_to = "info@example.fi"                        # NEWSLETTER_REPLY_TO
 # Address for mailto: unsubscribe requests (default: unsubscribe@ the From domain)
 # unsubscribe_mailto = "unsubscribe@example.fi"     # NEWSLETTER_UNSUBSCRIBE_MAILTO
+# Envelope sender for bounces: bounces+<token>@example.fi names recipient and edition
+# bounce_address = "bounces@example.fi"             # NEWSLETTER_BOUNCE_ADDRESS
 
 [smtp]
 host = "localhost"       # NEWSLETTER_SMTP_HOST
@@ -42,8 +44,25 @@ port = 25                # NEWSLETTER_SMTP_PORT
 security = "none"        # none | starttls | ssl (NEWSLETTER_SMTP_SECURITY)
 username = ""            # NEWSLETTER_SMTP_USERNAME
 # password = ""          # better in the environment: NEWSLETTER_SMTP_PASSWORD
-timeout = 30             # seconds (NEWSLETTER_SMTP_TIMEOUT)
+timeout = 30             # seconds for each step (NEWSLETTER_SMTP_TIMEOUT)
+deadline = 120           # seconds for a whole login or message (NEWSLETTER_SMTP_DEADLINE)
+# max_reply = 65536      # reply octets allowed per message (NEWSLETTER_SMTP_MAX_REPLY)
 # ca_file = "relay-ca.pem"  # trust this CA too (NEWSLETTER_SMTP_CA_FILE)
+
+[bounces]
+# Mailbox that receives bounces and complaints, for `newsletter bounces import --imap`
+# imap_host = "imap.example.fi"     # NEWSLETTER_IMAP_HOST
+# imap_port = 993                   # TLS only (NEWSLETTER_IMAP_PORT)
+# imap_username = "bounces"         # NEWSLETTER_IMAP_USERNAME
+# imap_password = ""                # better in the environment: NEWSLETTER_IMAP_PASSWORD
+# imap_folder = "INBOX"             # NEWSLETTER_IMAP_FOLDER
+# imap_ca_file = "imap-ca.pem"      # trust this CA too (NEWSLETTER_IMAP_CA_FILE)
+# Amazon SES through SNS: the SNS signing certificate (PEM) and your topic
+# ses_certificate = "sns-signing.pem"   # NEWSLETTER_SES_CERTIFICATE
+# ses_topic_arn = "arn:aws:sns:eu-north-1:123456789012:ses-bounces"  # NEWSLETTER_SES_TOPIC_ARN
+# Postmark: the user name and password you put in the webhook URL
+# postmark_username = "postmark"    # NEWSLETTER_POSTMARK_USERNAME
+# postmark_password = ""            # better in the environment: NEWSLETTER_POSTMARK_PASSWORD
 
 [send]
 rate = 10                # messages per second, across all connections (NEWSLETTER_RATE)

@@ -11,11 +11,12 @@ from urllib.parse import quote, urlsplit
 
 from newsletter import tokens
 from newsletter.config import Settings
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, InvalidToken
 
 UNSUBSCRIBE = "unsub"
 PREFERENCES = "prefs"
 CONFIRM = "confirm"
+BOUNCE = "bounce"
 
 
 def is_loopback(host: str) -> bool:
@@ -101,3 +102,32 @@ def unsubscribe_mailto(settings: Settings, key: bytes, subscriber_id: int, topic
     """``mailto:`` for List-Unsubscribe; the subject carries the same signed token."""
     token = unsubscribe_token(key, subscriber_id, topic_id)
     return f"mailto:{unsubscribe_mailbox(settings)}?subject={quote('unsubscribe ' + token)}"
+
+
+def bounce_token(key: bytes, subscriber_id: int, edition_id: int) -> str:
+    return tokens.make(key, BOUNCE, subscriber_id, edition_id)
+
+
+def envelope_sender(settings: Settings, key: bytes, subscriber_id: int, edition_id: int) -> str:
+    """The MAIL FROM of one message: VERP-style ``bounces+<token>@domain`` when
+    ``mail.bounce_address`` is set, so a bounce names its recipient and edition even when the
+    relay rewrites or hides the address; else the From address."""
+    if not settings.bounce_address:
+        return settings.sender_address
+    local, _, domain = settings.bounce_address.rpartition("@")
+    return f"{local}+{bounce_token(key, subscriber_id, edition_id)}@{domain}"
+
+
+def read_bounce_address(keys: bytes | Sequence[bytes], address: str) -> tuple[int, int] | None:
+    """(subscriber id, edition id) from a VERP address we made, or None (forged, foreign).
+
+    ``keys``: the current link key, then retired ones (bounces arrive days after a send)."""
+    local = address.strip().strip("<>").rpartition("@")[0]
+    _, plus, token = local.rpartition("+")
+    if not plus:
+        return None
+    try:
+        subscriber_id, edition_id = tokens.check(keys, BOUNCE, token, count=2).values
+    except InvalidToken:
+        return None
+    return subscriber_id, edition_id

@@ -217,6 +217,7 @@ SAMPLE_VALUES = {
     "smtp_security": "ssl",
     "from_addr": "Itla <news@itla.example>",
     "new_topics": "listed",
+    "bounce_address": "bounces@itla.example",
 }
 
 
@@ -290,6 +291,7 @@ def test_every_setting_is_read_from_the_file_and_overridden_by_its_variable(
                 "smtp_security": ("starttls", "starttls"),
                 "from_addr": ("a@b.example", "a@b.example"),
                 "new_topics": ("listed", "listed"),
+                "bounce_address": ("bounces@b.example", "bounces@b.example"),
             }[key.attr]
         elif key.attr == "digest_feeds":
             raw, loaded = (

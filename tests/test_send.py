@@ -31,7 +31,7 @@ from newsletter.audience import subscribers
 from newsletter.clock import now_iso
 from newsletter.delivery import pipeline
 from newsletter.errors import ConfigError, NewsletterError
-from newsletter.mail import placeholders
+from newsletter.mail import placeholders, smtp
 from newsletter.store.db import open_db, token_key
 
 
@@ -148,7 +148,8 @@ def test_resume_mails_only_pending_rows(db, mail_settings, smtp_sink):
     topic = make_topic(db)
     emails = add_people(db, topic, 6)
     edition = make_edition(db, [topic])
-    # The server refuses everyone after the first three: the send pauses at once.
+    # The server refuses everyone after the first three: the send pauses once the first
+    # of them has used up its retries (a 4xx counts toward --max-errors only then).
     accepted = []
 
     def reply(envelope):
@@ -161,11 +162,11 @@ def test_resume_mails_only_pending_rows(db, mail_settings, smtp_sink):
     first = pipeline.send(db, mail_settings, edition, concurrency=1, max_errors=1)
     assert first.outcome == "paused"
     assert "errors in a row" in first.message and "send" in first.message
-    assert (first.sent, first.pending) == (3, 3)
+    assert (first.sent, first.failed, first.pending) == (3, 1, 2)
     assert pipeline.status(db, edition)["status"] == "paused"
 
     smtp_sink.reply = None
-    second = pipeline.send(db, mail_settings, edition, concurrency=2)
+    second = pipeline.send(db, mail_settings, edition, concurrency=2, retry_failed=True)
     assert (second.status, second.sent, second.pending, second.sent_now) == ("sent", 6, 0, 3)
     received = sorted(r for m in smtp_sink.messages for r in m.rcpt_tos)
     assert received == emails  # once each: nothing sent was sent again
@@ -201,9 +202,10 @@ def test_people_who_lose_consent_before_their_batch_are_closed_with_the_reason(
     emails = add_people(db, topic, 6)
     edition = make_edition(db, [topic])
     gate = {"open": False}
-    smtp_sink.reply = lambda envelope: None if gate["open"] else "451 4.3.2 not yet"
-    paused = pipeline.send(db, mail_settings, edition, concurrency=1, max_errors=1)
-    assert paused.pending == 6 and not smtp_sink.messages
+    smtp_sink.reply = lambda envelope: None if gate["open"] else "554 5.7.1 relaying denied"
+    with pytest.raises(smtp.ConnectionFailed, match="refused 3 recipients in a row"):
+        pipeline.send(db, mail_settings, edition, concurrency=1)
+    assert pipeline.status(db, edition)["pending"] == 6 and not smtp_sink.messages
 
     ids = [subscribers.find(db, e)["id"] for e in emails]
     subscribers.unsubscribe(db, ids[0], topic, "test")
@@ -337,6 +339,9 @@ def test_cli_dry_run_confirmation_json_and_status(db, smtp_sink, cli):
         "sent": 12,
         "failed": 0,
         "pending": 0,
+        "hard_bounces": 0,
+        "soft_bounces": 0,
+        "complaints": 0,
     }
     again = json.loads(cli.ok("send", str(edition), "--yes", "--json", env=env).stdout)
     assert again == status

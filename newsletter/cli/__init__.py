@@ -46,6 +46,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "editions": ("build", "Stored editions: list, inspect and delete drafts."),
     "subscribers": ("subscribers", "Subscribers, their topics and consent."),
     "unsubscribes": ("serve", "Unsubscribe requests that arrived by mail."),
+    "bounces": ("bounces", "Bounces and complaints that arrive after a send."),
 }
 
 

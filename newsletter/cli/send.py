@@ -13,7 +13,7 @@ from sqlite_utils import Database
 from newsletter.audience import subscribers
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
 from newsletter.cli.output import limited, local_time, print_json_rows, print_table
-from newsletter.delivery import pipeline, presend
+from newsletter.delivery import bounces, pipeline, presend
 from newsletter.mail import smtp
 
 if TYPE_CHECKING:
@@ -64,10 +64,16 @@ def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, pipeli
 
 
 def _counts_line(numbers: dict) -> str:
-    return (
+    line = (
         f"edition {numbers['edition']}: {numbers['status']}; sent {numbers['sent']},"
         f" failed {numbers['failed']}, pending {numbers['pending']} of {numbers['total']}"
     )
+    if "complaints" in numbers:
+        line += (
+            f"; hard bounces {numbers['hard_bounces']}, soft bounces"
+            f" {numbers['soft_bounces']}, complaints {numbers['complaints']}"
+        )
+    return line
 
 
 def _summary(report: pipeline.SendReport) -> str:
@@ -172,11 +178,21 @@ def send(
     include_new: Annotated[
         bool, typer.Option("--include-new", help="Also mail people who subscribed since")
     ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Try again the failed recipients whose failure was not about the address",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON: the final status, or the test copies")
     ] = False,
 ) -> None:
     """Send an edition to its topic's subscribers; run it again to resume.
+
+    Temporary refusals (greylisting, 4xx) are retried in the same run with back-off; a
+    refusal by the relay itself pauses the send with everyone still pending.
 
     Example: newsletter send 3 --rate 20 --concurrency 4
     """
@@ -189,7 +205,12 @@ def send(
         _test_copies(ctx, edition, to, dry_run=dry_run, as_json=as_json)
         return
     info = pipeline.load_edition(db, edition)
+    reputation = bounces.last_edition_warning(db, edition)
+    if reputation:
+        warn(reputation)
     count, first = pipeline.plan(db, edition, include_new=include_new)
+    if retry_failed:
+        count += pipeline.retryable(db, edition)
     if dry_run:
         _print_plan(edition, count, first, as_json=as_json)
         return
@@ -214,18 +235,19 @@ def send(
                 max_errors=max_errors,
                 include_new=include_new,
                 progress=progress,
+                retry_failed=retry_failed,
             )
     except smtp.ConnectionFailed:
         if as_json:  # a script still gets the counts; the error line follows on stderr
             print_json(pipeline.status(db, edition))
         raise
     if as_json:
-        print_json(report.as_dict())
+        print_json({**report.as_dict(), **bounces.edition_counts(db, edition)})
     else:
         typer.echo(_summary(report))
     if report.message:
         typer.echo(report.message, err=True)
-    if report.pending:
+    if report.pending or report.status != "sent":
         raise typer.Exit(1)
 
 
@@ -248,7 +270,8 @@ def status(
     if failed:
         _print_failures(current.db, current.settings.tz, edition, limit, as_json)
         return
-    numbers = pipeline.status(current.db, edition)
+    db = current.db
+    numbers = {**pipeline.status(db, edition), **bounces.edition_counts(db, edition)}
     if as_json:
         print_json(numbers)
         return

@@ -9,6 +9,7 @@ so headers are written here and bodies go through the C quoted-printable encoder
 from __future__ import annotations
 
 import binascii
+import hashlib
 import html
 import re
 import secrets
@@ -27,6 +28,9 @@ _UNSAFE_IN_HEADER = re.compile(r"[\r\n\0]")
 _NOT_IN_ADDRESS = re.compile(r'[\s<>,;"\x00-\x1f\x7f]')
 MAX_NAME = 200  # characters of a display name
 MAX_PLAIN_HEADER = 900  # characters; leaves room for the name within SMTP's 998
+MAX_LINE = 998  # octets of a header line without CR LF (RFC 5322 section 2.1.1)
+MAX_ADDRESS = 254  # octets of an address (RFC 5321's path limit less the brackets)
+_WORD_LINE = 76  # where encoded words are folded (RFC 2047 section 2)
 # What DKIM must cover: From plus everything a forwarder could alter to change the meaning,
 # including the one-click unsubscribe pair (RFC 8058 section 4).
 DKIM_HEADERS = (
@@ -78,16 +82,38 @@ def ascii_address(address: str) -> str:
         domain = domain.encode("idna").decode("ascii")
     except UnicodeError:
         raise AddressError(f"invalid domain in {address!r}") from None
+    # An address cannot be folded: past SMTP's own limit no server would take it anyway.
+    if len(local) + 1 + len(domain) > MAX_ADDRESS:
+        raise AddressError(f"address longer than {MAX_ADDRESS} characters: {address[:60]!r}...")
     return f"{local}@{domain}"
 
 
-def format_address(name: str, address: str) -> str:
-    """``Name <address>`` with the name encoded as needed; never more than one address.
+def phrase(name: str) -> str:
+    """A display name for an address header, foldable wherever it may get long.
 
-    The name is cut to ``MAX_NAME`` characters: it becomes one encoded word that cannot
-    fold, and an imported name of any length must not push the line past SMTP's limit.
+    ASCII names are quoted by ``formataddr``; any other name becomes RFC 2047 encoded words
+    of at most 76 octets, one per folded line, so no name of any script or length can push
+    a header line past 998 octets.
     """
-    return formataddr((one_line(name)[:MAX_NAME], ascii_address(address)), charset="utf-8")
+    name = one_line(name)[:MAX_NAME]
+    if not name:
+        return ""
+    if name.isascii():
+        return formataddr((name, "x@x"))[: -len(" <x@x>")]
+    # header_name leaves room on the first line for the longest name we write it after.
+    return Header(name, "utf-8", header_name="Reply-To").encode(linesep=CRLF, maxlinelen=_WORD_LINE)
+
+
+def format_address(name: str, address: str) -> str:
+    """``Name <address>`` with the name encoded and folded as needed; one address only."""
+    shown = phrase(name)
+    plain = ascii_address(address)
+    if not shown:
+        return plain
+    last = shown.rpartition(CRLF)[2]
+    # Fold before the address rather than let a long name and address share one line.
+    gap = " " if len(last) + len(plain) + 3 <= _WORD_LINE else CRLF + " "
+    return f"{shown}{gap}<{plain}>"
 
 
 def make_message_id(domain: str) -> str:
@@ -98,6 +124,8 @@ def make_message_id(domain: str) -> str:
 def list_id(settings: Settings, topic_slugs: Sequence[str]) -> tuple[str, str]:
     """(List-Id value's identifier, its phrase) for an edition's topics (RFC 2919)."""
     slug = "+".join(topic_slugs) or "newsletter"
+    if len(slug) > 100:  # many topics: an identifier cannot fold, so keep it short
+        slug = "t" + hashlib.sha256(slug.encode()).hexdigest()[:16]
     return f"{slug}.{settings.sender_domain}", settings.org_name
 
 
@@ -211,11 +239,14 @@ class EditionMessage:
         if settings.reply_to:
             fixed.append(("Reply-To", format_address(*_name_and_address(settings.reply_to))))
         if list_id is not None:
-            ident, phrase = list_id
+            ident, list_phrase = list_id
             # formataddr quotes or encodes the phrase: RFC 2919 allows no bare ',' or ':'.
-            fixed.append(("List-Id", formataddr((one_line(phrase), one_line(ident)), "utf-8")))
+            label = phrase(list_phrase)
+            fixed.append(("List-Id", f"{label} <{one_line(ident)}>" if label else f"<{ident}>"))
         for name, value in (extra_headers or {}).items():
             fixed.append((name, one_line(value)))
+        for name, value in fixed:
+            _check_lines(name, value)
         self._fixed = "".join(f"{name}: {value}{CRLF}" for name, value in fixed)
         self._is_list = list_id is not None
 
@@ -246,8 +277,13 @@ class EditionMessage:
             targets = [f"<{one_line(unsubscribe_url)}>"]
             if unsubscribe_mailto:
                 targets.append(f"<{one_line(unsubscribe_mailto)}>")
-            # Written by hand on one line: folding would break the one-click URL.
-            headers.append(f"List-Unsubscribe: {', '.join(targets)}{CRLF}")
+            # Written by hand: a URL is never folded (that would break one-click), only the
+            # gap between the two targets is, when both together would pass 998 octets.
+            joined = ", ".join(targets)
+            if len(joined) + len("List-Unsubscribe: ") > MAX_LINE:
+                joined = f",{CRLF} ".join(targets)
+            _check_lines("List-Unsubscribe", joined)
+            headers.append(f"List-Unsubscribe: {joined}{CRLF}")
             headers.append(f"List-Unsubscribe-Post: List-Unsubscribe=One-Click{CRLF}")
         headers.append(
             f"MIME-Version: 1.0{CRLF}"
@@ -277,6 +313,13 @@ class EditionMessage:
             f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
             f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}"
         ).encode("ascii")
+
+
+def _check_lines(name: str, value: str) -> None:
+    """Refuse a header that would still have a line over 998 octets (a configured value)."""
+    lines = f"{name}: {value}".split(CRLF)
+    if any(len(line.encode()) > MAX_LINE for line in lines):
+        raise AddressError(f"the {name} header would have a line over {MAX_LINE} octets")
 
 
 def _name_and_address(value: str) -> tuple[str, str]:

@@ -4,21 +4,31 @@
 ``PermanentFailure``: this message or recipient will never be accepted (5xx); ``hard_bounce``
 is set only when the server refused the recipient itself.
 ``ConnectionFailed``: nothing can be sent at all (no server, TLS or AUTH failure, sender
-refused); a send stops and keeps everything pending.
+refused, a server too slow to finish within the deadline); a send stops and keeps
+everything pending.
+
+Every socket step has the per-step ``smtp.timeout``; on top, a whole transaction (connect to
+the end of the login, or MAIL FROM to the reply after DATA) must finish within
+``smtp.deadline`` and the server may send at most ``smtp.max_reply`` octets in it, so a server
+answering one byte every few seconds cannot hold a send for hours.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Sequence
 from functools import cache
 from typing import NoReturn
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
+from newsletter.links import is_loopback
 from newsletter.mail import message
 
 
@@ -42,6 +52,106 @@ class PermanentFailure(SmtpError):
 
 
 class ConnectionFailed(SmtpError):
+    pass
+
+
+class _Expired(TimeoutError):
+    """The transaction's deadline passed, or the server sent more than the cap allows."""
+
+
+class _Budget:
+    """The deadline and the reply-size cap of the transaction under way (one per session)."""
+
+    def __init__(self, step_timeout: float, seconds: float, max_reply: int) -> None:
+        self.step_timeout = step_timeout
+        self.seconds = seconds
+        self.max_reply = max_reply
+        self.deadline = 0.0
+        self.received = 0
+        self.why = ""  # set when a limit was hit: smtplib hides the error behind its own
+        self.aborted = threading.Event()
+
+    def start(self) -> None:
+        self.deadline = time.monotonic() + self.seconds
+        self.received = 0
+
+    def timeout(self) -> float:
+        """The socket timeout for the next step: what is left of the deadline, at most."""
+        if self.aborted.is_set():
+            self.why = "stopped"
+            raise _Expired(self.why)
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.why = f"did not finish within {self.seconds:g} s (smtp.deadline)"
+            raise _Expired(self.why)
+        return min(self.step_timeout, left)
+
+    def count(self, octets: int) -> None:
+        self.received += octets
+        if self.received > self.max_reply:
+            self.why = f"sent more than {self.max_reply} octets of replies (smtp.max_reply)"
+            raise _Expired(self.why)
+
+
+class _Reader:
+    """``readline`` for smtplib over the raw socket, bounded by the budget; replaces the
+    file smtplib would make, whose reads only know the per-step timeout."""
+
+    def __init__(self, sock: socket.socket, budget: _Budget) -> None:
+        self.sock = sock
+        self.budget = budget
+        self.buffer = b""
+
+    def readline(self, limit: int = -1) -> bytes:
+        while b"\n" not in self.buffer and (limit < 0 or len(self.buffer) < limit):
+            self.sock.settimeout(self.budget.timeout())
+            try:
+                chunk = self.sock.recv(4096)
+            except TimeoutError:
+                self.budget.timeout()  # names the deadline when it was what ran out
+                raise
+            if not chunk:
+                self.budget.timeout()  # after abort(): the end is ours, not the server's
+                break
+            self.budget.count(len(chunk))
+            self.buffer += chunk
+        cut = self.buffer.find(b"\n") + 1 or len(self.buffer)
+        if limit >= 0:
+            cut = min(cut, limit)
+        line, self.buffer = self.buffer[:cut], self.buffer[cut:]
+        return line
+
+    def close(self) -> None:
+        self.buffer = b""
+
+
+class _BoundedMixin:
+    """smtplib's SMTP with every read and write held to the session's ``_Budget``."""
+
+    budget: _Budget
+    sock: socket.socket | None
+    file: object
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self.sock is not None and not isinstance(self.file, _Reader):
+            self.file = _Reader(self.sock, self.budget)
+        return super().getreply()  # type: ignore[misc]
+
+    def send(self, s: bytes | str) -> None:
+        if self.sock is not None:
+            self.sock.settimeout(self.budget.timeout())
+        try:
+            super().send(s)  # type: ignore[misc]
+        except smtplib.SMTPServerDisconnected:
+            self.budget.timeout()  # names the deadline when it was what ran out
+            raise
+
+
+class _SMTP(_BoundedMixin, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_BoundedMixin, smtplib.SMTP_SSL):
     pass
 
 
@@ -79,6 +189,9 @@ class Connection:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._smtp: smtplib.SMTP | None = None
+        self._budget = _Budget(
+            settings.smtp_timeout, settings.smtp_deadline, settings.smtp_max_reply
+        )
 
     @property
     def where(self) -> str:
@@ -87,51 +200,32 @@ class Connection:
     def open(self) -> None:
         if self._smtp is not None:
             return
-        s = self.settings
-        helo = _helo_name(s.sender_domain)
+        refuse_clear_text_login(self.settings)
+        self._budget.start()
         try:
-            if s.smtp_security == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.smtp_host,
-                    s.smtp_port,
-                    local_hostname=helo,
-                    timeout=s.smtp_timeout,
-                    context=tls_context(s),
-                )
-            else:
-                smtp = smtplib.SMTP(
-                    s.smtp_host, s.smtp_port, local_hostname=helo, timeout=s.smtp_timeout
-                )
-            try:
-                smtp.ehlo()
-                if s.smtp_security == "starttls":
-                    smtp.starttls(context=tls_context(s))
-                    smtp.ehlo()
-                if s.smtp_username:
-                    smtp.login(s.smtp_username, s.smtp_password)
-            except BaseException:
-                _quietly_close(smtp)
-                raise
-        except smtplib.SMTPAuthenticationError as exc:
-            raise ConnectionFailed(
-                f"SMTP server {self.where} refused the login for {s.smtp_username!r}:"
-                f" {exc.smtp_code} {_text(exc.smtp_error)}",
-                code=exc.smtp_code,
-            ) from None
-        except smtplib.SMTPNotSupportedError as exc:
-            raise ConnectionFailed(f"SMTP server {self.where}: {exc}") from None
-        except ssl.SSLError as exc:
-            raise ConnectionFailed(f"TLS with SMTP server {self.where} failed: {exc}") from None
-        except smtplib.SMTPResponseException as exc:
-            raise ConnectionFailed(
-                f"SMTP server {self.where} refused the session: {exc.smtp_code}"
-                f" {_text(exc.smtp_error)}",
-                code=exc.smtp_code,
-            ) from None
+            self._smtp = _login(self.settings, self._budget)
+        except _Expired:
+            raise self._too_slow() from None
         except (OSError, smtplib.SMTPException) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise ConnectionFailed(f"cannot reach SMTP server {self.where}: {reason}") from None
-        self._smtp = smtp
+            if self._budget.why:
+                raise self._too_slow() from None
+            raise _session_error(exc, self.where, self.settings.smtp_username) from None
+
+    def _too_slow(self) -> ConnectionFailed:
+        why, self._budget.why = self._budget.why, ""
+        self.close()
+        if why == "stopped":
+            return ConnectionFailed(f"stopped talking to SMTP server {self.where}")
+        return ConnectionFailed(f"SMTP server {self.where} {why}")
+
+    def abort(self) -> None:
+        """From another thread: make the transaction under way end within moments."""
+        self._budget.aborted.set()
+        smtp = self._smtp
+        sock = getattr(smtp, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def send(self, sender: str, recipient: str, data: bytes) -> str:
         """Hand one message for one recipient to the server; the server's final reply."""
@@ -139,6 +233,7 @@ class Connection:
         self.open()
         smtp = self._smtp
         assert smtp is not None
+        self._budget.start()
         try:
             if smtp.has_extn("pipelining"):
                 return _send_pipelined(self, smtp, sender, recipient, data)
@@ -155,6 +250,8 @@ class Connection:
                 self._fail(code, reply, "DATA")
             return f"{code} {_text(reply)}"
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            if self._budget.why:
+                raise self._too_slow() from None
             self.close()
             raise TemporaryFailure(f"connection to {self.where} dropped: {exc}") from None
 
@@ -197,6 +294,65 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _login(settings: Settings, budget: _Budget) -> smtplib.SMTP:
+    """A new session: connected, greeted, TLS as configured, logged in; all within the
+    budget's deadline."""
+    s = settings
+    helo = _helo_name(s.sender_domain)
+    first = min(s.smtp_timeout, s.smtp_deadline)
+    if s.smtp_security == "ssl":
+        smtp: smtplib.SMTP = _SMTPSSL(local_hostname=helo, timeout=first, context=tls_context(s))
+    else:
+        smtp = _SMTP(local_hostname=helo, timeout=first)
+    smtp.budget = budget  # type: ignore[attr-defined]
+    smtp._host = s.smtp_host  # for the TLS host-name check (the constructor sets it)
+    try:
+        smtp.connect(s.smtp_host, s.smtp_port)
+        smtp.ehlo()
+        if s.smtp_security == "starttls":
+            smtp.starttls(context=tls_context(s))
+            smtp.ehlo()
+        if s.smtp_username:
+            smtp.login(s.smtp_username, s.smtp_password)
+    except BaseException:
+        _quietly_close(smtp)
+        raise
+    return smtp
+
+
+def _session_error(exc: BaseException, where: str, username: str) -> ConnectionFailed:
+    """One line naming what went wrong when opening a session."""
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return ConnectionFailed(
+            f"SMTP server {where} refused the login for {username!r}:"
+            f" {exc.smtp_code} {_text(exc.smtp_error)}",
+            code=exc.smtp_code,
+        )
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return ConnectionFailed(f"SMTP server {where}: {exc}")
+    if isinstance(exc, ssl.SSLError):
+        return ConnectionFailed(f"TLS with SMTP server {where} failed: {exc}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return ConnectionFailed(
+            f"SMTP server {where} refused the session: {exc.smtp_code} {_text(exc.smtp_error)}",
+            code=exc.smtp_code,
+        )
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return ConnectionFailed(f"cannot reach SMTP server {where}: {reason}")
+
+
+def refuse_clear_text_login(settings: Settings) -> None:
+    """The password never crosses a network in clear text: AUTH needs TLS off loopback."""
+    if not settings.smtp_username or settings.smtp_security != "none":
+        return
+    if is_loopback(settings.smtp_host):
+        return
+    raise ConnectionFailed(
+        f"refusing to send the SMTP password to {settings.smtp_host}:{settings.smtp_port}"
+        " without TLS: set smtp.security to starttls or ssl"
+    )
 
 
 # --- PIPELINING (RFC 2920): its own functions, so the plain path above stays as it was ---

@@ -298,3 +298,31 @@ def m120_import_runs_and_undo_journal(db: Database) -> None:
         CREATE INDEX import_undo_run ON import_undo (import_id, id);
         """,
     )
+
+
+@migrations()
+def m130_bounce_reports(db: Database) -> None:
+    # Bounces and complaints that arrive after the send (DSNs, ARF reports, provider
+    # webhooks). The fingerprint makes a report counted once however often it is read.
+    # No address is kept here: the detail is scrubbed, the person is the foreign key.
+    _script(
+        db,
+        """
+        CREATE TABLE bounce_reports (
+            id INTEGER PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('hard', 'soft', 'complaint')),
+            subscriber_id INTEGER REFERENCES subscribers (id) ON DELETE SET NULL,
+            edition_id INTEGER REFERENCES editions (id) ON DELETE SET NULL,
+            source TEXT NOT NULL,
+            status TEXT,
+            detail TEXT,
+            received TEXT NOT NULL
+        );
+        CREATE INDEX bounce_reports_edition ON bounce_reports (edition_id, kind);
+        CREATE INDEX bounce_reports_subscriber ON bounce_reports (subscriber_id);
+        -- A report that names only our Message-ID is matched through the delivery log.
+        CREATE INDEX deliveries_message_id ON deliveries (message_id)
+            WHERE message_id IS NOT NULL;
+        """,
+    )

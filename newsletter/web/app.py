@@ -19,6 +19,7 @@ from newsletter.config import Settings
 from newsletter.store.db import link_keys, open_db
 from newsletter.web.context import Web, message, web
 from newsletter.web.csrf import Csrf, origin_of
+from newsletter.web.hooks import hooks
 from newsletter.web.outbox import Outbox
 from newsletter.web.views import bp
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> Flask:
     _install_hooks(app, settings, https)
 
     app.register_blueprint(bp)
+    app.register_blueprint(hooks)
     return app
 
 

@@ -23,6 +23,7 @@ from newsletter.delivery.pipeline.planning import (
     plan,
     status,
 )
+from newsletter.delivery.pipeline.report import requeue_failed, retryable
 
 __all__ = [
     "Edition",
@@ -42,6 +43,8 @@ __all__ = [
     "normalize_test_addresses",
     "plan",
     "release_lock",
+    "requeue_failed",
+    "retryable",
     "send",
     "send_test",
     "status",

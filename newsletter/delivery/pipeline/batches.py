@@ -49,6 +49,8 @@ class Batches:
         current = time.monotonic()
         retries = self.run.retries
         jobs: list[Job] = []
+        while self.run.requeued and len(jobs) < size:  # their connection was refused
+            jobs.append(self.run.requeued.pop())
         while retries and retries[0][0] <= current and len(jobs) < size:
             jobs.append(heapq.heappop(retries)[1])
         while not jobs and not self.buffer and not self.exhausted:  # a batch may close entirely
@@ -71,7 +73,7 @@ class Batches:
         return [job for job in jobs if job.delivery_id not in refused]
 
     def done(self) -> bool:
-        return self.exhausted and not self.buffer and not self.run.retries
+        return self.exhausted and not self.buffer and self.run.idle()
 
 
 def pending_jobs(db: Database, edition_id: int, after_id: int, limit: int) -> list[Job]:

@@ -56,20 +56,36 @@ class Dispatcher:
         self.busy: list[int] = []  # per worker: jobs handed out whose result has not come
         self.in_flight = 0
         self.interrupted = threading.Event()
+        self.staffing = workers.Staffing(options)
+        self.template = edition_message(settings, edition)
+        self.key = token_key(db, settings.secret)
 
     def run(self) -> SendReport:
-        template = edition_message(self.settings, self.edition)
-        key = token_key(self.db, self.settings.secret)
-        count = self.options.concurrency
-        self.crew = workers.start(count, self.settings, template, key, self.results)
-        self.busy = [0] * count
+        self._hire(self.options.concurrency)
         try:
             with interrupt_sets(self.interrupted):
                 self._loop()
                 self._drain()
         finally:
-            workers.stop(self.crew, timeout=self.settings.smtp_timeout + 5)
+            workers.stop(self.crew, timeout=2.0)
         return report.finish(self.db, self.edition.id, self.recorder)
+
+    def _hire(self, count: int) -> None:
+        self.crew += workers.start(count, self.settings, self.template, self.key, self.results,
+                                   self.edition.id, first=len(self.crew))  # fmt: skip
+        self.busy += [0] * count
+
+    def _staff(self) -> bool:
+        """Keep a connection open while the send goes on; False when it must pause."""
+        live = sum(not worker.retired for worker in self.crew)
+        decision = self.staffing.decide(live, self.recorder.report.sent_now)
+        if decision == "hire":
+            self._hire(1)
+        elif decision == "stop":
+            self.recorder.fatal = self.recorder.fatal or self.recorder.busy_error
+            self.recorder.stop_reason = self.recorder.stop_reason or "unreachable"
+            return False
+        return True
 
     def _loop(self) -> None:
         while True:
@@ -77,9 +93,14 @@ class Dispatcher:
             if self._should_stop():
                 return
             self._beat()
-            idle = next((n for n, jobs in enumerate(self.busy) if jobs == 0), None)
+            if not self._staff():
+                return
+            idle = next(
+                (n for n, jobs in enumerate(self.busy) if not jobs and not self.crew[n].retired),
+                None,
+            )
             if idle is None:
-                self._collect(block=True, timeout=0.5)
+                self._collect(block=True, timeout=0.5 if self.in_flight else 0.05)
                 continue
             jobs, wait = self.batches.next_slice(self.limiter.slice_size())
             if not jobs:
@@ -114,12 +135,19 @@ class Dispatcher:
             self.recorder.stop_reason = "lock lost"
 
     def _drain(self) -> None:
-        """Wait for the messages in flight and record them; nothing new is handed out."""
-        # Each socket step of a message (connect, commands, DATA) is bounded by the SMTP
-        # timeout; past a few of those a worker is stuck and its row stays pending.
-        deadline = time.monotonic() + self.settings.smtp_timeout * 3 + 10
-        while self.in_flight > 0 and time.monotonic() < deadline:
-            self._collect(block=True, timeout=0.5)
+        """Wait for the messages in flight and record them; nothing new is handed out.
+
+        A transaction is bounded by smtp.deadline; after Ctrl-C the connections get two
+        seconds to finish their message, then they are cut (the rows stay pending).
+        """
+        deadline = time.monotonic() + self.settings.smtp_deadline + 5
+        while self.in_flight > 0 and time.monotonic() < deadline + 2.0:
+            if self.interrupted.is_set():
+                deadline = min(deadline, time.monotonic() + 2.0)
+            if time.monotonic() >= deadline:
+                for worker in self.crew:
+                    worker.abort()
+            self._collect(block=True, timeout=0.2)
             self._beat()
 
     def _collect(self, *, block: bool, timeout: float = 0.0) -> None:

@@ -14,6 +14,7 @@ from newsletter.delivery.pipeline.dispatcher import Dispatcher
 from newsletter.delivery.pipeline.jobs import Options, Progress, SendReport
 from newsletter.delivery.pipeline.lock import acquire_lock, release_lock
 from newsletter.delivery.pipeline.planning import edition_message, load_edition, start
+from newsletter.delivery.pipeline.report import requeue_failed
 from newsletter.delivery.pipeline.workers import render_for
 from newsletter.errors import NewsletterError
 from newsletter.mail import smtp
@@ -32,11 +33,13 @@ def send(
     include_new: bool = False,
     progress: Progress | None = None,
     retry_base: float | None = None,
+    retry_failed: bool = False,
 ) -> SendReport:
     """Send (or resume) an edition; returns the final counts and why it stopped.
 
     Raises EditionLocked when another send holds the edition, and the SMTP error when the
-    server cannot be reached at all (everything stays pending).
+    server cannot be reached at all (everything stays pending). ``retry_failed`` first
+    requeues the failed rows whose failure was not about the address or consent.
     """
     options = Options(
         rate=settings.rate if rate is None else rate,
@@ -61,6 +64,8 @@ def send(
     owner = uuid.uuid4().hex
     acquire_lock(db, edition.id, owner)
     try:
+        if retry_failed and edition.status != "draft":
+            requeue_failed(db, edition.id)
         start(db, edition, include_new)
         dispatcher = Dispatcher(db, settings, edition, options, owner, progress)
         report = dispatcher.run()

@@ -6,14 +6,20 @@ from __future__ import annotations
 from sqlite_utils import Database
 
 from newsletter.clock import now_iso
+from newsletter.delivery.pipeline import classify
 from newsletter.delivery.pipeline.jobs import SendReport
 from newsletter.delivery.pipeline.planning import counts
-from newsletter.delivery.pipeline.results import Recorder, writing
+from newsletter.delivery.pipeline.results import Recorder, settle_suspects, writing
 
 
 def finish(db: Database, edition_id: int, run: Recorder) -> SendReport:
     """Mark the edition ``sent`` or ``paused`` (unless another send owns it now)."""
     report = run.report
+    if run.suspects:
+        with writing(db):
+            # Nothing got through this run: the refusals may be the relay's, so those with
+            # attempts left wait for the next run rather than fail.
+            settle_suspects(run, keep_young=report.sent_now == 0)
     numbers = counts(db, edition_id)
     report.sent, report.failed, report.pending = (
         numbers["sent"],
@@ -22,6 +28,10 @@ def finish(db: Database, edition_id: int, run: Recorder) -> SendReport:
     )
     report.total = sum(numbers.values())
     final = "sent" if report.pending == 0 else "paused"
+    if final == "sent" and report.sent == 0 and retryable(db, edition_id):
+        # Everyone failed for reasons not about their addresses: that is no success.
+        final = "paused"
+        run.stop_reason = run.stop_reason or "nothing delivered"
     if run.stop_reason == "lock lost":
         # Another send owns the edition now: its status is not ours to change.
         report.status = db.execute(
@@ -47,6 +57,12 @@ def explain(db: Database, edition_id: int, run: Recorder) -> str:
     """Why rows are still pending and what to do; empty when none are."""
     pending = run.report.pending
     resume = f"run `newsletter send {edition_id}` again to continue"
+    if run.stop_reason == "nothing delivered":
+        return (
+            f"nobody was reached: {retryable(db, edition_id)} failed for reasons not about"
+            f" their addresses (`newsletter status {edition_id} --failed` lists them); fix"
+            f" the cause, then run `newsletter send {edition_id} --retry-failed`"
+        )
     if pending == 0:
         return ""
     if run.stop_reason == "interrupted":
@@ -63,7 +79,9 @@ def explain(db: Database, edition_id: int, run: Recorder) -> str:
             f" while this one did not respond; {pending} still pending"
         )
     if run.stop_reason == "unreachable" and run.fatal is not None:
-        return f"{run.fatal}; {pending} still pending: {resume}"
+        return (
+            f"{run.fatal}; {pending} still pending: {classify.fix_hint(run.fatal)}, then {resume}"
+        )
     return f"{pending} still pending: {resume}"
 
 
@@ -74,3 +92,27 @@ def _last_error(db: Database, edition_id: int) -> str:
         [edition_id],
     ).fetchone()
     return row[0] if row else "unknown"
+
+
+def retryable(db: Database, edition_id: int) -> int:
+    """Failed rows whose failure was not about the address or consent."""
+    marks = ", ".join("?" for _ in classify.FINAL_REASONS)
+    return db.execute(
+        f"SELECT COUNT(*) FROM deliveries WHERE edition_id = ? AND status = 'failed'"
+        f" AND COALESCE(reason, '') NOT IN ({marks})",
+        [edition_id, *classify.FINAL_REASONS],
+    ).fetchone()[0]
+
+
+def requeue_failed(db: Database, edition_id: int) -> int:
+    """``--retry-failed``: failed rows not about the address or consent become pending again
+    with fresh retries (consent is checked again before each leaves)."""
+    marks = ", ".join("?" for _ in classify.FINAL_REASONS)
+    with writing(db):
+        cursor = db.execute(
+            f"UPDATE deliveries SET status = 'pending', attempts = 0, reason = NULL,"
+            f" updated = ? WHERE edition_id = ? AND status = 'failed'"
+            f" AND COALESCE(reason, '') NOT IN ({marks})",
+            [now_iso(), edition_id, *classify.FINAL_REASONS],
+        )
+    return cursor.rowcount

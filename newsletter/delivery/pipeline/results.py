@@ -16,10 +16,10 @@ from collections.abc import Iterable, Iterator
 
 from sqlite_utils import Database
 
-from newsletter.audience import subscribers
 from newsletter.clock import now_iso
 from newsletter.config import Settings
-from newsletter.delivery.pipeline.classify import is_hard_bounce
+from newsletter.delivery.bounces.record import count_hard_bounce
+from newsletter.delivery.pipeline import classify
 from newsletter.delivery.pipeline.jobs import Job, Options, Result, SendReport
 from newsletter.mail import smtp
 from newsletter.store.db import immediate, is_busy
@@ -66,6 +66,10 @@ class Recorder:
         self.stop_reason = ""  # interrupted | paused | unreachable | lock lost | crashed
         self.fatal: smtp.ConnectionFailed | None = None
         self.crash: BaseException | None = None
+        # Refusals maybe the relay's: pending till a message gets through or the streak ends.
+        self.suspects: list[tuple[Job, smtp.PermanentFailure]] = []
+        self.requeued: list[Job] = []  # their connection was refused: to hand out again
+        self.busy_error: smtp.ConnectionFailed | None = None
 
     def write(self, ready: Iterable[Result]) -> None:
         """Record results, one transaction for all of them."""
@@ -88,27 +92,38 @@ class Recorder:
     def record(self, result: Result) -> None:
         job = result.job
         if result.skipped:
-            return  # never sent: it stays pending for the next send
+            if not self.stop_reason:  # its worker's connection was refused: send it again
+                self.requeued.append(job)
+            return  # else never sent: it stays pending for the next send
         if result.crash is not None:
             self.crash = self.crash or result.crash
             self.stop_reason = "crashed"
         elif result.invalid:
-            self._fail(job, "invalid address", result.invalid)
+            self.fail(job, "invalid address", result.invalid)
             self.errors_in_a_row = 0
         elif result.error is None:
             self._sent(job, result)
             self.errors_in_a_row = 0
+            settle_suspects(self)  # the relay relays: the refusals were about those messages
         elif isinstance(result.error, smtp.ConnectionFailed):
-            self.fatal = self.fatal or result.error
-            self.stop_reason = "unreachable"
-            # Not an attempt at this recipient: an outage must not use up their retries.
-            self._count_attempt(job, result.error.reply, attempt=0)
+            self._session(job, result.error)
         elif isinstance(result.error, smtp.PermanentFailure):
             self._permanent(job, result.error)
-            self._error()
         else:
             self._temporary(job, result.error)
-            self._error()
+
+    def _session(self, job: Job, error: smtp.ConnectionFailed) -> None:
+        self._count_attempt(job, error.reply, attempt=0)  # an outage uses up no retries
+        if self.stop_reason:
+            return  # stopping anyway (Ctrl-C cuts connections): the row stays pending
+        if classify.is_capacity(error):
+            self.requeued.append(job)
+            self.busy_error = error
+        else:
+            self.fatal, self.stop_reason = self.fatal or error, "unreachable"
+
+    def idle(self) -> bool:  # no retry and no job waiting for a connection
+        return not self.retries and not self.requeued
 
     def _error(self) -> None:
         self.errors_in_a_row += 1
@@ -126,11 +141,11 @@ class Recorder:
             self.report.sent_now += 1
             self.report.pending -= 1
 
-    def _fail(self, job: Job, reason: str, reply: str) -> None:
+    def fail(self, job: Job, reason: str, reply: str, *, attempt: int = 1) -> None:
         cursor = self.db.execute(
-            "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_reply = ?,"
+            "UPDATE deliveries SET status = 'failed', attempts = attempts + ?, last_reply = ?,"
             " reason = ?, updated = ? WHERE id = ? AND status = 'pending'",
-            [reply, reason, now_iso(), job.delivery_id],
+            [attempt, reply, reason, now_iso(), job.delivery_id],
         )
         self._count_failed(cursor.rowcount)
 
@@ -149,16 +164,31 @@ class Recorder:
         )
 
     def _permanent(self, job: Job, error: smtp.PermanentFailure) -> None:
-        if not is_hard_bounce(error):
-            self._fail(job, "rejected", error.reply)
+        if classify.is_hard_bounce(error):
+            self.fail(job, "hard bounce", error.reply)
+            assert job.subscriber_id is not None
+            detail = {"edition": self.edition_id, "reply": error.reply}
+            count_hard_bounce(
+                self.db, self.settings, job.subscriber_id, "send", detail, job.topic_id
+            )
+            self._error()
             return
-        self._fail(job, "hard bounce", error.reply)
-        _count_hard_bounce(self.db, self.settings, self.edition_id, job, error.reply)
+        if self.suspects and not classify.same_refusal(self.suspects[0][1], error):
+            settle_suspects(self)  # different answers: each is about its own message
+        job.attempts += 1
+        self._count_attempt(job, error.reply)
+        self.suspects.append((job, error))
+        self._error()
+        if len(self.suspects) >= classify.RELAY_STREAK and not self.stop_reason:
+            self.suspects.clear()  # they stay pending: nothing was wrong with them
+            self.fatal = classify.relay_refused(error)
+            self.stop_reason = "unreachable"
 
     def _temporary(self, job: Job, error: smtp.SmtpError) -> None:
         job.attempts += 1
         if job.attempts >= self.options.max_retries:
-            self._fail(job, f"gave up after {job.attempts} attempts", error.reply)
+            self.fail(job, f"gave up after {job.attempts} attempts", error.reply)
+            self._error()  # only an exhausted retry counts toward --max-errors
             return
         self._count_attempt(job, error.reply)
         # Exponential back-off; the random half keeps throttled connections out of step.
@@ -167,28 +197,11 @@ class Recorder:
         heapq.heappush(self.retries, (due, job))
 
 
-def _count_hard_bounce(
-    db: Database, settings: Settings, edition_id: int, job: Job, reply: str
-) -> None:
-    """One more hard bounce for the person; at ``hard_bounce_limit`` they are bounced."""
-    counted = db.execute(
-        "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = ?",
-        [job.subscriber_id],
-    )
-    if not counted.rowcount:
-        # Erased while the message was out: an event for a deleted person would break
-        # the foreign key and roll back every result written with it.
-        return
-    subscribers.record_event(
-        db,
-        job.subscriber_id,
-        "hard_bounce",
-        "send",
-        job.topic_id,
-        {"edition": edition_id, "reply": reply},
-    )
-    row = db.execute(
-        "SELECT hard_bounces, status FROM subscribers WHERE id = ?", [job.subscriber_id]
-    ).fetchone()
-    if row and row[1] == "active" and row[0] >= settings.hard_bounce_limit:
-        subscribers.set_status(db, job.subscriber_id, "bounced", "bounce")
+def settle_suspects(run: Recorder, *, keep_young: bool = False) -> None:
+    """Fail held-back refusals as ``rejected`` (``keep_young``: not those with retries left,
+    when nothing got through this run and the relay may yet be the cause)."""
+    for job, error in run.suspects:
+        if keep_young and job.attempts < run.options.max_retries:
+            continue
+        run.fail(job, "rejected", error.reply, attempt=0)
+    run.suspects.clear()

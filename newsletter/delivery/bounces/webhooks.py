@@ -1,0 +1,228 @@
+"""Provider webhooks: Amazon SES notifications through SNS, and Postmark.
+
+Neither is trusted unless it proves where it came from. An SNS message is signed by AWS:
+its signature is verified against the SNS signing certificate configured in
+``bounces.ses_certificate`` (downloaded once from the ``SigningCertURL``; never fetched
+here, so a forged message cannot point us at a certificate of its own choosing). Postmark
+posts with the HTTP basic-auth credentials put into the webhook URL. Every event is stored
+under the provider's own event id, so a retried webhook counts once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from newsletter.config import Settings
+from newsletter.delivery.bounces.reports import Report, fingerprint, is_recipient_failure, scrub
+from newsletter.errors import NewsletterError
+
+
+class WebhookRefused(NewsletterError):
+    """A post that is not authentic or not understood; ``status`` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Event:
+    kind: str  # "reports" | "subscribe" (SNS subscription to confirm) | "ignored"
+    reports: list[Report]
+    label: str = ""
+    subscribe_url: str = ""
+
+
+# --- Amazon SES through SNS -----------------------------------------------------------------
+
+# The fields each SNS message type signs, in this order (AWS "Verifying the signatures of
+# Amazon SNS messages").
+_SIGNED = {
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
+}
+_SIGNED["UnsubscribeConfirmation"] = _SIGNED["SubscriptionConfirmation"]
+
+
+@cache
+def _certificate(path: Path, mtime: float):  # type: ignore[no-untyped-def]
+    # Cached per file version: editing the file (a new certificate) is read at once.
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(path.read_bytes()).public_key()
+
+
+def sns_string_to_sign(message: dict) -> bytes:
+    fields = _SIGNED.get(str(message.get("Type")))
+    if fields is None:
+        raise WebhookRefused(f"unknown SNS message type {message.get('Type')!r}", 400)
+    lines = []
+    for name in fields:
+        if name == "Subject" and "Subject" not in message:
+            continue  # signed only when present
+        lines += [name, str(message.get(name, ""))]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def verify_sns(settings: Settings, message: dict) -> None:
+    """Raise WebhookRefused unless ``message`` is signed by the configured SNS certificate
+    and comes from the configured topic."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    path = settings.ses_certificate
+    if path is None:
+        raise WebhookRefused("SES webhooks are off: set bounces.ses_certificate")
+    if settings.ses_topic_arn and message.get("TopicArn") != settings.ses_topic_arn:
+        raise WebhookRefused("not the configured SNS topic (bounces.ses_topic_arn)")
+    algorithm = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(str(message.get("SignatureVersion")))
+    if algorithm is None:
+        raise WebhookRefused("unknown SNS SignatureVersion", 400)
+    try:
+        signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
+        key = _certificate(Path(path), Path(path).stat().st_mtime)
+    except binascii.Error:
+        raise WebhookRefused("malformed SNS signature", 400) from None
+    except (OSError, ValueError) as exc:
+        raise WebhookRefused(
+            f"bounces.ses_certificate {path}: cannot read it ({exc})", 500
+        ) from None
+    try:
+        key.verify(signature, sns_string_to_sign(message), padding.PKCS1v15(), algorithm)
+    except InvalidSignature:
+        raise WebhookRefused("the SNS signature does not verify") from None
+
+
+def ses_event(settings: Settings, body: bytes) -> Event:
+    message = _json(body)
+    verify_sns(settings, message)
+    kind = message.get("Type")
+    if kind == "SubscriptionConfirmation":
+        return Event("subscribe", [], str(message.get("MessageId")), str(message["SubscribeURL"]))
+    if kind != "Notification":
+        return Event("ignored", [], str(message.get("MessageId")))
+    notification = _json(str(message.get("Message", "")).encode())
+    return Event("reports", ses_reports(notification), str(message.get("MessageId")))
+
+
+def ses_reports(notification: dict) -> list[Report]:
+    """Reports of one SES notification (``notificationType``) or event (``eventType``)."""
+    what = notification.get("notificationType") or notification.get("eventType")
+    mail = notification.get("mail") or {}
+    envelope = (str(mail.get("source", "")),)
+    message_id = str((mail.get("commonHeaders") or {}).get("messageId", "") or "")
+    for header in mail.get("headers") or []:
+        if str(header.get("name", "")).lower() == "message-id":
+            message_id = str(header.get("value", ""))
+    if what == "Bounce":
+        bounce = notification.get("bounce") or {}
+        permanent = bounce.get("bounceType") == "Permanent"
+        found = []
+        for person in bounce.get("bouncedRecipients") or []:
+            status = str(person.get("status", "") or "")
+            hard = permanent and (not status or is_recipient_failure(status))
+            recipient = str(person.get("emailAddress", ""))
+            found.append(
+                Report(
+                    kind="hard" if hard else "soft",
+                    recipient=recipient,
+                    status=status or str(bounce.get("bounceSubType", "")),
+                    detail=scrub(str(person.get("diagnosticCode", "") or "")),
+                    fingerprint=fingerprint("ses", str(bounce.get("feedbackId")), recipient),
+                    envelope=envelope,
+                    message_id=message_id,
+                )
+            )
+        return found
+    if what == "Complaint":
+        complaint = notification.get("complaint") or {}
+        feedback = str(complaint.get("complaintFeedbackType", "abuse") or "abuse")
+        if feedback == "not-spam":
+            return []
+        return [
+            Report(
+                kind="complaint",
+                recipient=str(person.get("emailAddress", "")),
+                status=feedback,
+                detail=scrub(str(complaint.get("userAgent", "") or "")),
+                fingerprint=fingerprint(
+                    "ses", str(complaint.get("feedbackId")), str(person.get("emailAddress"))
+                ),
+                envelope=envelope,
+                message_id=message_id,
+            )
+            for person in complaint.get("complainedRecipients") or []
+        ]
+    return []
+
+
+# --- Postmark -------------------------------------------------------------------------------
+
+_POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated"}
+# AutoResponder (an out-of-office answer) and the rest are no bounces.
+_POSTMARK_SOFT = {"SoftBounce", "Transient", "DnsError", "Blocked"}
+
+
+def check_basic_auth(settings: Settings, authorization: str | None) -> None:
+    if not settings.postmark_username or not settings.postmark_password:
+        raise WebhookRefused("Postmark webhooks are off: set bounces.postmark_username/password")
+    scheme, _, encoded = (authorization or "").partition(" ")
+    try:
+        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise WebhookRefused("authentication required", 401) from None
+    good_user = hmac.compare_digest(user.encode(), settings.postmark_username.encode())
+    good_password = hmac.compare_digest(password.encode(), settings.postmark_password.encode())
+    if scheme.lower() != "basic" or not (good_user and good_password):
+        raise WebhookRefused("authentication required", 401)
+
+
+def postmark_event(settings: Settings, authorization: str | None, body: bytes) -> Event:
+    check_basic_auth(settings, authorization)
+    payload = _json(body)
+    record = payload.get("RecordType")
+    event_id = str(payload.get("ID", ""))
+    recipient = str(payload.get("Email", ""))
+    if not event_id or not recipient:
+        return Event("ignored", [], event_id)
+    if record == "SpamComplaint":
+        kind = "complaint"
+    elif record == "Bounce" and payload.get("Type") in _POSTMARK_HARD:
+        kind = "hard"
+    elif record == "Bounce" and payload.get("Type") in _POSTMARK_SOFT:
+        kind = "soft"
+    else:
+        return Event("ignored", [], event_id)
+    report = Report(
+        kind=kind,
+        recipient=recipient,
+        status=str(payload.get("Type", "")),
+        detail=scrub(str(payload.get("Description", "") or "")),
+        fingerprint=fingerprint("postmark", event_id),
+    )
+    return Event("reports", [report], event_id)
+
+
+def _json(body: bytes) -> dict:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookRefused("not JSON", 400) from None
+    if not isinstance(data, dict):
+        raise WebhookRefused("not a JSON object", 400)
+    return data
