@@ -407,6 +407,20 @@ def recipients(
     return (Recipient(*row) for row in db.execute(sql, params))
 
 
+def recipient_languages(db: Database, topic_ids: Sequence[int]) -> list[str]:
+    """The languages the topics' recipients read, most readers first (then by code)."""
+    if not topic_ids:
+        return []
+    condition, params = recipient_condition(topic_ids)
+    rows = db.execute(
+        "SELECT lang, COUNT(*) AS n FROM (SELECT DISTINCT s.id, s.lang FROM subscribers s"
+        f" JOIN subscriptions sub ON sub.subscriber_id = s.id WHERE {condition})"
+        " GROUP BY lang ORDER BY n DESC, lang",
+        params,
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def count_recipients(db: Database, topic_ids: Sequence[int]) -> int:
     if not topic_ids:
         return 0

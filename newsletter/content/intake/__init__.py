@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 from sqlite_utils import Database
 
+from newsletter import i18n
 from newsletter.config import Settings
 from newsletter.content import articles
 from newsletter.content.articles import ArticleIn
@@ -107,8 +108,14 @@ def import_sources(
     sources: Sequence[str],
     extra_topics: Sequence[str] = (),
     progress: Progress | None = None,
+    lang: str | None = None,
 ) -> ImportReport:
-    """Import each source in its own transaction; failures go to ``report.errors``."""
+    """Import each source in its own transaction; failures go to ``report.errors``.
+
+    ``lang``: the language of articles whose source does not say (``articles import --lang``).
+    """
+    if lang is not None:
+        lang = i18n.check_lang(lang)
     for name in extra_topics:
         if not slugify(name):
             raise NewsletterError(f"topic {name!r} has no letters or digits")
@@ -119,6 +126,8 @@ def import_sources(
         tell(source, 0, 0, False)  # reading (a download may take a while)
         try:
             found = read_source(source, settings)
+            for article in found:
+                article.lang = article.lang or lang
             tell(source, 0, len(found), False)
             outcomes = _store(db, source, found, extra_topics, tell)
         except NewsletterError as exc:
