@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from newsletter.cli.common import print_json, state, stderr_is_tty
 from newsletter.content import articles, topics
 from newsletter.dates import format_date
+from newsletter.i18n import check_lang
 
 if TYPE_CHECKING:
     from newsletter.content import intake
@@ -39,6 +40,14 @@ def import_(
         list[str] | None,
         typer.Option("--topic", "-t", help="Add this topic to every imported article (repeatable)"),
     ] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option(
+            "--lang",
+            help="Language (fi, sv, en) of articles whose source does not say;"
+            " default: the default language",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Import articles; the same article (by guid, else URL) is updated, never duplicated.
@@ -46,10 +55,14 @@ def import_(
     Example: newsletter articles import sample/articles.xml --topic Vaikuttavuus
     """
     st = state(ctx)
+    if lang is not None:
+        check_lang(lang)  # before the progress bar: a typo is a usage problem, not a source's
     with _progress(len(sources)) as tell:
         from newsletter.content import intake  # feed, YAML and Markdown parsers load only here
 
-        report = intake.import_sources(st.db, st.settings, sources, topic or [], progress=tell)
+        report = intake.import_sources(
+            st.db, st.settings, sources, topic or [], progress=tell, lang=lang
+        )
     if as_json:
         print_json(report.as_json())
     else:
@@ -106,6 +119,10 @@ def list_(
         str | None, typer.Option("--until", help="Up to and including this day: YYYY-MM-DD")
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N articles")] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", help="Only articles in this language: fi, sv or en"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """List stored articles, newest first; days count in the organisation's time zone.
@@ -116,18 +133,26 @@ def list_(
     tz = st.settings.tz
     chosen = topics.resolve_many(st.db, topic)
     start, end = articles.window(since, until, tz)
+    default = st.settings.default_lang
     found = articles.select(
-        st.db, topic_ids=[t.id for t in chosen] or None, since=start, until=end, limit=limit
+        st.db,
+        topic_ids=[t.id for t in chosen] or None,
+        since=start,
+        until=end,
+        limit=limit,
+        lang=check_lang(lang) if lang is not None else None,
+        default_lang=default,
     )
     if as_json:
-        print_json([a.as_json(tz) for a in found])
+        # The language each article is in: an article without one is in the default language.
+        print_json([{**a.as_json(tz), "lang": a.language(default)} for a in found])
         return
     if not found:
         typer.echo("no articles match", err=True)
     for a in found:
-        day = format_date(a.published, st.settings.default_lang, tz)
+        day = format_date(a.published, default, tz)
         tags = f"  [{', '.join(a.topics)}]" if a.topics else ""
-        typer.echo(f"{day}  {(a.category or '-'):8} {a.title}{tags}")
+        typer.echo(f"{day}  {a.language(default)}  {(a.category or '-'):8} {a.title}{tags}")
 
 
 def register(root: typer.Typer) -> None:

@@ -52,7 +52,7 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_only).strip("-")
 
 
-def _with_names(db: Database, rows: list[tuple]) -> list[Topic]:
+def with_names(db: Database, rows: list[tuple]) -> list[Topic]:
     """Topics from ``(id, slug, name)`` rows, with their per-language names."""
     if not rows:
         return []
@@ -78,12 +78,12 @@ def _with_names(db: Database, rows: list[tuple]) -> list[Topic]:
 
 def get_by_slug(db: Database, slug: str) -> Topic | None:
     row = db.execute("SELECT id, slug, name FROM topics WHERE slug = ?", [slug]).fetchone()
-    return _with_names(db, [row])[0] if row else None
+    return with_names(db, [row])[0] if row else None
 
 
 def get(db: Database, topic_id: int) -> Topic | None:
     row = db.execute("SELECT id, slug, name FROM topics WHERE id = ?", [topic_id]).fetchone()
-    return _with_names(db, [row])[0] if row else None
+    return with_names(db, [row])[0] if row else None
 
 
 def find(db: Database, text: str) -> Topic | None:
@@ -233,7 +233,7 @@ def all_topics(db: Database, *, listed_only: bool = False) -> list[Topic]:
     """Every topic by slug; ``listed_only``: those the public sign-up page may offer."""
     where = " WHERE listed = 1" if listed_only else ""
     rows = db.execute(f"SELECT id, slug, name FROM topics{where} ORDER BY slug").fetchall()
-    return _with_names(db, rows)
+    return with_names(db, rows)
 
 
 def set_listed(db: Database, text: str, listed: bool) -> Topic:
