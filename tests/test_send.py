@@ -510,7 +510,7 @@ def test_a_send_whose_lock_was_taken_over_stops(db, settings, smtp_sink, monkeyp
     topic = make_topic(db)
     add_people(db, topic, 30)
     edition = make_edition(db, [topic])
-    monkeypatch.setattr(pipeline, "HEARTBEAT_EVERY", 0.05)
+    monkeypatch.setattr(pipeline.lock, "HEARTBEAT_EVERY", 0.05)
     other = open_db(settings.db)
 
     def reply(envelope):
@@ -581,8 +581,8 @@ def test_a_slow_rate_keeps_the_lock_fresh_while_waiting(db, settings, smtp_sink,
     topic = make_topic(db)
     add_people(db, topic, 2)
     edition = make_edition(db, [topic])
-    monkeypatch.setattr(pipeline, "HEARTBEAT_EVERY", 0.05)
-    monkeypatch.setattr(pipeline, "LOCK_STALE_AFTER", 1.5)
+    monkeypatch.setattr(pipeline.lock, "HEARTBEAT_EVERY", 0.05)
+    monkeypatch.setattr(pipeline.lock, "LOCK_STALE_AFTER", 1.5)
     other = open_db(settings.db)  # a second `send` started by someone else
     stop, taken = threading.Event(), []
 

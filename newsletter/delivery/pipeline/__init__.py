@@ -1,0 +1,48 @@
+"""The send pipeline: plan the delivery log, take the lock, dispatch to workers, report.
+
+planning (edition, delivery log, counts) -> lock -> consent -> dispatcher -> workers ->
+results -> report; ``entry`` holds ``send`` and ``send_test``. Tunables live in their
+module (``lock.HEARTBEAT_EVERY``, ``consent.CONSENT_FRESH``, ``planning.FIX_CHUNK``).
+"""
+
+from newsletter.delivery.pipeline.entry import normalize_test_addresses, send, send_test
+from newsletter.delivery.pipeline.jobs import Job, Progress, RateLimiter, Result, SendReport
+from newsletter.delivery.pipeline.lock import (
+    EditionLocked,
+    acquire_lock,
+    heartbeat,
+    release_lock,
+)
+from newsletter.delivery.pipeline.planning import (
+    Edition,
+    counts,
+    edition_message,
+    failures,
+    load_edition,
+    no_recipients,
+    plan,
+    status,
+)
+
+__all__ = [
+    "Edition",
+    "EditionLocked",
+    "Job",
+    "Progress",
+    "RateLimiter",
+    "Result",
+    "SendReport",
+    "acquire_lock",
+    "counts",
+    "edition_message",
+    "failures",
+    "heartbeat",
+    "load_edition",
+    "no_recipients",
+    "normalize_test_addresses",
+    "plan",
+    "release_lock",
+    "send",
+    "send_test",
+    "status",
+]

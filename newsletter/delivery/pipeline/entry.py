@@ -1,0 +1,103 @@
+"""The entry points: ``send`` (send or resume an edition) and ``send_test`` (test copies)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlite_utils import Database
+
+from newsletter import links
+from newsletter.audience import subscribers
+from newsletter.config import Settings
+from newsletter.delivery.pipeline.dispatcher import Dispatcher
+from newsletter.delivery.pipeline.jobs import Options, Progress, SendReport
+from newsletter.delivery.pipeline.lock import acquire_lock, release_lock
+from newsletter.delivery.pipeline.planning import edition_message, load_edition, start
+from newsletter.delivery.pipeline.workers import render_for
+from newsletter.errors import NewsletterError
+from newsletter.mail import smtp
+from newsletter.store.db import token_key
+
+
+def send(
+    db: Database,
+    settings: Settings,
+    edition_id: int,
+    *,
+    rate: float | None = None,
+    concurrency: int | None = None,
+    batch_size: int | None = None,
+    max_errors: int | None = None,
+    include_new: bool = False,
+    progress: Progress | None = None,
+    retry_base: float | None = None,
+) -> SendReport:
+    """Send (or resume) an edition; returns the final counts and why it stopped.
+
+    Raises EditionLocked when another send holds the edition, and the SMTP error when the
+    server cannot be reached at all (everything stays pending).
+    """
+    options = Options(
+        rate=settings.rate if rate is None else rate,
+        concurrency=settings.concurrency if concurrency is None else concurrency,
+        batch_size=settings.batch_size if batch_size is None else batch_size,
+        max_errors=settings.max_errors if max_errors is None else max_errors,
+        max_retries=settings.max_retries,
+        retry_base=settings.retry_base if retry_base is None else retry_base,
+    )
+    options.check()
+    # Before the lock and the delivery log: a refused base URL leaves nothing marked.
+    links.check_base_url(settings)
+    edition = load_edition(db, edition_id)
+    owner = uuid.uuid4().hex
+    acquire_lock(db, edition.id, owner)
+    try:
+        start(db, edition, include_new)
+        dispatcher = Dispatcher(db, settings, edition, options, owner, progress)
+        report = dispatcher.run()
+    finally:
+        release_lock(db, edition.id, owner)
+    run = dispatcher.recorder
+    if run.crash is not None:
+        raise run.crash
+    if report.outcome == "unreachable" and run.fatal is not None:
+        raise smtp.ConnectionFailed(report.message, code=run.fatal.code)
+    return report
+
+
+def normalize_test_addresses(addresses: Sequence[str]) -> list[str]:
+    """The ``--to`` addresses, normalised; raises on the first one that is not an address."""
+    return [subscribers.normalize_email(address) for address in addresses]
+
+
+def _refuse_unmailable(db: Database, addresses: Sequence[str]) -> None:
+    """A test copy is still mail: never to an erased, bounced or blocklisted address."""
+    for address in addresses:
+        person = subscribers.find(db, address)
+        why = "erased" if subscribers.is_suppressed(db, address) else ""
+        if person is not None and person["status"] != "active":
+            why = person["status"]
+        if why:
+            raise NewsletterError(f"{address} is {why} and is never mailed; no test copy was sent")
+
+
+def send_test(
+    db: Database, settings: Settings, edition_id: int, addresses: Sequence[str]
+) -> list[tuple[str, str]]:
+    """Send a ``[TEST]`` copy to each address; no delivery is recorded. (address, Message-ID)."""
+    links.check_base_url(settings)
+    edition = load_edition(db, edition_id)
+    checked = normalize_test_addresses(addresses)
+    _refuse_unmailable(db, checked)
+    template = edition_message(settings, edition, test=True)
+    key = token_key(db, settings.secret)
+    topic_id = edition.topic_ids[0]
+    sent: list[tuple[str, str]] = []
+    # Subscriber id 0 exists for nobody: the links look real but change nothing.
+    with smtp.Connection(settings) as connection:
+        for address in checked:
+            data, message_id = render_for(template, settings, key, address, "", 0, topic_id)
+            connection.send(settings.sender_address, address, data)
+            sent.append((address, message_id))
+    return sent
