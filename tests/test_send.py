@@ -337,6 +337,7 @@ def test_cli_dry_run_confirmation_json_and_status(db, smtp_sink, cli):
         "sent": 12,
         "failed": 0,
         "pending": 0,
+        "languages": {"fi": {"total": 12, "sent": 12, "failed": 0, "pending": 0}},
     }
     again = json.loads(cli.ok("send", str(edition), "--yes", "--json", env=env).stdout)
     assert again == status

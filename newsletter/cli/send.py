@@ -191,10 +191,10 @@ def send(
             )
     except smtp.ConnectionFailed:
         if as_json:  # a script still gets the counts; the error line follows on stderr
-            print_json(pipeline.status(db, edition))
+            print_json(_status_json(db, edition))
         raise
     if as_json:
-        print_json(report.as_dict())
+        print_json({**report.as_dict(), "languages": pipeline.language_counts(db, edition)})
     else:
         typer.echo(_summary(report))
     if report.message:
@@ -218,11 +218,24 @@ def status(
     if failed:
         _print_failures(state(ctx).db, edition, as_json)
         return
-    numbers = pipeline.status(state(ctx).db, edition)
+    db = state(ctx).db
+    numbers = pipeline.status(db, edition)
+    by_lang = pipeline.language_counts(db, edition)
     if as_json:
-        print_json(numbers)
+        print_json(_status_json(db, edition))
         return
     typer.echo(_counts_line(numbers))
+    if len(by_lang) > 1:
+        for lang, n in by_lang.items():
+            typer.echo(
+                f"  {lang}: sent {n['sent']}, failed {n['failed']}, pending {n['pending']}"
+                f" of {n['total']}"
+            )
+
+
+def _status_json(db: Database, edition: int) -> dict:
+    """The counts, and the same counts by the language of the variant each person gets."""
+    return {**pipeline.status(db, edition), "languages": pipeline.language_counts(db, edition)}
 
 
 def _print_failures(db: Database, edition: int, as_json: bool) -> None:

@@ -30,7 +30,7 @@ from newsletter.delivery.pipeline.jobs import (
     SendReport,
 )
 from newsletter.delivery.pipeline.lock import Heartbeat
-from newsletter.delivery.pipeline.planning import Edition, counts, edition_message
+from newsletter.delivery.pipeline.planning import Edition, counts, edition_messages
 from newsletter.delivery.pipeline.results import Recorder
 from newsletter.store.db import token_key
 
@@ -105,7 +105,7 @@ class Dispatcher:
     # the loop ---------------------------------------------------------------------------
 
     def run(self) -> SendReport:
-        template = edition_message(self.settings, self.edition)
+        template = edition_messages(self.db, self.settings, self.edition)
         key = token_key(self.db, self.settings.secret)
         crew = workers.start(self.options.concurrency, self.settings, template, key,
                              self.jobs, self.results)  # fmt: skip
@@ -186,7 +186,8 @@ def pending_jobs(db: Database, edition_id: int, after_id: int, limit: int) -> li
     """The next ``limit`` pending rows after ``after_id``, by id, stamped as checked now
     (the caller checks their consent before any of them leaves)."""
     rows = db.execute(
-        "SELECT d.id, d.subscriber_id, d.topic_id, s.email, s.name, d.attempts"
+        "SELECT d.id, d.subscriber_id, d.topic_id, s.email, s.name, d.attempts,"
+        " COALESCE(d.lang, s.lang)"
         " FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id"
         " WHERE d.edition_id = ? AND d.status = 'pending' AND d.id > ?"
         " ORDER BY d.id LIMIT ?",

@@ -13,7 +13,7 @@ from newsletter.config import Settings
 from newsletter.delivery.pipeline.dispatcher import Dispatcher
 from newsletter.delivery.pipeline.jobs import Options, Progress, SendReport
 from newsletter.delivery.pipeline.lock import acquire_lock, release_lock
-from newsletter.delivery.pipeline.planning import edition_message, load_edition, start
+from newsletter.delivery.pipeline.planning import edition_messages, load_edition, start
 from newsletter.delivery.pipeline.workers import render_for
 from newsletter.errors import NewsletterError
 from newsletter.mail import smtp
@@ -90,7 +90,8 @@ def send_test(
     edition = load_edition(db, edition_id)
     checked = normalize_test_addresses(addresses)
     _refuse_unmailable(db, checked)
-    template = edition_message(settings, edition, test=True)
+    # The main variant: a test copy shows what readers of the default language get.
+    template = edition_messages(db, settings, edition, test=True).for_lang(edition.lang)
     key = token_key(db, settings.secret)
     topic_id = edition.topic_ids[0]
     sent: list[tuple[str, str]] = []

@@ -9,6 +9,7 @@ import threading
 from newsletter import links
 from newsletter.config import Settings
 from newsletter.delivery.pipeline.jobs import Job, Result
+from newsletter.delivery.pipeline.planning import EditionMessages
 from newsletter.mail import message, smtp
 
 
@@ -38,7 +39,7 @@ class Worker(threading.Thread):
     def __init__(
         self,
         settings: Settings,
-        template: message.EditionMessage,
+        template: EditionMessages,
         key: bytes,
         jobs: queue.Queue[Job | None],
         results: queue.Queue[Result],
@@ -67,7 +68,7 @@ class Worker(threading.Thread):
         assert job.subscriber_id is not None
         try:
             data, message_id = render_for(
-                self.template, self.settings, self.key, job.email, job.name,
+                self.template.for_lang(job.lang), self.settings, self.key, job.email, job.name,
                 job.subscriber_id, job.topic_id,
             )  # fmt: skip
         except message.AddressError as exc:
@@ -82,7 +83,7 @@ class Worker(threading.Thread):
 def start(
     count: int,
     settings: Settings,
-    template: message.EditionMessage,
+    template: EditionMessages,
     key: bytes,
     jobs: queue.Queue[Job | None],
     results: queue.Queue[Result],
