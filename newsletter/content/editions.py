@@ -148,10 +148,13 @@ def select_articles(
     return (chosen[:limit] if limit is not None else chosen), "; ".join(described)
 
 
-def _per_language(value: str | PerLanguage | None) -> PerLanguage:
+def _per_language(value: str | Sequence[str] | PerLanguage | None, option: str) -> PerLanguage:
+    """A plain value, ``["sv=...", "..."]`` as the CLI gives it, or already parsed."""
     if isinstance(value, PerLanguage):
         return value
-    return PerLanguage(value, {})
+    if value is None or isinstance(value, str):
+        return PerLanguage(value, {})
+    return variants_mod.parse_per_language(value, option)
 
 
 @dataclass(frozen=True)
@@ -168,8 +171,8 @@ class _Plan:
 def _plan(
     settings: Settings,
     langs: Sequence[str] | str | None,
-    subject: str | PerLanguage | None,
-    intro: str | PerLanguage | None,
+    subject: str | Sequence[str] | PerLanguage | None,
+    intro: str | Sequence[str] | PerLanguage | None,
     limit: int | None,
     template: str | None,
 ) -> _Plan:
@@ -183,7 +186,7 @@ def _plan(
         chosen.insert(0, settings.default_lang)
     if limit is not None and limit < 1:
         raise NewsletterError("--limit must be at least 1")
-    subjects, intros = _per_language(subject), _per_language(intro)
+    subjects, intros = _per_language(subject, "--subject"), _per_language(intro, "--intro")
     for given in (subjects.plain, *subjects.by_lang.values()):
         if given is not None and not given.strip():
             raise NewsletterError("the subject must not be empty")
@@ -198,8 +201,8 @@ def build(
     since: str | None,
     until: str | None,
     limit: int | None,
-    subject: str | PerLanguage | None,
-    intro: str | PerLanguage | None,
+    subject: str | Sequence[str] | PerLanguage | None,
+    intro: str | Sequence[str] | PerLanguage | None,
     lang: Sequence[str] | str | None,
     template: str | None,
     out: Path,
