@@ -161,6 +161,9 @@ def test_swedish_readers_get_the_swedish_versions(db, settings, workdir, smtp_si
         assert "Keski-Suomi liittyi" in html
         assert "Mellersta Finland" not in html and "bara på svenska" not in html
     assert _subject(got["sv"][0]) == "Nyheter i augusti"
+    # The English variant has the plain (default-language) subject: its heading says so.
+    assert re.search(r'<h1 lang="fi"[^>]*>Elokuun uutiset</h1>', got["en"][1])
+    assert re.search(r"<h1 style[^>]*>Nyheter i augusti</h1>", sv_html)
 
     shown = editions.get(db, result.edition_id)
     assert shown.languages == ["fi", "en", "sv"]
@@ -192,7 +195,7 @@ def test_a_reader_of_a_language_without_a_variant_gets_the_main_one(
     assert ">Läs mer</a>" in got["sv"][1]
 
 
-def test_a_variant_without_any_article_is_refused(db, settings, workdir) -> None:
+def test_a_variant_with_only_other_languages_articles_shows_them(db, settings, workdir) -> None:
     topics.add_topic(db, "ruotsi", "Ruotsi")
     add_articles(
         db,
@@ -206,11 +209,11 @@ def test_a_variant_without_any_article_is_refused(db, settings, workdir) -> None
             )
         ],
     )
-    with pytest.raises(NewsletterError, match="no articles for the en variant"):
-        _build(db, settings, workdir, topics=["ruotsi"], lang=["en", "sv"])
-    assert db.execute("SELECT count(*) FROM editions").fetchone()[0] == 0
-    built = _build(db, settings, workdir, topics=["ruotsi"], lang=["sv"])
-    assert built.lang == "sv" and built.variants[0].articles == ["https://www.example.fi/sv/a"]
+    # Neither English nor Finnish (the default) versions: the Swedish one, marked as such.
+    built = _build(db, settings, workdir, topics=["ruotsi"], lang=["en", "sv", "fi"])
+    assert [v.articles for v in built.variants] == [["https://www.example.fi/sv/a"]] * 3
+    english = built.variants[1].html_path.read_text(encoding="utf-8")
+    assert '<h2 lang="sv"' in english and ">Read more</a>" in english
 
 
 # --- stories and per-language values ------------------------------------------------------

@@ -259,13 +259,8 @@ def _render_variant(
     """One language's variant, the template label and the URLs of its articles."""
     default = settings.default_lang
     chosen = variants_mod.for_language(found, lang, default, plan.limit)
-    if not chosen:
-        raise NewsletterError(
-            f"no articles for the {lang} variant: none in {lang} or in the default language"
-            f" {default} ({len(found)} in other languages); leave out --lang {lang}"
-        )
     names = [t.name_for(lang) for t in chosen_topics]
-    subject, _ = plan.subjects.get(lang, default)
+    subject, subject_lang = plan.subjects.get(lang, default)
     subject = subject.strip() if subject else default_subject(names, lang, settings)
     intro, intro_lang = plan.intros.get(lang, default)
     preheader = make_preheader(intro, chosen)
@@ -276,6 +271,7 @@ def _render_variant(
         preheader=preheader,
         intro=intro,
         intro_lang=intro_lang,
+        subject_lang=subject_lang,
         articles=chosen,
         topic_names=names,
         template=plan.template,

@@ -298,12 +298,14 @@ def edition_context(
     articles: Sequence[Article],
     topic_names: Iterable[str],
     intro_lang: str | None = None,
+    subject_lang: str | None = None,
 ) -> dict[str, Any]:
     names = ", ".join(topic_names)
     strings = i18n.strings(lang)
     return {
         "lang": lang,
         "intro_lang": intro_lang or lang,
+        "heading_lang": subject_lang or lang,
         "t": strings,
         "org": org_context(settings),
         "subject": subject,
@@ -331,11 +333,13 @@ def render_edition(
     topic_names: Iterable[str],
     template: str | None = None,
     intro_lang: str | None = None,
+    subject_lang: str | None = None,
 ) -> tuple[Rendered, TemplateChoice]:
     """The HTML and text of an edition, with placeholders for per-recipient values.
 
-    ``lang`` is the variant's (headings, buttons, footer, dates); ``intro_lang`` the
-    intro's when it is another (a default-language intro in a Swedish variant).
+    ``lang`` is the variant's (headings, buttons, footer, dates); ``intro_lang`` and
+    ``subject_lang`` the intro's and subject's when another (a default-language intro in a
+    Swedish variant).
     """
     choice = choose_template(settings, template, DEFAULT_EDITION)
     context = edition_context(
@@ -347,6 +351,7 @@ def render_edition(
         articles=articles,
         topic_names=topic_names,
         intro_lang=intro_lang,
+        subject_lang=subject_lang,
     )
     return Rendered(html=to_html(choice, context), text=to_text(choice, context)), choice
 

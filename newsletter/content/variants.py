@@ -3,7 +3,8 @@ per-language ``--subject``/``--intro`` values.
 
 A story may exist in several languages, linked by ``translation_of`` (a shared key, or the
 key of the original). A variant shows each story in its own language where there is such a
-version, else in the default language; a story in neither is left out of that variant.
+version, else in the default language; a story in neither is left out of that variant,
+unless the variant would have no article at all (then it shows every story as it is).
 """
 
 from __future__ import annotations
@@ -96,13 +97,22 @@ def for_language(
     found: Sequence[Article], lang: str, default_lang: str, limit: int | None = None
 ) -> list[Article]:
     """The articles of ``lang``'s variant, newest story first."""
+    grouped = stories(found)
     chosen: list[Article] = []
-    for story in stories(found):
+    for story in grouped:
         own = [a for a in story if a.language(default_lang) == lang]
         fallback = [a for a in story if a.language(default_lang) == default_lang]
-        # Newest version first: a corrected re-post wins over the first one.
         pick = own or fallback
         if pick:
-            chosen.append(max(pick, key=lambda a: (a.published, a.id)))
-    chosen.sort(key=lambda a: (a.published, a.id), reverse=True)
+            # Two versions in one language: the newest (a corrected re-post) wins.
+            chosen.append(max(pick, key=_newest))
+    if not chosen:
+        # Only other languages' stories (a Swedish-only week, Finnish readers): better
+        # those, each marked with its language, than no edition for these readers.
+        chosen = [max(story, key=_newest) for story in grouped]
+    chosen.sort(key=_newest, reverse=True)
     return chosen[:limit] if limit is not None else chosen
+
+
+def _newest(article: Article) -> tuple:
+    return (article.published, article.id)
