@@ -21,7 +21,7 @@ from web_helpers import (
     web_settings,
 )
 
-from newsletter.audience import subscribers
+from newsletter.audience import languages, subscribers
 from newsletter.content import articles, editions, topics, variants
 from newsletter.content.articles import Article, ArticleIn
 from newsletter.delivery import pipeline
@@ -87,7 +87,7 @@ def test_finnish_only_articles_reach_each_reader_in_their_own_chrome(
     _topic_with_readers(db)
     add_articles(db, sample_articles(BASE))
     # The recipients' languages are found by the CLI; the core takes them as given.
-    langs = subscribers.recipient_languages(db, [topics.resolve(db, TOPIC_SLUG).id])
+    langs = languages.recipient_languages(db, [topics.resolve(db, TOPIC_SLUG).id])
     assert sorted(langs) == ["en", "fi", "sv"]
     result = _build(db, settings, workdir, lang=langs)
     assert [v.lang for v in result.variants] == ["fi", "en", "sv"]  # the default first

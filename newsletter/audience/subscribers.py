@@ -393,32 +393,36 @@ def recipients(
     each once, ordered by id. Sending, export and counts all use this."""
     if not topic_ids:
         return iter(())
-    condition, params = recipient_condition(topic_ids)
-    sql = (
-        "SELECT s.id, s.email, s.name, s.lang, MIN(sub.topic_id)"
-        " FROM subscribers s JOIN subscriptions sub ON sub.subscriber_id = s.id"
-        f" WHERE {condition} AND s.id > ?"
-        " GROUP BY s.id ORDER BY s.id"
-    )
-    params.append(after_id)
+    sql, params = recipients_sql(topic_ids, after_id=after_id)
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
     return (Recipient(*row) for row in db.execute(sql, params))
 
 
-def recipient_languages(db: Database, topic_ids: Sequence[int]) -> list[str]:
-    """The languages the topics' recipients read, most readers first (then by code)."""
-    if not topic_ids:
-        return []
+def recipients_sql(
+    topic_ids: Sequence[int], *, after_id: int = 0, upto_id: int | None = None
+) -> tuple[str, list[object]]:
+    """The query behind ``recipients`` (id, email, name, lang, topic_id; ids in
+    ``(after_id, upto_id]``, by id) with its parameters, for callers that feed it to SQL.
+
+    CROSS JOIN keeps ``subscribers`` the outer loop: rows come straight out of its primary
+    key in id order, so GROUP BY needs no temporary B-tree and a page of the list costs its
+    own size, not the size of everything after it.
+    """
     condition, params = recipient_condition(topic_ids)
-    rows = db.execute(
-        "SELECT lang, COUNT(*) AS n FROM (SELECT DISTINCT s.id, s.lang FROM subscribers s"
-        f" JOIN subscriptions sub ON sub.subscriber_id = s.id WHERE {condition})"
-        " GROUP BY lang ORDER BY n DESC, lang",
-        params,
-    ).fetchall()
-    return [r[0] for r in rows]
+    upto = ""
+    params.append(after_id)
+    if upto_id is not None:
+        upto = " AND s.id <= ?"
+        params.append(upto_id)
+    sql = (
+        "SELECT s.id, s.email, s.name, s.lang, MIN(sub.topic_id) AS topic_id"
+        " FROM subscribers s CROSS JOIN subscriptions sub ON sub.subscriber_id = s.id"
+        f" WHERE {condition} AND s.id > ?{upto}"
+        " GROUP BY s.id ORDER BY s.id"
+    )
+    return sql, params
 
 
 def count_recipients(db: Database, topic_ids: Sequence[int]) -> int:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter.audience import subscribers
+from newsletter.audience import languages
 from newsletter.cli.common import print_json, state, warn
 from newsletter.config import LANGUAGES
 from newsletter.content import editions, topics, variants
@@ -53,7 +53,7 @@ def build_languages(ctx: typer.Context, topic: list[str], lang: list[str] | None
         return variants.check_languages(lang)
     current = state(ctx)
     topic_ids = [t.id for t in topics.resolve_many(current.db, topic)]
-    found = subscribers.recipient_languages(current.db, topic_ids)
+    found = languages.recipient_languages(current.db, topic_ids)
     return [current.settings.default_lang, *(x for x in found if x in LANGUAGES)]
 
 

@@ -22,7 +22,7 @@ from newsletter.errors import NewsletterError, NotFound
 from newsletter.mail import message
 from newsletter.store.db import immediate
 
-FIX_CHUNK = 5000  # recipients copied into the delivery log per statement batch
+FIX_CHUNK = 50_000  # subscriber ids whose recipients are copied into the log per transaction
 
 
 @dataclass(frozen=True)
@@ -209,19 +209,27 @@ def _recipient_chunks(db: Database, edition: Edition) -> Iterator[list[subscribe
         after = chunk[-1].id
 
 
-def _fix_recipients(db: Database, edition: Edition) -> int:
-    """Copy the edition's recipients into the delivery log (inside the caller's transaction)."""
-    stamp = now_iso()
-    added = 0
-    for chunk in _recipient_chunks(db, edition):
-        cursor = db.conn.executemany(
-            "INSERT OR IGNORE INTO deliveries"
-            " (edition_id, subscriber_id, topic_id, lang, status, created, updated)"
-            " VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-            [(edition.id, p.id, p.topic_id, p.lang, stamp, stamp) for p in chunk],
+def _fix_recipients(db: Database, edition: Edition) -> None:
+    """Copy the edition's recipients into the delivery log, ``FIX_CHUNK`` ids at a time.
+
+    One INSERT ... SELECT per range of subscriber ids, each its own short transaction: the
+    work is linear in the list, and an opt-out arriving meanwhile waits a fraction of a
+    second, not the whole fix. A crash part-way leaves a draft with part of its log, which
+    the next ``send`` completes (rows already there are kept as they are).
+    """
+    top = db.execute("SELECT MAX(id) FROM subscribers").fetchone()[0] or 0
+    for low in range(0, top, FIX_CHUNK):
+        select, params = subscribers.recipients_sql(
+            edition.topic_ids, after_id=low, upto_id=low + FIX_CHUNK
         )
-        added += cursor.rowcount
-    return added
+        stamp = now_iso()
+        with immediate(db):
+            db.execute(
+                "INSERT OR IGNORE INTO deliveries"
+                " (edition_id, subscriber_id, topic_id, lang, status, created, updated)"
+                f" SELECT ?, r.id, r.topic_id, r.lang, 'pending', ?, ? FROM ({select}) r",
+                [edition.id, stamp, stamp, *params],
+            )
 
 
 def plan(
@@ -250,16 +258,21 @@ def plan(
 def start(db: Database, edition: Edition, include_new: bool) -> None:
     """Fix the recipients on the first send (or add newcomers); mark the edition sending.
 
-    A first send that finds nobody raises inside the transaction, so the edition stays a
-    draft: marking it ``sent`` would hide that nobody got it.
+    A first send that finds nobody raises, so the edition stays a draft: marking it
+    ``sent`` would hide that nobody got it.
     """
+    current = db.execute("SELECT status FROM editions WHERE id = ?", [edition.id]).fetchone()
+    if current[0] == "draft" or include_new:
+        _fix_recipients(db, edition)
     with immediate(db):
-        current = db.execute("SELECT status FROM editions WHERE id = ?", [edition.id]).fetchone()
-        if current[0] == "draft" or include_new:
-            added = _fix_recipients(db, edition)
-            if current[0] == "draft" and added == 0:
-                raise no_recipients(edition)
+        if current[0] == "draft" and not _has_log(db, edition.id):
+            raise no_recipients(edition)
         db.execute(
             "UPDATE editions SET status = 'sending', updated = ? WHERE id = ?",
             [now_iso(), edition.id],
         )
+
+
+def _has_log(db: Database, edition_id: int) -> bool:
+    row = db.execute("SELECT 1 FROM deliveries WHERE edition_id = ? LIMIT 1", [edition_id])
+    return row.fetchone() is not None
