@@ -167,7 +167,8 @@ def test_unreachable_server_is_a_clear_error_and_keeps_everything_pending(db, se
 
     as_json = cli("send", str(edition), "--yes", "--json", env=env)
     assert as_json.exit_code == 1 and as_json.stderr.startswith("error: cannot reach")
-    assert json.loads(as_json.stdout) == pipeline.status(db, edition)
+    by_lang = {"languages": pipeline.language_counts(db, edition)}
+    assert json.loads(as_json.stdout) == {**pipeline.status(db, edition), **by_lang}
     assert json.loads(as_json.stdout)["pending"] == 5
 
 

@@ -152,7 +152,8 @@ def list_(
     for a in found:
         day = format_date(a.published, default, tz)
         tags = f"  [{', '.join(a.topics)}]" if a.topics else ""
-        typer.echo(f"{day}  {a.language(default)}  {(a.category or '-'):8} {a.title}{tags}")
+        lang = f"  ({a.lang})" if a.language(default) != default else ""
+        typer.echo(f"{day}  {(a.category or '-'):8} {a.title}{tags}{lang}")
 
 
 def register(root: typer.Typer) -> None:
