@@ -399,3 +399,69 @@ def test_articles_without_a_language_count_as_the_default(db) -> None:
     assert len(articles.select(db, lang="fi", default_lang="fi")) == 1
     assert articles.select(db, lang="sv", default_lang="fi") == []
     assert len(articles.select(db, lang="sv", default_lang="sv")) == 1
+
+
+def test_a_test_copy_of_each_variant(cli, db, settings, workdir, smtp_sink) -> None:
+    _topic_with_readers(db)
+    add_articles(db, sample_articles(BASE))
+    _build(db, settings, workdir)
+    env = {"NEWSLETTER_SMTP_HOST": smtp_sink.host, "NEWSLETTER_SMTP_PORT": str(smtp_sink.port)}
+    cli.ok("send", "1", "--to", "staff@example.fi", "--lang", "sv", env=env)
+    cli.ok("send", "1", "--to", "staff@example.fi", env=env)
+    sv_copy, main_copy = (html_part(m.message) for m in smtp_sink.to("staff@example.fi"))
+    assert ">Läs mer</a>" in sv_copy and ">Lue lisää</a>" in main_copy
+    missing = cli("send", "1", "--to", "staff@example.fi", "--lang", "de", env=env)
+    assert missing.exit_code == 1 and "no de variant" in missing.stderr
+    alone = cli("send", "1", "--lang", "sv", env=env)
+    assert alone.exit_code == 2
+    assert pipeline.status(db, 1)["total"] == 0  # test copies record no delivery
+
+
+def test_preferences_and_unsubscribe_pages_name_topics_in_the_readers_language(
+    db, settings, smtp_sink
+) -> None:
+    from newsletter import links
+    from newsletter.store.db import token_key
+
+    topic = topics.add_topic(db, TOPIC_SLUG, TOPIC, names={"sv": NAMES["sv"]})
+    person = subscribers.add(
+        db, READERS["sv"], lang="sv", topic_ids=[topic.id], status="confirmed"
+    ).subscriber_id
+    config = web_settings(settings, smtp_sink)
+    key = token_key(db, config.secret)
+    with LiveServer(config) as server:
+        client = Client(server.url)
+        prefs = client.get(links.preferences_url(config, key, person)).body
+        assert f">{NAMES['sv']}</label>" in prefs and f">{TOPIC}</label>" not in prefs
+        leave = client.get(links.unsubscribe_url(config, key, person, topic.id)).body
+        assert NAMES["sv"] in leave and TOPIC not in leave
+
+
+def test_every_variant_shows_each_story_once_in_the_best_language() -> None:
+    """Random stories in random languages: a variant never shows two versions of one story,
+    prefers its own language, then the default one, and leaves out no default story."""
+    import random
+
+    rng = random.Random(13)
+    for _ in range(200):
+        found, number = [], 0
+        for story in range(rng.randint(1, 6)):
+            for lang in rng.sample(["fi", "sv", "en", None], rng.randint(1, 3)):
+                number += 1
+                found.append(
+                    _art(number, lang, of=f"story-{story}" if rng.random() < 0.8 else None)
+                )
+        groups = variants.stories(found)
+        story_of = {a.id: index for index, story in enumerate(groups) for a in story}
+        for lang in ("fi", "sv", "en"):
+            shown = variants.for_language(found, lang, "fi")
+            assert len({story_of[a.id] for a in shown}) == len(shown)  # once per story
+            assert shown == sorted(shown, key=lambda a: (a.published, a.id), reverse=True)
+            for story in groups:
+                langs = {a.language("fi") for a in story}
+                picked = [a for a in shown if story_of[a.id] == story_of[story[0].id]]
+                if lang in langs:
+                    assert picked and picked[0].language("fi") == lang
+                elif "fi" in langs:
+                    assert picked and picked[0].language("fi") == "fi"
+            assert shown  # never an empty variant when there are articles

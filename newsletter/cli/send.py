@@ -72,7 +72,13 @@ def _summary(report: pipeline.SendReport) -> str:
 
 
 def _test_copies(
-    ctx: typer.Context, edition: int, to: list[str], *, dry_run: bool, as_json: bool
+    ctx: typer.Context,
+    edition: int,
+    to: list[str],
+    *,
+    dry_run: bool,
+    as_json: bool,
+    lang: str | None = None,
 ) -> None:
     db = state(ctx).db
     if dry_run:
@@ -80,7 +86,7 @@ def _test_copies(
         addresses = pipeline.normalize_test_addresses(to)
         copies: list[tuple[str, str | None]] = [(address, None) for address in addresses]
     else:
-        copies = list(pipeline.send_test(db, state(ctx).settings, edition, to))
+        copies = list(pipeline.send_test(db, state(ctx).settings, edition, to, lang=lang))
     if as_json:
         print_json([{"to": address, "message_id": message_id} for address, message_id in copies])
         return
@@ -131,6 +137,10 @@ def send(
         list[str] | None,
         typer.Option("--to", help="Send a test copy to this address only (repeatable)"),
     ] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", help="With --to: the variant in this language (default: main)"),
+    ] = None,
     rate: Annotated[
         float | None,
         typer.Option(
@@ -160,8 +170,10 @@ def send(
     current = state(ctx)
     db, settings = current.db, current.settings
     check_base_url(settings)  # every mail links there: refuse what `serve` would refuse
+    if lang is not None and not to:
+        raise typer.BadParameter("--lang chooses a test copy's variant: use it with --to")
     if to:
-        _test_copies(ctx, edition, to, dry_run=dry_run, as_json=as_json)
+        _test_copies(ctx, edition, to, dry_run=dry_run, as_json=as_json, lang=lang)
         return
     info = pipeline.load_edition(db, edition)
     count, first = pipeline.plan(db, edition, include_new=include_new)

@@ -83,15 +83,24 @@ def _refuse_unmailable(db: Database, addresses: Sequence[str]) -> None:
 
 
 def send_test(
-    db: Database, settings: Settings, edition_id: int, addresses: Sequence[str]
+    db: Database,
+    settings: Settings,
+    edition_id: int,
+    addresses: Sequence[str],
+    lang: str | None = None,
 ) -> list[tuple[str, str]]:
     """Send a ``[TEST]`` copy to each address; no delivery is recorded. (address, Message-ID)."""
     links.check_base_url(settings)
     edition = load_edition(db, edition_id)
     checked = normalize_test_addresses(addresses)
     _refuse_unmailable(db, checked)
-    # The main variant: a test copy shows what readers of the default language get.
-    template = edition_messages(db, settings, edition, test=True).for_lang(edition.lang)
+    # ``lang``'s variant, else the main one (what readers of the default language get).
+    messages = edition_messages(db, settings, edition, test=True)
+    if lang is not None and lang not in messages.by_lang:
+        raise NewsletterError(
+            f"edition {edition_id} has no {lang} variant (it has {', '.join(messages.by_lang)})"
+        )
+    template = messages.for_lang(lang or messages.main)
     key = token_key(db, settings.secret)
     topic_id = edition.topic_ids[0]
     sent: list[tuple[str, str]] = []
