@@ -465,3 +465,14 @@ def test_every_variant_shows_each_story_once_in_the_best_language() -> None:
                 elif "fi" in langs:
                     assert picked and picked[0].language("fi") == "fi"
             assert shown  # never an empty variant when there are articles
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [("sv-FI", "sv"), ("FI", "fi"), ("en_GB", "en"), (" sv ", "sv"), ("", None), (None, None),
+     ("x y", None)],
+)  # fmt: skip
+def test_language_tags_are_stored_as_their_code(db, raw, stored) -> None:
+    with db.atomic():
+        articles.upsert(db, ArticleIn(url="https://x.fi/a", title="A", published=BASE, lang=raw))
+    assert articles.select(db)[0].lang == stored

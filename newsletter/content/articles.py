@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
-from newsletter import dates
+from newsletter import dates, i18n
 from newsletter.clock import from_iso, now_iso, to_iso
 from newsletter.content import topics as topics_mod
 from newsletter.errors import NewsletterError
@@ -108,10 +108,12 @@ def upsert(db: Database, art: ArticleIn) -> str:
         # is no image at all: the card then renders without one.
         "image": art.image if usable_image else None,
         "image_alt": art.image_alt if usable_image else None,
-        "lang": art.lang,
+        # ``sv-FI`` and ``SV`` are Swedish: variants match languages by their code.
+        "lang": i18n.language_code(art.lang),
         "translation_of": art.translation_of,
     }
-    topic_ids = sorted({topics_mod.ensure_topic(db, name, art.lang).id for name in art.topics})
+    lang = values["lang"]
+    topic_ids = sorted({topics_mod.ensure_topic(db, name, lang).id for name in art.topics})
     row = _find(db, art)
     if row is None:
         cursor = db.execute(
