@@ -369,6 +369,8 @@ def test_cli_build_show_preview_and_status_per_language(cli, db, settings, workd
     assert bad.exit_code == 1 and bad.stderr.startswith("error: unknown language")
     status = json.loads(cli.ok("status", "1", "--json").stdout)
     assert status["languages"] == {}  # nothing fixed yet: a draft
+    asked = cli("send", "1", input="n\n")
+    assert "Variants:   fi: " in asked.stdout and "sv: Augusti" in asked.stdout
 
 
 def test_cli_articles_import_and_list_by_language(cli, workdir) -> None:

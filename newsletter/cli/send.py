@@ -119,6 +119,8 @@ def _print_plan(
 
 def _confirm(info: pipeline.Edition, count: int) -> None:
     typer.echo(f"Subject:    {info.subject}")
+    if len(info.variants) > 1:  # each reader gets their language's, with its own subject
+        typer.echo("Variants:   " + "; ".join(f"{v.lang}: {v.subject}" for v in info.variants))
     typer.echo(f"Topic(s):   {', '.join(info.topic_names)}")
     typer.echo(f"Recipients: {count}")
     if not typer.confirm("Send now?", default=False):
