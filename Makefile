@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chromium clean
+.PHONY: demo test lint bench chromium postfix clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m newsletter.demo
 
-## test: lint, then the whole test suite (installs Debian chromium for the browser tests)
-test: $(STAMP) chromium
+## test: lint, then the whole test suite (installs Debian chromium for the browser tests and
+## postfix for its smtp-sink; the Postfix daemon is never started)
+test: $(STAMP) chromium postfix
 	$(PY) -m ruff check newsletter tests bench
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
@@ -26,11 +27,14 @@ lint: $(STAMP)
 	$(PY) -m ruff check newsletter tests bench
 	$(PY) -m ruff format --check newsletter tests bench
 
-bench: $(STAMP)
+bench: $(STAMP) postfix
 	$(PY) -m bench
 
 chromium:
 	@sh scripts/ensure-chromium.sh
+
+postfix:
+	@sh scripts/ensure-postfix.sh
 
 clean:
 	rm -rf $(VENV) demo-output editions test-artifacts

@@ -9,6 +9,7 @@ refused); a send stops and keeps everything pending.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -139,17 +140,12 @@ class Connection:
         smtp = self._smtp
         assert smtp is not None
         try:
-            code, reply = smtp.mail(sender)
+            if smtp.has_extn("pipelining"):
+                return self._send_pipelined(smtp, sender, recipient, data)
+            code, reply = _command(smtp, f"MAIL FROM:<{sender}>")
             if code != 250:
-                self._reset()
-                if code >= 500:
-                    raise ConnectionFailed(
-                        f"SMTP server {self.where} refused the sender {sender}: {code}"
-                        f" {_text(reply)}",
-                        code=code,
-                    )
-                self._fail(code, reply, "MAIL FROM")
-            code, reply = smtp.rcpt(recipient)
+                self._refused_sender(sender, code, reply)
+            code, reply = _command(smtp, f"RCPT TO:<{recipient}>")
             if code not in (250, 251):
                 self._reset()
                 self._fail(code, reply, "RCPT TO", recipient_refused=True)
@@ -161,6 +157,51 @@ class Connection:
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.close()
             raise TemporaryFailure(f"connection to {self.where} dropped: {exc}") from None
+
+    def _refused_sender(self, sender: str, code: int, reply: bytes) -> NoReturn:
+        self._reset()
+        if code >= 500:
+            raise ConnectionFailed(
+                f"SMTP server {self.where} refused the sender {sender}: {code} {_text(reply)}",
+                code=code,
+            )
+        self._fail(code, reply, "MAIL FROM")
+
+    # PIPELINING (RFC 2920) ----------------------------------------------------------------
+
+    def _send_pipelined(self, smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> str:
+        """MAIL, RCPT and DATA in one write, then their replies, each matched to its command
+        in order; the message counts as sent only on the final 250 after its data."""
+        smtp.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"))
+        mail = self._group_reply(smtp)
+        rcpt = self._group_reply(smtp)
+        go = self._group_reply(smtp)
+        if mail[0] != 250 or rcpt[0] not in (250, 251):
+            if go[0] == 354:
+                # A server may accept DATA although nobody is left to deliver to: end it
+                # with an empty message, so the session stays in step.
+                smtp.send(b".\r\n")
+                smtp.getreply()
+            if mail[0] != 250:
+                self._refused_sender(sender, *mail)
+            self._reset()
+            self._fail(*rcpt, "RCPT TO", recipient_refused=True)
+        if go[0] != 354:
+            self._reset()
+            self._fail(*go, "DATA")
+        code, reply = _message(smtp, data)
+        if code != 250:
+            self._reset()
+            self._fail(code, reply, "DATA")
+        return f"{code} {_text(reply)}"
+
+    def _group_reply(self, smtp: smtplib.SMTP) -> tuple[int, bytes]:
+        """The next reply of a pipelined group; a 421 ends the session at once (the server
+        sends nothing after it), so the replies still owed are not waited for."""
+        code, reply = smtp.getreply()
+        if code == 421:
+            self._fail(code, reply, "SMTP session")
+        return code, reply
 
     def _fail(
         self, code: int, reply: bytes | str, stage: str, *, recipient_refused: bool = False
@@ -194,19 +235,42 @@ class Connection:
         self.close()
 
 
+def _command(smtp: smtplib.SMTP, line: str) -> tuple[int, bytes]:
+    """One command and its reply. ``smtp.mail``/``rcpt`` would run ``parseaddr`` on an
+    address already checked (``envelope_address``), for every message."""
+    smtp.putcmd(line)
+    return smtp.getreply()
+
+
 def _data(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-    """DATA with dot-stuffing by ``bytes.replace``: smtplib's regex costs ~0.2 ms a message,
-    which is a fifth of the time per message on a fast relay."""
+    """DATA, then the message once the server says go ahead."""
     smtp.putcmd("data")
     code, reply = smtp.getreply()
     if code != 354:
         return code, reply
-    stuffed = data.replace(b"\n.", b"\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    if not stuffed.endswith(b"\r\n"):
-        stuffed += b"\r\n"
-    smtp.send(stuffed + b".\r\n")
+    return _message(smtp, data)
+
+
+# A line that starts with a dot. One compiled search finds it in a 50 KB message several
+# times faster than ``bytes.replace`` or ``in`` (CPython's two-byte search is slow on text
+# with a line break every 76 octets), and most messages have no such line at all.
+_DOT_LINE = re.compile(rb"\n\.")
+
+
+def dot_stuffed(data: bytes) -> bytes:
+    """The message as DATA carries it (RFC 5321 4.5.2), ending in CRLF, without the final dot."""
+    if _DOT_LINE.search(data) is not None:
+        data = _DOT_LINE.sub(b"\n..", data)
+    if data.startswith(b"."):
+        data = b"." + data
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data
+
+
+def _message(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """The message after a 354, the final dot, and the server's verdict."""
+    smtp.send(dot_stuffed(data) + b".\r\n")
     return smtp.getreply()
 
 
