@@ -141,7 +141,7 @@ class Connection:
         assert smtp is not None
         try:
             if smtp.has_extn("pipelining"):
-                return self._send_pipelined(smtp, sender, recipient, data)
+                return _send_pipelined(self, smtp, sender, recipient, data)
             code, reply = _command(smtp, f"MAIL FROM:<{sender}>")
             if code != 250:
                 self._refused_sender(sender, code, reply)
@@ -166,42 +166,6 @@ class Connection:
                 code=code,
             )
         self._fail(code, reply, "MAIL FROM")
-
-    # PIPELINING (RFC 2920) ----------------------------------------------------------------
-
-    def _send_pipelined(self, smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> str:
-        """MAIL, RCPT and DATA in one write, then their replies, each matched to its command
-        in order; the message counts as sent only on the final 250 after its data."""
-        smtp.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"))
-        mail = self._group_reply(smtp)
-        rcpt = self._group_reply(smtp)
-        go = self._group_reply(smtp)
-        if mail[0] != 250 or rcpt[0] not in (250, 251):
-            if go[0] == 354:
-                # A server may accept DATA although nobody is left to deliver to: end it
-                # with an empty message, so the session stays in step.
-                smtp.send(b".\r\n")
-                smtp.getreply()
-            if mail[0] != 250:
-                self._refused_sender(sender, *mail)
-            self._reset()
-            self._fail(*rcpt, "RCPT TO", recipient_refused=True)
-        if go[0] != 354:
-            self._reset()
-            self._fail(*go, "DATA")
-        code, reply = _message(smtp, data)
-        if code != 250:
-            self._reset()
-            self._fail(code, reply, "DATA")
-        return f"{code} {_text(reply)}"
-
-    def _group_reply(self, smtp: smtplib.SMTP) -> tuple[int, bytes]:
-        """The next reply of a pipelined group; a 421 ends the session at once (the server
-        sends nothing after it), so the replies still owed are not waited for."""
-        code, reply = smtp.getreply()
-        if code == 421:
-            self._fail(code, reply, "SMTP session")
-        return code, reply
 
     def _fail(
         self, code: int, reply: bytes | str, stage: str, *, recipient_refused: bool = False
@@ -233,6 +197,47 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- PIPELINING (RFC 2920): its own functions, so the plain path above stays as it was ---
+
+
+def _send_pipelined(
+    conn: Connection, smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes
+) -> str:
+    """MAIL, RCPT and DATA in one write, then their replies, each matched to its command
+    in order; the message counts as sent only on the final 250 after its data."""
+    smtp.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"))
+    mail = _group_reply(conn, smtp)
+    rcpt = _group_reply(conn, smtp)
+    go = _group_reply(conn, smtp)
+    if mail[0] != 250 or rcpt[0] not in (250, 251):
+        if go[0] == 354:
+            # A server may accept DATA although nobody is left to deliver to: end it
+            # with an empty message, so the session stays in step.
+            smtp.send(b".\r\n")
+            smtp.getreply()
+        if mail[0] != 250:
+            conn._refused_sender(sender, *mail)
+        conn._reset()
+        conn._fail(*rcpt, "RCPT TO", recipient_refused=True)
+    if go[0] != 354:
+        conn._reset()
+        conn._fail(*go, "DATA")
+    code, reply = _message(smtp, data)
+    if code != 250:
+        conn._reset()
+        conn._fail(code, reply, "DATA")
+    return f"{code} {_text(reply)}"
+
+
+def _group_reply(conn: Connection, smtp: smtplib.SMTP) -> tuple[int, bytes]:
+    """The next reply of a pipelined group; a 421 ends the session at once (the server
+    sends nothing after it), so the replies still owed are not waited for."""
+    code, reply = smtp.getreply()
+    if code == 421:
+        conn._fail(code, reply, "SMTP session")
+    return code, reply
 
 
 def _command(smtp: smtplib.SMTP, line: str) -> tuple[int, bytes]:

@@ -1,16 +1,16 @@
-"""The dispatcher: claims pending rows in batches, re-checks consent, paces the send and
-hands single messages to the workers, then writes their results.
+"""The dispatcher: hands slices of claimed rows to idle workers, paces the send, and writes
+the workers' results, one transaction for all results that are ready.
 
-One dispatcher (the calling thread) owns all database writes and hands messages to
-``concurrency`` worker threads, each with its own SMTP connection. It never lets more than
-``concurrency`` messages be out without their result written, so a hard kill can make at
-most that many people receive a second copy on resume.
+One dispatcher (the calling thread) owns all database writes. Each of the ``concurrency``
+workers has its own SMTP connection and sends the next message of its slice only once the
+result of the one before is written, so at most ``concurrency`` accepted messages are ever
+without their result in the database: a hard kill can make at most that many people
+receive a second copy on resume.
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
 import queue
 import signal
 import threading
@@ -20,15 +20,9 @@ from collections.abc import Iterator
 from sqlite_utils import Database
 
 from newsletter.config import Settings
-from newsletter.delivery.pipeline import consent, report, workers
-from newsletter.delivery.pipeline.jobs import (
-    Job,
-    Options,
-    Progress,
-    RateLimiter,
-    Result,
-    SendReport,
-)
+from newsletter.delivery.pipeline import report, workers
+from newsletter.delivery.pipeline.batches import Batches
+from newsletter.delivery.pipeline.jobs import Options, Progress, RateLimiter, Result, SendReport
 from newsletter.delivery.pipeline.lock import Heartbeat
 from newsletter.delivery.pipeline.planning import Edition, counts, edition_messages
 from newsletter.delivery.pipeline.results import Recorder
@@ -36,7 +30,7 @@ from newsletter.store.db import token_key
 
 
 class Dispatcher:
-    """Claims rows, checks consent, paces, hands out jobs; the ``Recorder`` writes results."""
+    """Hands out slices, paces, collects and writes results (through the ``Recorder``)."""
 
     def __init__(
         self,
@@ -52,69 +46,29 @@ class Dispatcher:
         self.edition = edition
         self.options = options
         self.progress = progress
-        self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.results: queue.Queue[Result] = queue.Queue()
         self.limiter = RateLimiter(options.rate)
         self.heartbeat = Heartbeat(db, edition.id, owner)
         start = SendReport.from_counts(edition.id, "sending", counts(db, edition.id))
         self.recorder = Recorder(db, settings, edition.id, options, start)
-        self.buffer: list[Job] = []
-        self.after_id = 0
-        self.exhausted = False  # no more pending rows to claim
+        self.batches = Batches(db, edition.id, options, self.recorder)
+        self.crew: list[workers.Worker] = []
+        self.busy: list[int] = []  # per worker: jobs handed out whose result has not come
         self.in_flight = 0
         self.interrupted = threading.Event()
-
-    # claiming ---------------------------------------------------------------------------
-
-    def _claim(self) -> None:
-        """Load the next batch of pending rows and close those that may no longer be mailed."""
-        batch = pending_jobs(self.db, self.edition.id, self.after_id, self.options.batch_size)
-        if not batch:
-            self.exhausted = True
-            return
-        self.after_id = batch[-1].delivery_id
-        refused = consent.refusal_reasons(self.db, batch)
-        if refused:
-            self.recorder.close_refused(refused)
-        self.buffer = [job for job in reversed(batch) if job.delivery_id not in refused]
-
-    def _next_job(self) -> tuple[Job | None, float]:
-        """The next job to send, or (None, seconds worth waiting) when none is ready."""
-        current = time.monotonic()
-        retries = self.recorder.retries
-        if retries and retries[0][0] <= current:
-            return heapq.heappop(retries)[1], 0.0
-        while not self.buffer and not self.exhausted:  # a batch may close entirely
-            self._claim()
-        if self.buffer:
-            return self.buffer.pop(), 0.0
-        if retries:
-            return None, retries[0][0] - current
-        return None, 0.5
-
-    def _still_mailable(self, job: Job) -> bool:
-        """Last check just before the message leaves: consent may change mid-batch."""
-        if time.monotonic() - job.checked < consent.CONSENT_FRESH:
-            return True
-        refused = consent.refusal_reasons(self.db, [job])
-        if refused:
-            self.recorder.close_refused(refused)
-            return False
-        return True
-
-    # the loop ---------------------------------------------------------------------------
 
     def run(self) -> SendReport:
         template = edition_messages(self.db, self.settings, self.edition)
         key = token_key(self.db, self.settings.secret)
-        crew = workers.start(self.options.concurrency, self.settings, template, key,
-                             self.jobs, self.results)  # fmt: skip
+        count = self.options.concurrency
+        self.crew = workers.start(count, self.settings, template, key, self.results)
+        self.busy = [0] * count
         try:
             with interrupt_sets(self.interrupted):
                 self._loop()
                 self._drain()
         finally:
-            workers.stop(crew, self.jobs, timeout=self.settings.smtp_timeout + 5)
+            workers.stop(self.crew, timeout=self.settings.smtp_timeout + 5)
         return report.finish(self.db, self.edition.id, self.recorder)
 
     def _loop(self) -> None:
@@ -123,28 +77,31 @@ class Dispatcher:
             if self._should_stop():
                 return
             self._beat()
-            if self.in_flight >= self.options.concurrency:
+            idle = next((n for n, jobs in enumerate(self.busy) if jobs == 0), None)
+            if idle is None:
                 self._collect(block=True, timeout=0.5)
                 continue
-            job, wait = self._next_job()
-            if job is None:
-                if self.in_flight == 0 and not self.recorder.retries and self.exhausted:
+            jobs, wait = self.batches.next_slice(self.limiter.slice_size())
+            if not jobs:
+                if self.in_flight == 0 and self.batches.done():
                     return
                 self._collect(block=True, timeout=min(max(wait, 0.01), 0.5))
                 continue
-            if not self._wait_for_rate():
-                return  # the job was not handed out: it stays pending in the database
-            if self._still_mailable(job):
-                self.in_flight += 1
-                self.jobs.put(job)
+            if not self._wait_for_rate(len(jobs)):
+                return  # the slice was not handed out: it stays pending in the database
+            jobs = self.batches.still_mailable(jobs)
+            if jobs:
+                self.busy[idle] += len(jobs)
+                self.in_flight += len(jobs)
+                self.crew[idle].jobs.put(jobs)
 
-    def _wait_for_rate(self) -> bool:
-        """Wait until the rate limit lets a message go; False when the send must stop."""
-        pause = self.limiter.wait_time()
+    def _wait_for_rate(self, count: int) -> bool:
+        """Wait until the rate limit lets ``count`` messages go; False when the send must stop."""
+        pause = self.limiter.wait_time(count)
         while pause > 0 and not self._should_stop():
             self._collect(block=True, timeout=min(pause, 0.5))
             self._beat()  # a slow --rate waits longer than the lock stays fresh
-            pause = self.limiter.wait_time()
+            pause = self.limiter.wait_time(count)
         return not self._should_stop()
 
     def _should_stop(self) -> bool:
@@ -166,7 +123,7 @@ class Dispatcher:
             self._beat()
 
     def _collect(self, *, block: bool, timeout: float = 0.0) -> None:
-        """Write every finished result, one transaction for all that are ready."""
+        """Write every finished result in one transaction, then let their workers go on."""
         ready: list[Result] = []
         try:
             ready.append(self.results.get(block=block, timeout=timeout if block else None))
@@ -178,23 +135,13 @@ class Dispatcher:
             return
         self.in_flight -= len(ready)
         self.recorder.write(ready)
+        go_on = not self._should_stop()
+        for result in ready:
+            self.busy[result.worker] -= 1
+            if not result.last and not result.skipped:
+                self.crew[result.worker].acks.put(go_on)
         if self.progress is not None:
             self.progress(self.recorder.report)
-
-
-def pending_jobs(db: Database, edition_id: int, after_id: int, limit: int) -> list[Job]:
-    """The next ``limit`` pending rows after ``after_id``, by id, stamped as checked now
-    (the caller checks their consent before any of them leaves)."""
-    rows = db.execute(
-        "SELECT d.id, d.subscriber_id, d.topic_id, s.email, s.name, d.attempts,"
-        " COALESCE(d.lang, s.lang)"
-        " FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id"
-        " WHERE d.edition_id = ? AND d.status = 'pending' AND d.id > ?"
-        " ORDER BY d.id LIMIT ?",
-        [edition_id, after_id, limit],
-    ).fetchall()
-    checked = time.monotonic()
-    return [Job(*row, checked=checked) for row in rows]
 
 
 @contextlib.contextmanager

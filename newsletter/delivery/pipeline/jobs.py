@@ -32,6 +32,9 @@ class Result:
     error: smtp.SmtpError | None = None
     invalid: str = ""  # the address could not be put in a header
     crash: BaseException | None = None  # a bug, not an SMTP answer: stop, keep it pending
+    skipped: bool = False  # never sent: the send stopped first; the row stays pending
+    worker: int = 0  # which worker sent it
+    last: bool = True  # the last job of the worker's slice: no go-ahead is awaited after it
 
 
 @dataclass
@@ -104,12 +107,18 @@ class RateLimiter:
         self.tokens = 1.0
         self.stamp = time.monotonic()
 
-    def wait_time(self) -> float:
-        """Seconds until a message may go; 0 takes a token."""
+    def wait_time(self, count: int = 1) -> float:
+        """Seconds until ``count`` messages may go (at most ``capacity``); 0 takes them."""
         current = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (current - self.stamp) * self.rate)
         self.stamp = current
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        needed = min(float(count), self.capacity)
+        if self.tokens >= needed:
+            self.tokens -= needed
             return 0.0
-        return (1.0 - self.tokens) / self.rate
+        return (needed - self.tokens) / self.rate
+
+    def slice_size(self) -> int:
+        """Messages one worker may be handed at once: about 50 ms of the rate, so a slow
+        ``--rate`` still hands out (and paces) one message at a time."""
+        return max(1, min(int(self.rate * 0.05), 32, int(self.capacity)))

@@ -87,6 +87,8 @@ class Recorder:
 
     def record(self, result: Result) -> None:
         job = result.job
+        if result.skipped:
+            return  # never sent: it stays pending for the next send
         if result.crash is not None:
             self.crash = self.crash or result.crash
             self.stop_reason = "crashed"

@@ -34,49 +34,74 @@ def render_for(
 
 
 class Worker(threading.Thread):
-    """Takes jobs until it gets ``None``; puts one ``Result`` per job."""
+    """Sends the slices of jobs it is handed until it gets ``None``; one ``Result`` per job.
+
+    Within a slice, the next message goes only after the dispatcher has written the result
+    of the one before (the go-ahead in ``acks``): each worker has at most one accepted
+    message whose result is not yet in the database, which bounds the second copies a hard
+    kill can cause to the number of workers. The next message is rendered while it waits.
+    """
 
     def __init__(
         self,
+        number: int,
         settings: Settings,
         template: EditionMessages,
         key: bytes,
-        jobs: queue.Queue[Job | None],
         results: queue.Queue[Result],
     ) -> None:
         super().__init__(daemon=True)
+        self.number = number
         self.settings = settings
         self.template = template
         self.key = key
-        self.jobs = jobs
+        self.jobs: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
+        self.acks: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: go on with the slice
         self.results = results
         self.sender = settings.sender_address
 
     def run(self) -> None:
         connection = smtp.Connection(self.settings)
         try:
-            while (job := self.jobs.get()) is not None:
-                try:
-                    result = self._deliver(connection, job)
-                except Exception as exc:  # the dispatcher must always get an answer
-                    result = Result(job, crash=exc)
-                self.results.put(result)
+            while (jobs := self.jobs.get()) is not None:
+                self._send_slice(connection, jobs)
         finally:
             connection.close()
 
-    def _deliver(self, connection: smtp.Connection, job: Job) -> Result:
+    def _send_slice(self, connection: smtp.Connection, jobs: list[Job]) -> None:
+        ready = self._prepare(jobs[0])
+        for index, job in enumerate(jobs):
+            result = ready if isinstance(ready, Result) else self._send(connection, job, *ready)
+            result.worker, result.last = self.number, index == len(jobs) - 1
+            self.results.put(result)
+            if result.last:
+                return
+            ready = self._prepare(jobs[index + 1])
+            if not self.acks.get():
+                for rest in jobs[index + 1 :]:
+                    self.results.put(Result(rest, skipped=True, worker=self.number))
+                return
+
+    def _prepare(self, job: Job) -> tuple[bytes, str] | Result:
+        """The message for the job, or the result that says why there is none."""
         assert job.subscriber_id is not None
         try:
-            data, message_id = render_for(
+            return render_for(
                 self.template.for_lang(job.lang), self.settings, self.key, job.email, job.name,
                 job.subscriber_id, job.topic_id,
             )  # fmt: skip
         except message.AddressError as exc:
             return Result(job, invalid=str(exc))
+        except Exception as exc:  # the dispatcher must always get an answer
+            return Result(job, crash=exc)
+
+    def _send(self, connection: smtp.Connection, job: Job, data: bytes, message_id: str) -> Result:
         try:
             reply = connection.send(self.sender, job.email, data)
         except smtp.SmtpError as exc:
             return Result(job, error=exc)
+        except Exception as exc:  # the dispatcher must always get an answer
+            return Result(job, crash=exc)
         return Result(job, reply=reply, message_id=message_id)
 
 
@@ -85,19 +110,19 @@ def start(
     settings: Settings,
     template: EditionMessages,
     key: bytes,
-    jobs: queue.Queue[Job | None],
     results: queue.Queue[Result],
 ) -> list[Worker]:
-    """``count`` running workers sharing the job and result queues."""
-    crew = [Worker(settings, template, key, jobs, results) for _ in range(count)]
+    """``count`` running workers sharing the result queue."""
+    crew = [Worker(number, settings, template, key, results) for number in range(count)]
     for worker in crew:
         worker.start()
     return crew
 
 
-def stop(crew: list[Worker], jobs: queue.Queue[Job | None], *, timeout: float) -> None:
-    """Ask each worker to finish after its current job and wait a while for them."""
-    for _ in crew:
-        jobs.put(None)
+def stop(crew: list[Worker], *, timeout: float) -> None:
+    """Ask each worker to finish after its current message and wait a while for them."""
+    for worker in crew:
+        worker.acks.put(False)  # one waiting for a go-ahead drops the rest of its slice
+        worker.jobs.put(None)
     for worker in crew:
         worker.join(timeout=timeout)
