@@ -369,6 +369,9 @@ def test_cli_build_show_preview_and_status_per_language(cli, db, settings, workd
     assert bad.exit_code == 1 and bad.stderr.startswith("error: unknown language")
     status = json.loads(cli.ok("status", "1", "--json").stdout)
     assert status["languages"] == {}  # nothing fixed yet: a draft
+    planned = json.loads(cli.ok("send", "1", "--dry-run", "--json").stdout)
+    assert planned["recipients"] == 3 and planned["languages"] == {"en": 1, "fi": 1, "sv": 1}
+    assert "by language: en 1, fi 1, sv 1" in cli.ok("send", "1", "--dry-run").stdout
     asked = cli("send", "1", input="n\n")
     assert "Variants:   fi: " in asked.stdout and "sv: Augusti" in asked.stdout
 

@@ -9,13 +9,13 @@ from sqlite_utils import Database
 from newsletter.audience.subscribers import recipient_condition
 
 
-def recipient_languages(db: Database, topic_ids: Sequence[int]) -> list[str]:
-    """The languages the topics' recipients read, most readers first (then by code).
+def recipient_language_counts(db: Database, topic_ids: Sequence[int]) -> dict[str, int]:
+    """How many of the topics' recipients read each language, most readers first.
 
     Built on ``recipient_condition``, the one definition of who gets mailed.
     """
     if not topic_ids:
-        return []
+        return {}
     condition, params = recipient_condition(topic_ids)
     rows = db.execute(
         "SELECT lang, COUNT(*) AS n FROM (SELECT DISTINCT s.id, s.lang FROM subscribers s"
@@ -23,4 +23,9 @@ def recipient_languages(db: Database, topic_ids: Sequence[int]) -> list[str]:
         " GROUP BY lang ORDER BY n DESC, lang",
         params,
     ).fetchall()
-    return [r[0] for r in rows]
+    return {r[0]: r[1] for r in rows}
+
+
+def recipient_languages(db: Database, topic_ids: Sequence[int]) -> list[str]:
+    """The languages the topics' recipients read, most readers first (then by code)."""
+    return list(recipient_language_counts(db, topic_ids))

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from sqlite_utils import Database
 
-from newsletter.audience import subscribers
+from newsletter.audience import languages, subscribers
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty
 from newsletter.delivery import pipeline
 from newsletter.mail import smtp
@@ -104,13 +104,29 @@ def _positive_rate(value: float | None) -> float | None:
     return value
 
 
+def _plan_languages(db: Database, info: pipeline.Edition) -> dict[str, int]:
+    """Who a send would mail, by language: the list for a draft, else the pending rows."""
+    if info.status == "draft":
+        return languages.recipient_language_counts(db, info.topic_ids)
+    found = pipeline.language_counts(db, info.id)
+    return {lang: n["pending"] for lang, n in found.items() if n["pending"]}
+
+
 def _print_plan(
-    edition: int, count: int, first: list[subscribers.Recipient], *, as_json: bool
+    edition: int,
+    count: int,
+    first: list[subscribers.Recipient],
+    *,
+    as_json: bool,
+    by_lang: dict[str, int] | None = None,
 ) -> None:
     if as_json:
-        print_json({"edition": edition, "recipients": count, "first": [p.email for p in first]})
+        print_json({"edition": edition, "recipients": count, "first": [p.email for p in first],
+                    "languages": by_lang or {}})  # fmt: skip
         return
     typer.echo(f"edition {edition}: {count} recipients would be mailed")
+    if by_lang:
+        typer.echo("  by language: " + ", ".join(f"{k} {n}" for k, n in by_lang.items()))
     for person in first:
         typer.echo(f"  {person.email}")
     if count > len(first):
@@ -180,7 +196,9 @@ def send(
     info = pipeline.load_edition(db, edition)
     count, first = pipeline.plan(db, edition, include_new=include_new)
     if dry_run:
-        _print_plan(edition, count, first, as_json=as_json)
+        # Newcomers (--include-new) have no row yet: counts by language would not add up.
+        by_lang = None if include_new and info.status != "draft" else _plan_languages(db, info)
+        _print_plan(edition, count, first, as_json=as_json, by_lang=by_lang)
         return
     if count == 0 and info.status == "draft":
         raise pipeline.no_recipients(info)
