@@ -1,8 +1,8 @@
 """The send pipeline: plan the delivery log, take the lock, dispatch to workers, report.
 
-planning (edition, delivery log, counts) -> lock -> consent -> dispatcher -> workers ->
-results -> report; ``entry`` holds ``send`` and ``send_test``. Tunables live in their
-module (``lock.HEARTBEAT_EVERY``, ``consent.CONSENT_FRESH``, ``planning.FIX_CHUNK``).
+planning (edition, delivery log, counts) -> lock -> batches and consent -> dispatcher ->
+workers -> results -> report; ``entry`` holds ``send`` and ``send_test``. Tunables live in
+their module (``lock.HEARTBEAT_EVERY``, ``consent.CONSENT_FRESH``, ``planning.FIX_CHUNK``).
 """
 
 from newsletter.delivery.pipeline.entry import normalize_test_addresses, send, send_test

@@ -1,0 +1,93 @@
+"""The start of a send: the delivery log holds exactly the edition's recipients, however it
+is cut into transactions, and the query behind it pages without a temporary B-tree."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from send_helpers import make_edition, make_topic
+
+from newsletter.audience import subscribers
+from newsletter.delivery.pipeline import planning
+from newsletter.store.db import open_db
+
+
+def mixed_list(db, count: int, seed: int) -> tuple[int, int, int]:
+    """People in two topics (and one more) in every state consent can be in."""
+    rng = random.Random(seed)
+    first, second = make_topic(db, "a", "A"), make_topic(db, "b", "B")
+    other = make_topic(db, "c", "C")
+    for number in range(count):
+        topics = rng.sample([first, second, other], rng.randint(1, 3))
+        status = "unconfirmed" if rng.random() < 0.15 else "confirmed"
+        added = subscribers.add(db, f"p{number}@example.org", topic_ids=topics, status=status)
+        person_id = added.subscriber_id
+        roll = rng.random()
+        if roll < 0.15:
+            subscribers.unsubscribe(db, person_id, rng.choice(topics), "web")
+        elif roll < 0.25:
+            subscribers.set_status(db, person_id, "bounced", "bounce")
+        elif roll < 0.3:
+            subscribers.set_status(db, person_id, "blocklisted", "staff")
+    return first, second, other
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_log_is_exactly_the_recipients_whatever_the_chunk(db, monkeypatch, seed):
+    first, second, _other = mixed_list(db, 60, seed)
+    monkeypatch.setattr(planning, "FIX_CHUNK", [1, 7, 50][seed])
+    edition = planning.load_edition(db, make_edition(db, [first, second]))
+    expected = [(r.id, r.topic_id) for r in subscribers.recipients(db, [first, second])]
+
+    planning.start(db, edition, include_new=False)
+
+    rows = db.execute(
+        "SELECT subscriber_id, topic_id FROM deliveries WHERE edition_id = ? ORDER BY id",
+        [edition.id],
+    ).fetchall()
+    assert [tuple(row) for row in rows] == expected  # in id order, lowest topic of the two
+    assert 0 < len(expected) < 60
+    assert planning.counts(db, edition.id) == {"pending": len(expected), "sent": 0, "failed": 0}
+
+
+def test_a_start_cut_short_is_completed_by_the_next_send(db, settings, monkeypatch):
+    topic, _second, _other = mixed_list(db, 40, 3)
+    monkeypatch.setattr(planning, "FIX_CHUNK", 5)
+    edition = planning.load_edition(db, make_edition(db, [topic]))
+    expected = [r.id for r in subscribers.recipients(db, [topic])]
+    calls = []
+    original = subscribers.recipients_sql
+
+    def dies_on_the_third_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # a Ctrl-C (or a kill) part-way through
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(subscribers, "recipients_sql", dies_on_the_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        planning.start(db, edition, include_new=False)
+    assert planning.status(db, edition.id)["status"] == "draft"
+    partial = planning.counts(db, edition.id)["pending"]
+    assert partial < len(expected)
+
+    monkeypatch.setattr(subscribers, "recipients_sql", original)
+    planning.start(db, edition, include_new=False)
+    rows = db.execute(
+        "SELECT subscriber_id FROM deliveries WHERE edition_id = ? ORDER BY subscriber_id",
+        [edition.id],
+    ).fetchall()
+    assert [row[0] for row in rows] == expected
+    assert planning.status(db, edition.id)["status"] == "sending"
+
+
+def test_paging_the_recipients_needs_no_temporary_b_tree(settings):
+    db = open_db(settings.db)
+    try:
+        sql, params = subscribers.recipients_sql([1, 2], after_id=10, upto_id=20)
+        plan = " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    finally:
+        db.close()
+    assert "TEMP B-TREE" not in plan, plan
+    assert "SEARCH s USING INTEGER PRIMARY KEY" in plan, plan
