@@ -155,7 +155,8 @@ def main() -> None:
         server.stop()
         print("catch-all SMTP server stopped")
 
-    editions = sorted((OUT / "editions").glob("edition-*.html"))
+    # The main (default-language) variant; edition-1.sv.html and .en.html are beside it.
+    editions = sorted((OUT / "editions").glob("edition-*[0-9].html"))
     print("\nDone.")
     print(f"  HTML preview:     {editions[0] if editions else '(none)'}")
     print(f"  plain-text part:  {editions[0].with_suffix('.txt') if editions else '(none)'}")

@@ -65,6 +65,15 @@ def check_lang(lang: str) -> str:
     return lang
 
 
+def language_code(raw: str | None) -> str | None:
+    """A language tag as sources write it (``sv-FI``, ``FI``, ``en_GB``) as its primary
+    subtag in lower case (``sv``, ``fi``, ``en``); None or blank stays None."""
+    if raw is None:
+        return None
+    primary = raw.strip().replace("_", "-").split("-", 1)[0].lower()
+    return primary if primary.isalpha() and len(primary) <= 8 else None
+
+
 def strings(lang: str) -> Mapping[str, str]:
     """Every UI string of ``lang`` (for templates: ``{{ t.read_more }}``)."""
     return STRINGS[check_lang(lang)]

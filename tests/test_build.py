@@ -180,8 +180,10 @@ def test_logo_appears_only_when_configured(db, settings, workdir: Path) -> None:
 
 def test_cards_show_date_category_title_summary_and_button(built) -> None:
     _, html, text = built
-    assert "15.08.2025 · Uutiset" in html and "15.08.2025 · Uutiset" in text
-    assert "14.08.2025 · Blogi" in html
+    # The category is the article's own text: it carries the article's language.
+    assert '15.08.2025 · <span lang="fi">Uutiset</span>' in html
+    assert "15.08.2025 · Uutiset" in text
+    assert '14.08.2025 · <span lang="fi">Blogi</span>' in html
     assert re.search(r'<a href="https://www.example.fi/ajankohtaista/keski-suomi-liittyi"', html)
     assert html.count(">Lue lisää</a>") == 3
     assert text.count("Lue lisää: https://www.example.fi/ajankohtaista/") == 3
@@ -595,7 +597,9 @@ def test_cli_build_json_shape(cli, db, workdir: Path) -> None:
     add_articles(db, sample_articles(BASE))
     result = cli.ok("build", "--topic", TOPIC, "--since", "2025-08-01", "--json", "--out", "out")
     data = json.loads(result.stdout)
-    assert list(data) == ["edition", "topics", "subject", "articles", "html", "text", "html_bytes"]
+    assert list(data) == [
+        "edition", "topics", "subject", "lang", "articles", "html", "text", "html_bytes", "variants"
+    ]  # fmt: skip
     assert data["topics"] == [TOPIC_SLUG]
     assert len(data["articles"]) == 3 and data["articles"][0].startswith("https://")
     html = Path(data["html"])

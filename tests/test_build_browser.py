@@ -126,3 +126,37 @@ def _local_only(route) -> None:
         route.continue_()
     else:
         route.abort()
+
+
+@pytest.mark.parametrize(("lang", "read_more"), [("fi", "Lue lisää"), ("sv", "Läs mer"),
+                                                  ("en", "Read more")])  # fmt: skip
+def test_each_language_variant_as_a_phone_shows_it(
+    browser, artifacts: Path, db, settings, workdir: Path, image_server: str, lang, read_more
+) -> None:
+    """One edition, three variants: each declares its language, Finnish articles say theirs."""
+    (workdir / "kuva.png").write_bytes(png_bytes(1200, 600, (40, 110, 140)))
+    base = datetime(2025, 8, 15, 9, 30, tzinfo=HELSINKI)
+    add_articles(db, with_images(sample_articles(base), f"{image_server}/kuva.png"))
+    result = editions.build(
+        db, settings, topics=[TOPIC_SLUG], since="2025-08-01", until=None, limit=None,
+        subject=None, intro=None, lang=["fi", "sv", "en"], template=None,
+        out=workdir / "editions",
+    )  # fmt: skip
+    (variant,) = [v for v in result.variants if v.lang == lang]
+    page = browser.new_page(viewport={"width": 375, "height": 900})
+    try:
+        page.route("**/*", lambda route: _local_only(route))
+        page.goto(variant.html_path.resolve().as_uri(), wait_until="load")
+        assert page.evaluate("document.documentElement.lang") == lang
+        titles = page.evaluate(
+            "Array.from(document.querySelectorAll('h2')).map(h => h.closest('[lang]').lang)"
+        )
+        assert titles == ["fi", "fi", "fi"]
+        buttons = page.evaluate(
+            "Array.from(document.querySelectorAll('a')).map(a => a.innerText.trim())"
+        )
+        assert buttons.count(read_more) == 3
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        page.screenshot(path=str(artifacts / f"edition-{lang}-375px.png"), full_page=True)
+    finally:
+        page.close()

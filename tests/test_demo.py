@@ -30,8 +30,14 @@ def test_demo_runs_end_to_end_and_leaves_mail_and_preview(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stdout + done.stderr
     assert str(out / "received-mail") in done.stdout
 
+    # One edition with a variant for each language the sample subscribers read.
     previews = sorted((out / "editions").glob("edition-*.html"))
-    assert len(previews) == 1 and previews[0].with_suffix(".txt").exists()
+    assert [p.name for p in previews] == [
+        "edition-1.en.html",
+        "edition-1.html",
+        "edition-1.sv.html",
+    ]
+    assert all(p.with_suffix(".txt").exists() for p in previews)
     mails = sorted((out / "received-mail").glob("*.eml"))
 
     status = subprocess.run(

@@ -157,7 +157,10 @@ def test_a_topic_answers_to_its_name_when_the_slug_differs(cli, db) -> None:
 def test_topics_cli(cli) -> None:
     cli.ok("topics", "add", "vaikuttavuus", "--name", "Vaikuttavuus")
     listed = json.loads(cli.ok("topics", "list", "--json").stdout)
-    assert listed == [{"slug": "vaikuttavuus", "name": "Vaikuttavuus", "subscribers": 0}]
+    assert listed == [
+        {"slug": "vaikuttavuus", "name": "Vaikuttavuus", "names": {}, "descriptions": {},
+         "listed": True, "subscribers": 0}
+    ]  # fmt: skip
     bad = cli("topics", "add", "Not A Slug", "--name", "x")
     assert bad.exit_code == 1
     assert bad.stderr.startswith("error: invalid slug")
@@ -174,12 +177,20 @@ def test_topics_list_counts_only_confirmed_active_recipients(cli, db) -> None:
     bounced = subscribers.add(db, "pomppi@example.fi", topic_ids=[tid]).subscriber_id
     subscribers.set_status(db, bounced, "bounced", "bounce")
     listed = json.loads(cli.ok("topics", "list", "--json").stdout)
-    assert listed == [
-        {"slug": "nuoret", "name": "Nuoret", "subscribers": 0},
-        {"slug": "vaikuttavuus", "name": "Vaikuttavuus", "subscribers": 1},
+    assert [(r["slug"], r["name"], r["subscribers"]) for r in listed] == [
+        ("nuoret", "Nuoret", 0),
+        ("vaikuttavuus", "Vaikuttavuus", 1),
     ]
     lines = cli.ok("topics", "list").stdout.splitlines()
-    assert lines[0].split() == ["topic", "name", "recipients", "sign-up", "page"]
+    assert lines[0].split() == [
+        "topic",
+        "name",
+        "recipients",
+        "sign-up",
+        "page",
+        "other",
+        "languages",
+    ]
     assert lines[2].split() == ["vaikuttavuus", "Vaikuttavuus", "1", "shown"]
 
 

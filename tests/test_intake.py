@@ -657,7 +657,7 @@ def test_list_text_output_and_bad_options(cli) -> None:
     imported(cli, DATA / "atom.xml")
     text = cli.ok("articles", "list").stdout
     assert "30.09.2025  Blogi" in text
-    assert text.splitlines()[0].split() == ["published", "type", "title", "topics"]
+    assert text.splitlines()[0].split() == ["published", "type", "title", "topics", "language"]
     assert "Nuoret & tulevaisuus  tulevaisuususko" in text
     unknown = cli("articles", "list", "--topic", "ei-ole")
     assert unknown.exit_code == 1

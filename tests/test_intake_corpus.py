@@ -69,7 +69,7 @@ EXPECTED: dict[str, tuple[int, list[tuple[int | None, bool, str]], dict[str, dic
                 "image_alt": "Nuori ja työntekijä keskustelevat",
                 "topics": ["nuoret", "vaikuttavuus"],
                 "published": "2025-10-06T10:45:00+03:00",
-                "lang": None,
+                "lang": "fi",  # none given (or unsupported): the default language
             },
             # The content's only picture is another one: its alt text must not be borrowed.
             "https://blogi.example.fi/kolme-oppia/": {
@@ -119,7 +119,7 @@ EXPECTED: dict[str, tuple[int, list[tuple[int | None, bool, str]], dict[str, dic
                 "lang": "en",
                 "published": "2025-10-06T10:15:00+03:00",  # only <updated>
             },
-            "https://www.example.fi/de/blog/gemeinschaft/": {"lang": None},
+            "https://www.example.fi/de/blog/gemeinschaft/": {"lang": "fi"},
         },
     ),
     "jsonfeed-1.1.json": (
@@ -149,7 +149,7 @@ EXPECTED: dict[str, tuple[int, list[tuple[int | None, bool, str]], dict[str, dic
                 "title": "Syksyn kirje",
                 "summary": "Kesä opetti meille kolme asiaa yhteistyöstä, ja niistä kerron"
                 " tässä kirjeessä.",
-                "lang": None,
+                "lang": "fi",  # none given (or unsupported): the default language
             }
         },
     ),

@@ -129,7 +129,7 @@ def test_markdown_language_and_hugo_translation_key(cli, workdir: Path) -> None:
     assert "language 'de-DE' is not one of fi, sv, en" in warning["message"]
     found = rows(cli)
     assert found["https://www.example.fi/leirit"]["lang"] == "fi"
-    assert found["https://www.example.fi/de/lager"]["lang"] is None
+    assert found["https://www.example.fi/de/lager"]["lang"] == "fi"  # unsupported: default
     assert {r["translation_of"] for r in found.values()} == {"leirit"}
 
 

@@ -318,7 +318,12 @@ def test_cli_dry_run_confirmation_json_and_status(db, smtp_sink, cli):
     assert emails[0] in dry.stdout and emails[9] in dry.stdout and emails[10] not in dry.stdout
     assert "and 2 more" in dry.stdout
     dry_json = json.loads(cli.ok("send", str(edition), "--dry-run", "--json", env=env).stdout)
-    assert dry_json == {"edition": edition, "recipients": 12, "first": emails[:10]}
+    assert dry_json == {
+        "edition": edition,
+        "recipients": 12,
+        "first": emails[:10],
+        "languages": {"fi": 12},
+    }
 
     refused = cli("send", str(edition), input="n\n", env=env)
     assert refused.exit_code == 1
@@ -342,6 +347,7 @@ def test_cli_dry_run_confirmation_json_and_status(db, smtp_sink, cli):
         "hard_bounces": 0,
         "soft_bounces": 0,
         "complaints": 0,
+        "languages": {"fi": {"total": 12, "sent": 12, "failed": 0, "pending": 0}},
     }
     again = json.loads(cli.ok("send", str(edition), "--yes", "--json", env=env).stdout)
     assert again == status

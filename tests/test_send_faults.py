@@ -9,7 +9,7 @@ from conftest import free_port
 from send_helpers import add_people, delivery_rows, faulty_sink, make_edition, make_topic
 
 from newsletter.audience import subscribers
-from newsletter.delivery import pipeline
+from newsletter.delivery import bounces, pipeline
 from newsletter.errors import NewsletterError
 from newsletter.mail import smtp
 from newsletter.store.db import open_db
@@ -176,7 +176,9 @@ def test_unreachable_server_is_a_clear_error_and_keeps_everything_pending(db, se
 
     as_json = cli("send", str(edition), "--yes", "--json", env=env)
     assert as_json.exit_code == 1 and as_json.stderr.startswith("error: cannot reach")
-    assert json.loads(as_json.stdout) == pipeline.status(db, edition)
+    by_lang = {"languages": pipeline.language_counts(db, edition)}
+    reported = {**pipeline.status(db, edition), **bounces.edition_counts(db, edition), **by_lang}
+    assert json.loads(as_json.stdout) == reported
     assert json.loads(as_json.stdout)["pending"] == 5
 
 

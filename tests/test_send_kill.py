@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from build_helpers import HELSINKI, TOPIC, TOPIC_SLUG, add_articles, sample_articles
 from conftest import OWN_IDENTITY, ROOT
 from send_helpers import add_people, make_edition, make_topic
 
+from newsletter.audience import subscribers
+from newsletter.content import editions, topics
 from newsletter.delivery import pipeline
 from newsletter.store.db import open_db
 
@@ -129,3 +134,45 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(workdir, settings, db, smtp
     assert second.wait(timeout=60) == 0
     copies = Counter(r for m in smtp_sink.messages for r in m.rcpt_tos)
     assert sorted(copies) == emails and set(copies.values()) == {1}
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_sigkill_and_resume_of_a_multi_language_edition(workdir, settings, db, smtp_sink, seed):
+    """Every reader still gets exactly their own language's variant, across the kill."""
+    rng = random.Random(seed)
+    topic = topics.add_topic(db, TOPIC_SLUG, TOPIC, names={"sv": "Samhälle", "en": "Society"})
+    langs = {}
+    for number in range(180):
+        lang = ("fi", "sv", "en")[number % 3]
+        email = f"lukija{number:05d}@example.org"
+        subscribers.add(db, email, lang=lang, topic_ids=[topic.id], status="confirmed")
+        langs[email] = lang
+    add_articles(db, sample_articles(datetime(2025, 8, 15, 9, 30, tzinfo=HELSINKI)))
+    edition = editions.build(
+        db, settings, topics=[TOPIC_SLUG], since="2025-08-01", until=None, limit=None,
+        subject=None, intro=None, lang=["fi", "sv", "en"], template=None,
+        out=workdir / "editions",
+    ).edition_id  # fmt: skip
+
+    first = start_send(workdir, smtp_sink, edition, "--rate", "400", "--batch-size", "25")
+    wait_for_sent(settings, edition, rng.randint(1, 150), first)
+    time.sleep(rng.random() * 0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert pipeline.status(db, edition)["pending"] > 0
+
+    second = start_send(workdir, smtp_sink, edition, "--rate", "400")
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    assert "pending 0 of 180" in out
+
+    copies = Counter(r for m in smtp_sink.messages for r in m.rcpt_tos)
+    assert set(copies) == set(langs) and max(copies.values()) <= 2
+    assert sum(n == 2 for n in copies.values()) <= CONCURRENCY
+    for received in smtp_sink.messages:
+        (to,) = received.rcpt_tos
+        html = received.message.get_body(("html",)).get_content()
+        found = re.search(r'<html[^>]*\blang="(\w+)"', html)
+        assert found and found.group(1) == langs[to], to
+    by_lang = pipeline.language_counts(db, edition)
+    assert {lang: n["sent"] for lang, n in by_lang.items()} == {"en": 60, "fi": 60, "sv": 60}

@@ -1138,7 +1138,12 @@ def test_add_unsubscribe_remove_and_topics_add_speak_json(cli, db, workdir) -> N
     added = json.loads(
         cli.ok("topics", "add", "vaikuttavuus", "--name", "Vaikuttavuus", "--json").stdout
     )
-    assert added == {"slug": "vaikuttavuus", "name": "Vaikuttavuus"}
+    assert added == {
+        "slug": "vaikuttavuus",
+        "name": "Vaikuttavuus",
+        "names": {},
+        "descriptions": {},
+    }
     result = json.loads(
         cli.ok("subscribers", "add", "a@example.fi", "-t", "Vaikuttavuus", "--json").stdout
     )

@@ -21,6 +21,7 @@ from newsletter.audience import consent, subscribers
 from newsletter.clock import now, to_iso
 from newsletter.config import LANGUAGES, Settings
 from newsletter.content import render
+from newsletter.content import topics as topics_mod
 from newsletter.content.topics import Topic
 from newsletter.errors import InvalidToken, NewsletterError
 from newsletter.mail import message, smtp
@@ -114,8 +115,8 @@ def _topics_with_status(db: Database, subscriber_id: int, status: str) -> list[T
         "SELECT t.id, t.slug, t.name FROM subscriptions s JOIN topics t ON t.id = s.topic_id"
         " WHERE s.subscriber_id = ? AND s.status = ? ORDER BY t.name",
         [subscriber_id, status],
-    )
-    return [Topic(*row) for row in rows]
+    ).fetchall()
+    return topics_mod.with_names(db, rows)
 
 
 def sign_up(
@@ -261,7 +262,7 @@ def request_confirmation(
             mail_text(
                 "topics_staff" if staff else "topics",
                 lang,
-                topics=", ".join(t.name for t in pending),
+                topics=", ".join(t.name_for(lang) for t in pending),
                 org=settings.org_name,
             ),
             mail_text("action", lang, days=settings.confirm_days),

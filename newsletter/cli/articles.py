@@ -21,6 +21,7 @@ from newsletter.cli.common import print_json, state, stderr_is_tty
 from newsletter.cli.output import print_json_rows, print_table
 from newsletter.content import articles, topics
 from newsletter.dates import format_date
+from newsletter.i18n import check_lang
 
 if TYPE_CHECKING:
     from newsletter.content import intake
@@ -59,6 +60,14 @@ def import_(
             "--strict", help="Import a source only if every item is usable and the feed well-formed"
         ),
     ] = False,
+    lang: Annotated[
+        str | None,
+        typer.Option(
+            "--lang",
+            help="Language (fi, sv, en) of articles whose source does not say;"
+            " default: the default language",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Import articles; the same article (by guid, else URL) is updated, never duplicated.
@@ -70,6 +79,8 @@ def import_(
     Example: newsletter articles import https://www.example.fi/feed/ --topic Vaikuttavuus
     """
     st = state(ctx)
+    if lang is not None:
+        check_lang(lang)  # before the progress bar: a typo is a usage problem, not a source's
     with _progress(len(sources)) as tell:
         from newsletter.content import intake  # feed, YAML and Markdown parsers load only here
 
@@ -81,6 +92,7 @@ def import_(
             progress=tell,
             strict=strict,
             create_topics=create_topic,
+            default_lang=lang,
         )
     _print_report(report, as_json)
     if report.failed:
@@ -175,6 +187,10 @@ def list_(
         str | None, typer.Option("--until", help="Up to and including this day: YYYY-MM-DD")
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N articles")] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", help="Only articles in this language: fi, sv or en"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """List stored articles, newest first; days count in the organisation's time zone.
@@ -185,20 +201,29 @@ def list_(
     tz = st.settings.tz
     chosen = topics.resolve_many(st.db, topic)
     start, end = articles.window(since, until, tz)
+    default = st.settings.default_lang
     found = articles.select(
-        st.db, topic_ids=[t.id for t in chosen] or None, since=start, until=end, limit=limit
+        st.db,
+        topic_ids=[t.id for t in chosen] or None,
+        since=start,
+        until=end,
+        limit=limit,
+        lang=check_lang(lang) if lang is not None else None,
+        default_lang=default,
     )
     if as_json:
-        print_json_rows(a.as_json(tz) for a in found)
+        # The language each article is in: an article without one is in the default language.
+        print_json_rows({**a.as_json(tz), "lang": a.language(default)} for a in found)
         return
     print_table(
-        ["published", "type", "title", "topics"],
+        ["published", "type", "title", "topics", "language"],
         found,
         lambda a: (
-            format_date(a.published, st.settings.default_lang, tz),
+            format_date(a.published, default, tz),
             a.category or "-",
             a.title,
             ", ".join(a.topics),
+            a.language(default),
         ),
         empty="no articles match",
     )

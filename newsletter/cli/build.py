@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
+from newsletter.audience import languages
 from newsletter.cli.common import print_json, state, warn
 from newsletter.cli.output import limited, local_time, print_json_rows, print_table
-from newsletter.content import editions
+from newsletter.config import LANGUAGES
+from newsletter.content import editions, topics, variants
 from newsletter.errors import NewsletterError
 
 editions_app = typer.Typer(
@@ -25,19 +27,39 @@ def _kb(size: int) -> str:
     return f"{size / 1024:.1f} KB"
 
 
-def _read_intro(intro: str | None, intro_file: Path | None) -> str | None:
-    if intro is not None and intro_file is not None:
-        raise NewsletterError("use either --intro or --intro-file, not both")
-    if intro_file is None:
-        return intro
+def _read_file(path: str) -> str:
     from newsletter.content.intake.text import decode_text  # UTF-8/16 or Windows-1252
 
     try:
-        return decode_text(intro_file.read_bytes(), str(intro_file))
+        return decode_text(Path(path).read_bytes(), path)
     except OSError as exc:
-        raise NewsletterError(f"cannot read {intro_file}: {exc.strerror or exc}") from None
+        raise NewsletterError(f"cannot read {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise NewsletterError(f"cannot read {exc}") from None
+
+
+def _read_intro(intro: list[str] | None, intro_file: list[str] | None) -> variants.PerLanguage:
+    """``--intro`` texts and ``--intro-file`` files, each plain or ``L=...`` per language."""
+    if intro and intro_file:
+        raise NewsletterError("use either --intro or --intro-file, not both")
+    if not intro_file:
+        return variants.parse_per_language(intro, "--intro")
+    files = variants.parse_per_language(intro_file, "--intro-file")
+    return variants.PerLanguage(
+        _read_file(files.plain) if files.plain is not None else None,
+        {lang: _read_file(path) for lang, path in files.by_lang.items()},
+    )
+
+
+def build_languages(ctx: typer.Context, topic: list[str], lang: list[str] | None) -> list[str]:
+    """``--lang`` as given, else every language the topics' recipients read (and the
+    default language, whose variant goes to anyone else)."""
+    if lang:
+        return variants.check_languages(lang)
+    current = state(ctx)
+    topic_ids = [t.id for t in topics.resolve_many(current.db, topic)]
+    found = languages.recipient_languages(current.db, topic_ids)
+    return [current.settings.default_lang, *(x for x in found if x in LANGUAGES)]
 
 
 def build(
@@ -58,17 +80,30 @@ def build(
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most N articles")] = None,
     subject: Annotated[
-        str | None,
-        typer.Option("--subject", help="Subject line (default: topic name and date)"),
+        list[str] | None,
+        typer.Option(
+            "--subject",
+            help='Subject line (default: topic name and date); per language: sv="..."'
+            " (repeatable; a language without one gets the plain or default-language one)",
+        ),
     ] = None,
     intro: Annotated[
-        str | None, typer.Option("--intro", help="Introduction text above the articles")
+        list[str] | None,
+        typer.Option("--intro", help='Introduction above the articles; per language: sv="..."'),
     ] = None,
     intro_file: Annotated[
-        Path | None, typer.Option("--intro-file", help="Read the introduction from a file")
+        list[str] | None,
+        typer.Option(
+            "--intro-file", help="Read the introduction from a file; per language: sv=FILE"
+        ),
     ] = None,
     lang: Annotated[
-        str | None, typer.Option("--lang", help="fi, sv or en (default: from the settings)")
+        list[str] | None,
+        typer.Option(
+            "--lang",
+            help="Build a variant in this language: fi, sv or en (repeatable). Default: the"
+            " default language and every language the topic's recipients read",
+        ),
     ] = None,
     template: Annotated[
         str | None,
@@ -91,24 +126,29 @@ def build(
         since=since,
         until=until,
         limit=limit,
-        subject=subject,
+        subject=variants.parse_per_language(subject, "--subject"),
         intro=_read_intro(intro, intro_file),
-        lang=lang,
+        lang=build_languages(ctx, topic, lang),
         template=template,
         out=out,
     )
-    if result.too_big:
-        warn(
-            f"{result.html_path} is {_kb(result.html_bytes)} ({result.html_bytes} bytes):"
-            " Gmail clips messages above about 100 KB; use --limit to shorten it"
-        )
+    for variant in result.variants:
+        if variant.html_bytes > editions.SIZE_WARNING:
+            warn(
+                f"{variant.html_path} is {_kb(variant.html_bytes)} ({variant.html_bytes} bytes):"
+                " Gmail clips messages above about 100 KB; use --limit to shorten it"
+            )
     if as_json:
         print_json(result.as_json())
         return
     typer.echo(f"edition {result.edition_id} (draft): {result.subject}")
-    typer.echo(f"  {len(result.articles)} articles, topics: {', '.join(result.topics)}")
-    typer.echo(f"  HTML: {result.html_path} ({_kb(result.html_bytes)})")
-    typer.echo(f"  text: {result.text_path}")
+    typer.echo(f"  topics: {', '.join(result.topics)}")
+    for variant in result.variants:
+        typer.echo(
+            f"  [{variant.lang}] {len(variant.articles)} articles: {variant.subject}\n"
+            f"       HTML: {variant.html_path} ({_kb(variant.html_bytes)})\n"
+            f"       text: {variant.text_path}"
+        )
 
 
 def preview(
@@ -119,17 +159,29 @@ def preview(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for edition-ID.html and .txt")
     ] = DEFAULT_OUT,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", help="The variant in this language (default: the main one)"),
+    ] = None,
 ) -> None:
     """Show an edition: the path of its HTML file, its text, or open it in the browser.
 
-    Example: newsletter preview 3 --open
+    Example: newsletter preview 3 --lang sv --open
     """
     edition = editions.get(state(ctx).db, edition_id)
+    if lang is not None and lang not in edition.languages:
+        raise NewsletterError(
+            f"edition {edition_id} has no {lang} variant (it has {', '.join(edition.languages)})"
+        )
+    variant = edition.variant(lang)
     if text:
-        typer.echo(edition.text, nl=False)
+        typer.echo(variant.text, nl=False)
         return
     # Written from the database: the file may be gone or belong to another checkout.
-    html_path, _ = editions.write_files(out, edition.id, edition.html, edition.text)
+    main = variant.lang == edition.languages[0]
+    html_path, _ = editions.write_files(
+        out, edition.id, variant.html, variant.text, None if main else variant.lang
+    )
     typer.echo(str(html_path))
     if open_ and not webbrowser.open(html_path.resolve().as_uri()):
         raise NewsletterError(f"no web browser found to open {html_path}: open the file yourself")
@@ -156,7 +208,7 @@ def list_(
             ("edition", "right"),
             "status",
             f"created ({current.settings.timezone})",
-            "lang",
+            "languages",
             ("articles", "right"),
             "topics",
             "subject",
@@ -166,7 +218,7 @@ def list_(
             r.id,
             r.status,
             local_time(r.created, tz),
-            r.lang,
+            ",".join(r.languages),
             r.article_count,
             " ".join(r.topics),
             r.subject,
@@ -186,12 +238,17 @@ def show(
     Example: newsletter editions show 3
     """
     current = state(ctx)
-    db = current.db
+    db, default = current.db, current.settings.default_lang
     edition = editions.get(db, edition_id)
     shown = editions.articles_of(db, edition)
     if as_json:
         data = edition.as_json()
         data["articles"] = [{"id": a.id, "title": a.title, "url": a.url} for a in shown]
+        for variant in data["variants"]:
+            variant["articles"] = [
+                {"id": a.id, "title": a.title, "url": a.url, "lang": a.language(default)}
+                for a in editions.articles_of(db, edition, variant["lang"])
+            ]
         print_json(data)
         return
     typer.echo(f"edition {edition.id}: {edition.subject}")
@@ -203,9 +260,20 @@ def show(
     typer.echo(f"  preheader: {edition.preheader}")
     typer.echo(f"  template:  {edition.template}")
     typer.echo(f"  size:      HTML {_kb(edition.html_bytes)}")
-    typer.echo(f"  articles ({len(shown)}):")
-    for article in shown:
-        typer.echo(f"    - {article.title}\n      {article.url}")
+    if not edition.variants:
+        typer.echo(f"  articles ({len(shown)}):")
+        for article in shown:
+            typer.echo(f"    - {article.title}\n      {article.url}")
+    for variant in edition.variants:
+        in_variant = editions.articles_of(db, edition, variant.lang)
+        typer.echo(f"  variant {variant.lang}: {variant.subject}")
+        typer.echo(f"    preheader: {variant.preheader}")
+        typer.echo(f"    size:      HTML {_kb(variant.html_bytes)}")
+        typer.echo(f"    articles ({len(in_variant)}):")
+        for article in in_variant:
+            own = article.language(default)
+            marked = f" [{own}]" if own != variant.lang else ""
+            typer.echo(f"      - {article.title}{marked}\n        {article.url}")
 
 
 @editions_app.command("delete")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from sqlite_utils import Database
 
-from newsletter.audience import subscribers
+from newsletter.audience import languages, subscribers
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
 from newsletter.cli.output import limited, local_time, print_json_rows, print_table
 from newsletter.delivery import bounces, pipeline, presend
@@ -84,7 +84,13 @@ def _summary(report: pipeline.SendReport) -> str:
 
 
 def _test_copies(
-    ctx: typer.Context, edition: int, to: list[str], *, dry_run: bool, as_json: bool
+    ctx: typer.Context,
+    edition: int,
+    to: list[str],
+    *,
+    dry_run: bool,
+    as_json: bool,
+    lang: str | None = None,
 ) -> None:
     db = state(ctx).db
     if dry_run:
@@ -92,7 +98,7 @@ def _test_copies(
         addresses = pipeline.normalize_test_addresses(to)
         copies: list[tuple[str, str | None]] = [(address, None) for address in addresses]
     else:
-        copies = list(pipeline.send_test(db, state(ctx).settings, edition, to))
+        copies = list(pipeline.send_test(db, state(ctx).settings, edition, to, lang=lang))
     if as_json:
         print_json([{"to": address, "message_id": message_id} for address, message_id in copies])
         return
@@ -110,13 +116,29 @@ def _positive_rate(value: float | None) -> float | None:
     return value
 
 
+def _plan_languages(db: Database, info: pipeline.Edition) -> dict[str, int]:
+    """Who a send would mail, by language: the list for a draft, else the pending rows."""
+    if info.status == "draft":
+        return languages.recipient_language_counts(db, info.topic_ids)
+    found = pipeline.language_counts(db, info.id)
+    return {lang: n["pending"] for lang, n in found.items() if n["pending"]}
+
+
 def _print_plan(
-    edition: int, count: int, first: list[subscribers.Recipient], *, as_json: bool
+    edition: int,
+    count: int,
+    first: list[subscribers.Recipient],
+    *,
+    as_json: bool,
+    by_lang: dict[str, int] | None = None,
 ) -> None:
     if as_json:
-        print_json({"edition": edition, "recipients": count, "first": [p.email for p in first]})
+        print_json({"edition": edition, "recipients": count, "first": [p.email for p in first],
+                    "languages": by_lang or {}})  # fmt: skip
         return
     typer.echo(f"edition {edition}: {count} recipients would be mailed")
+    if by_lang:
+        typer.echo("  by language: " + ", ".join(f"{k} {n}" for k, n in by_lang.items()))
     for person in first:
         typer.echo(f"  {person.email}")
     if count > len(first):
@@ -135,6 +157,8 @@ def _confirm(
     fresh = count if info.status == "draft" else count - numbers["pending"]
     typer.echo(f"Subject:    {info.subject}")
     typer.echo(f"From:       {settings.from_addr}")
+    if len(info.variants) > 1:  # each reader gets their language's, with its own subject
+        typer.echo("Variants:   " + "; ".join(f"{v.lang}: {v.subject}" for v in info.variants))
     typer.echo(f"Topic(s):   {', '.join(info.topic_names)}")
     typer.echo(f"SMTP:       {_smtp_line(settings)}")
     typer.echo(f"Links to:   {settings.base_url}")
@@ -159,6 +183,10 @@ def send(
     to: Annotated[
         list[str] | None,
         typer.Option("--to", help="Send a test copy to this address only (repeatable)"),
+    ] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", help="With --to: the variant in this language (default: main)"),
     ] = None,
     rate: Annotated[
         float | None,
@@ -199,10 +227,12 @@ def send(
     current = state(ctx)
     db, settings = current.db, current.settings
     check_base_url(settings)  # every mail links there: refuse what `serve` would refuse
+    if lang is not None and not to:
+        raise typer.BadParameter("--lang chooses a test copy's variant: use it with --to")
     if to:
         for line in presend.warnings(settings):
             warn(line)
-        _test_copies(ctx, edition, to, dry_run=dry_run, as_json=as_json)
+        _test_copies(ctx, edition, to, dry_run=dry_run, as_json=as_json, lang=lang)
         return
     info = pipeline.load_edition(db, edition)
     reputation = bounces.last_edition_warning(db, edition)
@@ -212,7 +242,9 @@ def send(
     if retry_failed:
         count += pipeline.retryable(db, edition)
     if dry_run:
-        _print_plan(edition, count, first, as_json=as_json)
+        # Newcomers (--include-new) have no row yet: counts by language would not add up.
+        by_lang = None if include_new and info.status != "draft" else _plan_languages(db, info)
+        _print_plan(edition, count, first, as_json=as_json, by_lang=by_lang)
         return
     if count == 0 and info.status == "draft":
         raise pipeline.no_recipients(info)
@@ -239,10 +271,16 @@ def send(
             )
     except smtp.ConnectionFailed:
         if as_json:  # a script still gets the counts; the error line follows on stderr
-            print_json(pipeline.status(db, edition))
+            print_json(_status_json(db, edition))
         raise
     if as_json:
-        print_json({**report.as_dict(), **bounces.edition_counts(db, edition)})
+        print_json(
+            {
+                **report.as_dict(),
+                **bounces.edition_counts(db, edition),
+                "languages": pipeline.language_counts(db, edition),
+            }
+        )
     else:
         typer.echo(_summary(report))
     if report.message:
@@ -271,11 +309,27 @@ def status(
         _print_failures(current.db, current.settings.tz, edition, limit, as_json)
         return
     db = current.db
-    numbers = {**pipeline.status(db, edition), **bounces.edition_counts(db, edition)}
     if as_json:
-        print_json(numbers)
+        print_json(_status_json(db, edition))
         return
+    numbers = {**pipeline.status(db, edition), **bounces.edition_counts(db, edition)}
+    by_lang = pipeline.language_counts(db, edition)
     typer.echo(_counts_line(numbers))
+    if len(by_lang) > 1:
+        for lang, n in by_lang.items():
+            typer.echo(
+                f"  {lang}: sent {n['sent']}, failed {n['failed']}, pending {n['pending']}"
+                f" of {n['total']}"
+            )
+
+
+def _status_json(db: Database, edition: int) -> dict:
+    """The counts, and the same counts by the language of the variant each person gets."""
+    return {
+        **pipeline.status(db, edition),
+        **bounces.edition_counts(db, edition),
+        "languages": pipeline.language_counts(db, edition),
+    }
 
 
 def _print_failures(

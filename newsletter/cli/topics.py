@@ -1,4 +1,4 @@
-"""``newsletter topics``: list and add topics."""
+"""``newsletter topics``: list, add and edit topics (names per language)."""
 
 from __future__ import annotations
 
@@ -17,22 +17,95 @@ app = typer.Typer(
 )
 
 
+def _topic_json(topic: topics.Topic) -> dict:
+    return {
+        "slug": topic.slug,
+        "name": topic.name,
+        "names": dict(topic.names),
+        "descriptions": dict(topic.descriptions),
+    }
+
+
+def _save(
+    ctx: typer.Context,
+    slug: str,
+    name: str | None,
+    names: dict[str, str | None],
+    descriptions: dict[str, str | None],
+    as_json: bool,
+) -> None:
+    topic = topics.add_topic(
+        state(ctx).db,
+        slug,
+        name,
+        names={k: v for k, v in names.items() if v is not None},
+        descriptions={k: v for k, v in descriptions.items() if v is not None},
+    )
+    if as_json:
+        print_json(_topic_json(topic))
+        return
+    typer.echo(f"topic {topic.slug}: {topic.name}")
+    for lang, text in topic.names:
+        typer.echo(f"  {lang}: {text}")
+
+
 @app.command("add")
 def add(
     ctx: typer.Context,
     slug: Annotated[str, typer.Argument(help="Lower-case slug, e.g. yhteisovaikuttavuus")],
-    name: Annotated[str, typer.Option("--name", help="Display name")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Display name (default: the first --name-L)")
+    ] = None,
+    name_fi: Annotated[str | None, typer.Option("--name-fi", help="Name in Finnish")] = None,
+    name_sv: Annotated[str | None, typer.Option("--name-sv", help="Name in Swedish")] = None,
+    name_en: Annotated[str | None, typer.Option("--name-en", help="Name in English")] = None,
+    description_fi: Annotated[
+        str | None, typer.Option("--description-fi", help="Description in Finnish")
+    ] = None,
+    description_sv: Annotated[
+        str | None, typer.Option("--description-sv", help="Description in Swedish")
+    ] = None,
+    description_en: Annotated[
+        str | None, typer.Option("--description-en", help="Description in English")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Create a topic (or rename one).
+    """Create a topic (or rename one); readers see the name in their language.
 
-    Example: newsletter topics add vaikuttavuus --name Vaikuttavuus
+    Example: newsletter topics add vaikuttavuus --name-fi Vaikuttavuus --name-sv Effekt
     """
-    topic = topics.add_topic(state(ctx).db, slug, name)
-    if as_json:
-        print_json({"slug": topic.slug, "name": topic.name})
-        return
-    typer.echo(f"topic {topic.slug}: {topic.name}")
+    names = {"fi": name_fi, "sv": name_sv, "en": name_en}
+    descriptions = {"fi": description_fi, "sv": description_sv, "en": description_en}
+    _save(ctx, slug, name, names, descriptions, as_json)
+
+
+@app.command("edit")
+def edit(
+    ctx: typer.Context,
+    topic: Annotated[str, typer.Argument(help="Topic slug or name")],
+    name: Annotated[str | None, typer.Option("--name", help="Display name")] = None,
+    name_fi: Annotated[str | None, typer.Option("--name-fi", help="Name in Finnish")] = None,
+    name_sv: Annotated[str | None, typer.Option("--name-sv", help="Name in Swedish")] = None,
+    name_en: Annotated[str | None, typer.Option("--name-en", help="Name in English")] = None,
+    description_fi: Annotated[
+        str | None, typer.Option("--description-fi", help="Description in Finnish")
+    ] = None,
+    description_sv: Annotated[
+        str | None, typer.Option("--description-sv", help="Description in Swedish")
+    ] = None,
+    description_en: Annotated[
+        str | None, typer.Option("--description-en", help="Description in English")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Change a topic's names or descriptions; an empty value ("") removes one.
+
+    Example: newsletter topics edit vaikuttavuus --name-en Impact --description-en "..."
+    """
+    found = topics.resolve(state(ctx).db, topic)
+    names = {"fi": name_fi, "sv": name_sv, "en": name_en}
+    descriptions = {"fi": description_fi, "sv": description_sv, "en": description_en}
+    _save(ctx, found.slug, name, names, descriptions, as_json)
 
 
 @app.command("list")
@@ -48,20 +121,25 @@ def list_(
     db = state(ctx).db
     listed = {t.slug for t in topics.all_topics(db, listed_only=True)}
     rows = (
-        {"slug": t.slug, "name": t.name, "subscribers": subscribers.count_recipients(db, [t.id])}
+        {
+            **_topic_json(t),
+            "listed": t.slug in listed,
+            "subscribers": subscribers.count_recipients(db, [t.id]),
+        }
         for t in limited(topics.all_topics(db), limit)
     )
     if as_json:
         print_json_rows(rows)
         return
     print_table(
-        ["topic", "name", ("recipients", "right"), "sign-up page"],
+        ["topic", "name", ("recipients", "right"), "sign-up page", "other languages"],
         rows,
         lambda r: (
             r["slug"],
             r["name"],
             r["subscribers"],
-            "shown" if r["slug"] in listed else "hidden",
+            "shown" if r["listed"] else "hidden",
+            "; ".join(f"{k}: {v}" for k, v in r["names"].items() if v != r["name"]),
         ),
         empty="no topics yet: import articles or run `newsletter topics add`",
         caption=lambda n: "recipients: confirmed subscribers who would be mailed",

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
-from newsletter import dates
+from newsletter import dates, i18n
 from newsletter.clock import from_iso, now_iso, to_iso
 from newsletter.content import topics as topics_mod
 from newsletter.errors import NewsletterError
@@ -51,6 +51,10 @@ class Article:
     topics: tuple[str, ...]  # slugs
     lang: str | None = None  # None: written in the default language
     translation_of: str | None = None
+    guid: str = ""  # its key (the source's guid, else its URL); a translation may name it
+
+    def language(self, default: str) -> str:
+        return self.lang or default
 
     def as_json(self, tz: tzinfo | None = None) -> dict:
         """The shape of ``articles list --json``; ``published`` shown in ``tz`` when given."""
@@ -104,10 +108,12 @@ def upsert(db: Database, art: ArticleIn) -> str:
         # is no image at all: the card then renders without one.
         "image": art.image if usable_image else None,
         "image_alt": art.image_alt if usable_image else None,
-        "lang": art.lang,
+        # ``sv-FI`` and ``SV`` are Swedish: variants match languages by their code.
+        "lang": i18n.language_code(art.lang),
         "translation_of": art.translation_of,
     }
-    topic_ids = sorted({topics_mod.ensure_topic(db, name).id for name in art.topics})
+    lang = values["lang"]
+    topic_ids = sorted({topics_mod.ensure_topic(db, name, lang).id for name in art.topics})
     row = _find(db, art)
     if row is None:
         cursor = db.execute(
@@ -169,7 +175,7 @@ def _add_topics(db: Database, article_id: int, topic_ids: Sequence[int]) -> None
 _SELECT = (
     "SELECT a.id, a.url, a.title, a.summary, a.published, a.category, a.image, a.image_alt,"
     " a.lang, a.translation_of, (SELECT group_concat(t.slug, ' ') FROM article_topics at"
-    "  JOIN topics t ON t.id = at.topic_id WHERE at.article_id = a.id) AS slugs"
+    "  JOIN topics t ON t.id = at.topic_id WHERE at.article_id = a.id) AS slugs, a.guid"
     " FROM articles a"
 )
 
@@ -197,10 +203,18 @@ def select(
     limit: int | None = None,
     *,
     since_exclusive: bool = False,
+    lang: str | None = None,
+    default_lang: str = "fi",
 ) -> list[Article]:
-    """Articles newest first; ``since``/``until`` are aware datetimes (until exclusive)."""
+    """Articles newest first; ``since``/``until`` are aware datetimes (until exclusive).
+
+    ``lang``: only articles in that language (those without one are in ``default_lang``).
+    """
     where: list[str] = []
     params: list[object] = []
+    if lang is not None:
+        where.append("(a.lang = ? OR (a.lang IS NULL AND ? = ?))")
+        params.extend([lang, lang, default_lang])
     if topic_ids:
         marks = ", ".join("?" for _ in topic_ids)
         where.append(f"a.id IN (SELECT article_id FROM article_topics WHERE topic_id IN ({marks}))")
@@ -249,4 +263,5 @@ def _article(row: tuple) -> Article:
         topics=slugs,
         lang=row[8],
         translation_of=row[9],
+        guid=row[11] or "",
     )

@@ -265,13 +265,18 @@ def checked_link(url: str, title: str) -> str:
 
 
 def article_view(article: Article, lang: str, settings: Settings) -> dict[str, Any]:
-    """What a card shows; HTML and text use the same values (same date format too)."""
+    """What a card shows; HTML and text use the same values (same date format too).
+
+    The date and the buttons are in the edition's ``lang``; the article's own text keeps its
+    language (``article.lang``), which the card declares so screen readers switch voice.
+    """
     strings = i18n.strings(lang)
     alt = (article.image_alt or "").strip() or strings["image_alt_fallback"].format(
         title=article.title
     )
     return {
         "id": article.id,
+        "lang": article.language(settings.default_lang),
         "title": article.title,
         "url": checked_link(article.url, article.title),
         "summary": shorten(article.summary or ""),
@@ -293,11 +298,15 @@ def edition_context(
     articles: Sequence[Article],
     topic_names: Iterable[str],
     holes: placeholders.Holes = placeholders.LEGACY,
+    intro_lang: str | None = None,
+    subject_lang: str | None = None,
 ) -> dict[str, Any]:
     names = ", ".join(topic_names)
     strings = i18n.strings(lang)
     return {
         "lang": lang,
+        "intro_lang": intro_lang or lang,
+        "heading_lang": subject_lang or lang,
         "t": strings,
         "org": org_context(settings),
         "subject": subject,
@@ -325,9 +334,16 @@ def render_edition(
     topic_names: Iterable[str],
     template: str | None = None,
     holes: placeholders.Holes = placeholders.LEGACY,
+    intro_lang: str | None = None,
+    subject_lang: str | None = None,
 ) -> tuple[Rendered, TemplateChoice]:
     """The HTML and text of an edition, with ``holes`` for per-recipient values (pass a
-    fresh ``Holes.new()`` for anything that is sent: see ``placeholders``)."""
+    fresh ``Holes.new()`` for anything that is sent: see ``placeholders``).
+
+    ``lang`` is the variant's (headings, buttons, footer, dates); ``intro_lang`` and
+    ``subject_lang`` the intro's and subject's when another (a default-language intro in a
+    Swedish variant).
+    """
     choice = choose_template(settings, template, DEFAULT_EDITION)
     context = edition_context(
         settings,
@@ -338,6 +354,8 @@ def render_edition(
         articles=articles,
         topic_names=topic_names,
         holes=holes,
+        intro_lang=intro_lang,
+        subject_lang=subject_lang,
     )
     return Rendered(html=to_html(choice, context), text=to_text(choice, context)), choice
 

@@ -1,14 +1,20 @@
-"""Topics: each has its own newsletter. Tags on articles create them; slugs identify them."""
+"""Topics: each has its own newsletter. Tags on articles create them; slugs identify them.
+
+A topic has a name (the one it was created with) and optionally a name and description per
+language (``topic_names``); readers see the one of their language, else the plain name.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from sqlite_utils import Database
 
 from newsletter.clock import now_iso
+from newsletter.config import LANGUAGES
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.store.db import immediate
 
@@ -18,6 +24,24 @@ class Topic:
     id: int
     slug: str
     name: str
+    # (lang, name) and (lang, description) pairs; tuples keep the topic hashable
+    names: tuple[tuple[str, str], ...] = ()
+    descriptions: tuple[tuple[str, str], ...] = ()
+
+    def name_for(self, lang: str | None) -> str:
+        """The name readers of ``lang`` see: their language's, else the topic's own."""
+        return dict(self.names).get(lang or "", "") or self.name
+
+    def description_for(self, lang: str | None) -> str:
+        return dict(self.descriptions).get(lang or "", "")
+
+    def localized(self, lang: str | None) -> Topic:
+        """This topic with ``name`` in ``lang`` (for pages and mails that show ``.name``)."""
+        return replace(self, name=self.name_for(lang))
+
+
+def localize(found: Iterable[Topic], lang: str | None) -> list[Topic]:
+    return [t.localized(lang) for t in found]
 
 
 def slugify(name: str) -> str:
@@ -28,13 +52,38 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_only).strip("-")
 
 
-def _row(row: tuple) -> Topic:
-    return Topic(id=row[0], slug=row[1], name=row[2])
+def with_names(db: Database, rows: list[tuple]) -> list[Topic]:
+    """Topics from ``(id, slug, name)`` rows, with their per-language names."""
+    if not rows:
+        return []
+    marks = ", ".join("?" for _ in rows)
+    names: dict[int, list[tuple[str, str, str]]] = {}
+    for topic_id, lang, name, description in db.execute(
+        f"SELECT topic_id, lang, name, description FROM topic_names WHERE topic_id IN ({marks})"
+        " ORDER BY lang",
+        [r[0] for r in rows],
+    ):
+        names.setdefault(topic_id, []).append((lang, name, description))
+    return [
+        Topic(
+            id=r[0],
+            slug=r[1],
+            name=r[2],
+            names=tuple((lang, n) for lang, n, _ in names.get(r[0], []) if n),
+            descriptions=tuple((lang, d) for lang, _, d in names.get(r[0], []) if d),
+        )
+        for r in rows
+    ]
 
 
 def get_by_slug(db: Database, slug: str) -> Topic | None:
     row = db.execute("SELECT id, slug, name FROM topics WHERE slug = ?", [slug]).fetchone()
-    return _row(row) if row else None
+    return with_names(db, [row])[0] if row else None
+
+
+def get(db: Database, topic_id: int) -> Topic | None:
+    row = db.execute("SELECT id, slug, name FROM topics WHERE id = ?", [topic_id]).fetchone()
+    return with_names(db, [row])[0] if row else None
 
 
 def find(db: Database, text: str) -> Topic | None:
@@ -48,15 +97,24 @@ def find(db: Database, text: str) -> Topic | None:
         return None
     found = get_by_slug(db, slug)
     if found is None:
-        found = next((t for t in all_topics(db) if slugify(t.name) == slug), None)
+        found = next(
+            (
+                t
+                for t in all_topics(db)
+                if slug in {slugify(t.name), *(slugify(n) for _, n in t.names)}
+            ),
+            None,
+        )
     return found
 
 
-def ensure_topic(db: Database, name: str, *, listed: bool = True) -> Topic:
+def ensure_topic(db: Database, name: str, lang: str | None = None, *, listed: bool = True) -> Topic:
     """The topic for a tag, created on first sight; case and diacritics do not matter.
 
     ``listed=False`` creates it hidden from the public sign-up page (a feed's tags, until
-    staff run ``topics unhide``); an existing topic keeps its visibility.
+    staff run ``topics unhide``); an existing topic keeps its visibility. A topic created
+    from an article in ``lang`` has the tag as its name in that language too: a Swedish
+    feed's tag is the topic's Swedish name.
     """
     slug = slugify(name)
     if not slug:
@@ -70,24 +128,88 @@ def ensure_topic(db: Database, name: str, *, listed: bool = True) -> Topic:
     )
     found = get_by_slug(db, slug)
     assert found is not None
+    if lang in LANGUAGES:
+        _store_names(db, found.id, {lang: name.strip()}, {})
+        found = get_by_slug(db, slug)
+        assert found is not None
     return found
 
 
-def add_topic(db: Database, slug: str, name: str) -> Topic:
-    """Create a topic with an explicit slug, or rename an existing one."""
+def _check_languages(values: Mapping[str, str | None], what: str) -> None:
+    for lang, value in values.items():
+        if lang not in LANGUAGES:
+            raise NewsletterError(f"unknown language {lang!r} for a topic {what}")
+        if value is not None and any(ch in value for ch in "\r\n\0"):
+            raise NewsletterError(f"a topic {what} must be one line")
+
+
+def _store_names(
+    db: Database,
+    topic_id: int,
+    names: Mapping[str, str | None],
+    descriptions: Mapping[str, str | None],
+) -> None:
+    """Set (or, with an empty value, clear) names and descriptions by language."""
+    for lang in LANGUAGES:
+        name, description = names.get(lang), descriptions.get(lang)
+        if name is None and description is None:
+            continue
+        db.execute(
+            "INSERT OR IGNORE INTO topic_names (topic_id, lang, name) VALUES (?, ?, '')",
+            [topic_id, lang],
+        )
+        if name is not None:
+            db.execute(
+                "UPDATE topic_names SET name = ? WHERE topic_id = ? AND lang = ?",
+                [name.strip(), topic_id, lang],
+            )
+        if description is not None:
+            db.execute(
+                "UPDATE topic_names SET description = ? WHERE topic_id = ? AND lang = ?",
+                [description.strip(), topic_id, lang],
+            )
+    db.execute(
+        "DELETE FROM topic_names WHERE topic_id = ? AND name = '' AND description = ''",
+        [topic_id],
+    )
+
+
+def add_topic(
+    db: Database,
+    slug: str,
+    name: str | None,
+    *,
+    names: Mapping[str, str | None] | None = None,
+    descriptions: Mapping[str, str | None] | None = None,
+) -> Topic:
+    """Create a topic with an explicit slug, or rename an existing one.
+
+    ``names``/``descriptions`` map a language to its text (an empty text removes it). A new
+    topic without ``name`` takes the name of the first language given.
+    """
+    names, descriptions = dict(names or {}), dict(descriptions or {})
+    _check_languages(names, "name")
+    _check_languages(descriptions, "description")
     clean = slugify(slug)
     if not clean or clean != slug.strip().lower():
         raise NewsletterError(f"invalid slug {slug!r}: use lower-case letters, digits, hyphens")
-    if not name.strip():
-        raise NewsletterError("a topic needs a name")
+    if name is not None and (not name.strip() or any(ch in name for ch in "\r\n\0")):
+        raise NewsletterError("a topic needs a name on one line")
     with immediate(db):  # it reads before it writes (see newsletter.store.db.immediate)
-        if get_by_slug(db, clean):
-            db.execute("UPDATE topics SET name = ? WHERE slug = ?", [name.strip(), clean])
-        else:
+        existing = get_by_slug(db, clean)
+        if existing is None:
+            first = name or next((n for n in names.values() if n and n.strip()), None)
+            if not first:
+                raise NewsletterError("a topic needs a name: --name or a name in one language")
             db.execute(
                 "INSERT INTO topics (slug, name, created) VALUES (?, ?, ?)",
-                [clean, name.strip(), now_iso()],
+                [clean, first.strip(), now_iso()],
             )
+        elif name is not None:
+            db.execute("UPDATE topics SET name = ? WHERE slug = ?", [name.strip(), clean])
+        found = get_by_slug(db, clean)
+        assert found is not None
+        _store_names(db, found.id, names, descriptions)
     found = get_by_slug(db, clean)
     assert found is not None
     return found
@@ -113,7 +235,8 @@ def resolve_many(db: Database, texts: list[str] | None) -> list[Topic]:
 def all_topics(db: Database, *, listed_only: bool = False) -> list[Topic]:
     """Every topic by slug; ``listed_only``: those the public sign-up page may offer."""
     where = " WHERE listed = 1" if listed_only else ""
-    return [_row(r) for r in db.execute(f"SELECT id, slug, name FROM topics{where} ORDER BY slug")]
+    rows = db.execute(f"SELECT id, slug, name FROM topics{where} ORDER BY slug").fetchall()
+    return with_names(db, rows)
 
 
 def set_listed(db: Database, text: str, listed: bool) -> Topic:

@@ -121,12 +121,23 @@ def make_message_id(domain: str) -> str:
     return f"<{time.time_ns():x}.{secrets.token_hex(8)}@{domain}>"
 
 
-def list_id(settings: Settings, topic_slugs: Sequence[str]) -> tuple[str, str]:
-    """(List-Id value's identifier, its phrase) for an edition's topics (RFC 2919)."""
+def list_id(
+    settings: Settings, topic_slugs: Sequence[str], topic_names: Sequence[str] = ()
+) -> tuple[str, str]:
+    """(List-Id value's identifier, its phrase) for an edition's topics (RFC 2919).
+
+    The identifier is the same in every language (filters match it); the phrase names the
+    topics in the reader's language when ``topic_names`` are given.
+    """
     slug = "+".join(topic_slugs) or "newsletter"
     if len(slug) > 100:  # many topics: an identifier cannot fold, so keep it short
         slug = "t" + hashlib.sha256(slug.encode()).hexdigest()[:16]
-    return f"{slug}.{settings.sender_domain}", settings.org_name
+    phrase = settings.org_name
+    if topic_names:
+        phrase = f"{phrase}: {', '.join(topic_names)}" if phrase else ", ".join(topic_names)
+    if len(phrase) > 200:  # a phrase for people to read, not a list of everything
+        phrase = phrase[:199].rstrip() + "…"
+    return f"{slug}.{settings.sender_domain}", phrase
 
 
 def _normalise(text: str) -> str:

@@ -326,3 +326,50 @@ def m130_bounce_reports(db: Database) -> None:
             WHERE message_id IS NOT NULL;
         """,
     )
+
+
+@migrations()
+def m140_edition_variants(db: Database) -> None:
+    # One edition, one rendering per language. The editions row keeps its main variant (the
+    # default language) in html/text, so code reading only that row still works.
+    _script(
+        db,
+        """
+        CREATE TABLE edition_variants (
+            edition_id INTEGER NOT NULL REFERENCES editions (id) ON DELETE CASCADE,
+            lang TEXT NOT NULL CHECK (lang IN ('fi', 'sv', 'en')),
+            subject TEXT NOT NULL,
+            preheader TEXT NOT NULL DEFAULT '',
+            intro TEXT NOT NULL DEFAULT '',
+            html TEXT NOT NULL,
+            text TEXT NOT NULL,
+            article_ids TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (edition_id, lang)
+        );
+        """,
+    )
+
+
+@migrations()
+def m141_topic_names(db: Database) -> None:
+    # A topic's name and description in each language; topics.name stays the name it was
+    # created with (the fallback for a language without its own).
+    _script(
+        db,
+        """
+        CREATE TABLE topic_names (
+            topic_id INTEGER NOT NULL REFERENCES topics (id) ON DELETE CASCADE,
+            lang TEXT NOT NULL CHECK (lang IN ('fi', 'sv', 'en')),
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (topic_id, lang)
+        );
+        """,
+    )
+
+
+@migrations()
+def m142_delivery_language(db: Database) -> None:
+    # The language whose variant a recipient gets, fixed with the delivery log; NULL for rows
+    # fixed before variants existed (they get the edition's main variant).
+    db.execute("ALTER TABLE deliveries ADD COLUMN lang TEXT")

@@ -15,6 +15,7 @@ from newsletter import links
 from newsletter.audience import subscribers
 from newsletter.clock import now_iso
 from newsletter.config import LANGUAGES
+from newsletter.content import topics as topics_mod
 from newsletter.content.topics import all_topics
 from newsletter.errors import InvalidToken, NewsletterError
 from newsletter.store.db import immediate
@@ -32,7 +33,7 @@ class UnsubscribeLink:
 def read_unsubscribe(db: Database, keys: Sequence[bytes], token: str) -> UnsubscribeLink:
     subscriber_id, topic_id = links.read_unsubscribe(keys, token)
     person = subscribers.get(db, subscriber_id)
-    topic = db.execute("SELECT name FROM topics WHERE id = ?", [topic_id]).fetchone()
+    topic = topics_mod.get(db, topic_id)
     row = db.execute(
         "SELECT status FROM subscriptions WHERE subscriber_id = ? AND topic_id = ?",
         [subscriber_id, topic_id],
@@ -40,7 +41,8 @@ def read_unsubscribe(db: Database, keys: Sequence[bytes], token: str) -> Unsubsc
     return UnsubscribeLink(
         subscriber_id,
         topic_id,
-        topic[0] if topic else None,
+        # In the reader's language: the page is in it too.
+        topic.name_for(person["lang"] if person else None) if topic else None,
         person["lang"] if person else None,
         row[0] if row else None,
     )
@@ -92,7 +94,7 @@ def load_preferences(db: Database, subscriber_id: int) -> Preferences:
     listed = set(all_topics(db, listed_only=True))
     # Listed topics, and any other the person has a subscription to (so they can leave it).
     choices = [
-        TopicChoice(t.id, t.slug, t.name, statuses.get(t.id))
+        TopicChoice(t.id, t.slug, t.name_for(person["lang"]), statuses.get(t.id))
         for t in all_topics(db)
         if t.id in statuses or t in listed
     ]

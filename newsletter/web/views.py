@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from newsletter import links
 from newsletter.audience import confirmations, subscribers
 from newsletter.config import LANGUAGES
-from newsletter.content.topics import all_topics
+from newsletter.content.topics import all_topics, localize
 from newsletter.errors import InvalidEmail, InvalidToken
 from newsletter.web import actions, ratelimit
 from newsletter.web.context import csrf_ok, message, page, request_lang, web
@@ -64,7 +64,9 @@ def subscribe() -> Page:
     if request.method == "GET":
         g.lang = request_lang()
         chosen = {request.args.get("topic", "")}
-        return page("subscribe.html", topics=topics, chosen=chosen, values={}, errors=[])
+        return page(
+            "subscribe.html", topics=localize(topics, g.lang), chosen=chosen, values={}, errors=[]
+        )
 
     origin, referer = request.headers.get("Origin"), request.headers.get("Referer")
     if not (csrf_ok() or w.csrf.allowed_embed(origin, referer)):
@@ -87,8 +89,9 @@ def subscribe() -> Page:
     if errors:
         values = {"email": raw_email, "name": name, "lang": mail_lang}
         chosen_slugs = {t.slug for t in chosen}
+        shown = localize(topics, g.lang)
         return page(
-            "subscribe.html", 400, topics=topics, chosen=chosen_slugs, values=values, errors=errors
+            "subscribe.html", 400, topics=shown, chosen=chosen_slugs, values=values, errors=errors
         )
 
     limit = w.settings.signup_limit_per_hour
@@ -143,7 +146,7 @@ def confirm(token: str) -> Page:
     if request.method == "GET":
         if not found.topics:
             return message("confirm_title", "confirm_nothing", link=manage)
-        return page("confirm.html", topics=found.topics)
+        return page("confirm.html", topics=localize(found.topics, g.lang))
 
     if not csrf_ok():
         abort(403)

@@ -115,7 +115,8 @@ def import_sources(
     ``extra_topics`` (``--topic``) must name existing topics unless ``create_topics``;
     ``default_lang`` is given to articles whose source names no language.
     """
-    lang = _default_language(default_lang)
+    # Stored as a concrete language: an article does not change language if default_lang does.
+    lang = _default_language(default_lang) or settings.default_lang
     wanted = _extra_topics(db, extra_topics, create_topics)
     report = ImportReport()
     tell = progress or _silent
@@ -190,7 +191,7 @@ def _store(
             for done, article in enumerate(found, start=1):
                 article.topics = [*article.topics, *extra_topics]
                 for name in article.topics:
-                    topics.ensure_topic(db, name, listed=listed)
+                    topics.ensure_topic(db, name, article.lang, listed=listed)
                 outcomes.append(articles.upsert(db, article))
                 tell(source, done, len(found), False)
     except sqlite3.Error as exc:

@@ -80,7 +80,8 @@ def pending_jobs(db: Database, edition_id: int, after_id: int, limit: int) -> li
     """The next ``limit`` pending rows after ``after_id``, by id, stamped as checked now
     (the caller checks their consent before any of them leaves)."""
     rows = db.execute(
-        "SELECT d.id, d.subscriber_id, d.topic_id, s.email, s.name, d.attempts"
+        "SELECT d.id, d.subscriber_id, d.topic_id, s.email, s.name, d.attempts,"
+        " COALESCE(d.lang, s.lang)"  # the variant: the language fixed with the log
         " FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id"
         " WHERE d.edition_id = ? AND d.status = 'pending' AND d.id > ?"
         " ORDER BY d.id LIMIT ?",

@@ -24,7 +24,7 @@ from newsletter.delivery.pipeline import report, workers
 from newsletter.delivery.pipeline.batches import Batches
 from newsletter.delivery.pipeline.jobs import Options, Progress, RateLimiter, Result, SendReport
 from newsletter.delivery.pipeline.lock import Heartbeat
-from newsletter.delivery.pipeline.planning import Edition, counts, edition_message
+from newsletter.delivery.pipeline.planning import Edition, counts, edition_messages
 from newsletter.delivery.pipeline.results import Recorder
 from newsletter.store.db import token_key
 
@@ -57,7 +57,7 @@ class Dispatcher:
         self.in_flight = 0
         self.interrupted = threading.Event()
         self.staffing = workers.Staffing(options)
-        self.template = edition_message(settings, edition)
+        self.template = edition_messages(db, settings, edition)
         self.key = token_key(db, settings.secret)
 
     def run(self) -> SendReport:

@@ -13,7 +13,7 @@ from newsletter.config import Settings
 from newsletter.delivery.pipeline.dispatcher import Dispatcher
 from newsletter.delivery.pipeline.jobs import Options, Progress, SendReport
 from newsletter.delivery.pipeline.lock import acquire_lock, release_lock
-from newsletter.delivery.pipeline.planning import edition_message, load_edition, start
+from newsletter.delivery.pipeline.planning import edition_messages, load_edition, start
 from newsletter.delivery.pipeline.report import requeue_failed
 from newsletter.delivery.pipeline.workers import render_for
 from newsletter.errors import NewsletterError
@@ -96,14 +96,24 @@ def _refuse_unmailable(db: Database, addresses: Sequence[str]) -> None:
 
 
 def send_test(
-    db: Database, settings: Settings, edition_id: int, addresses: Sequence[str]
+    db: Database,
+    settings: Settings,
+    edition_id: int,
+    addresses: Sequence[str],
+    lang: str | None = None,
 ) -> list[tuple[str, str]]:
     """Send a ``[TEST]`` copy to each address; no delivery is recorded. (address, Message-ID)."""
     links.check_base_url(settings)
     edition = load_edition(db, edition_id)
     checked = normalize_test_addresses(addresses)
     _refuse_unmailable(db, checked)
-    template = edition_message(settings, edition, test=True)
+    # ``lang``'s variant, else the main one (what readers of the default language get).
+    messages = edition_messages(db, settings, edition, test=True)
+    if lang is not None and lang not in messages.by_lang:
+        raise NewsletterError(
+            f"edition {edition_id} has no {lang} variant (it has {', '.join(messages.by_lang)})"
+        )
+    template = messages.for_lang(lang or messages.main)
     key = token_key(db, settings.secret)
     topic_id = edition.topic_ids[0]
     sent: list[tuple[str, str]] = []

@@ -20,6 +20,7 @@ class Job:
     email: str = field(compare=False)
     name: str = field(compare=False)
     attempts: int = field(compare=False)
+    lang: str | None = field(default=None, compare=False)  # whose variant the person gets
     checked: float = field(default=0.0, compare=False)  # monotonic time of the consent check
 
 

@@ -8,13 +8,15 @@ Ctrl-C or a pause never loses anyone: a later ``send`` continues with the rows s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
 from newsletter.audience import subscribers
 from newsletter.clock import now_iso
 from newsletter.config import Settings
+from newsletter.content import topics as topics_mod
+from newsletter.content.editions import Variant, load_variants
 from newsletter.delivery.pipeline.jobs import SendReport
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.mail import message, placeholders
@@ -34,6 +36,8 @@ class Edition:
     topic_slugs: tuple[str, ...]
     topic_names: tuple[str, ...]
     hole_marker: str | None = None  # None: built before holes were sealed (legacy form)
+    lang: str = ""  # the main variant's
+    variants: tuple[Variant, ...] = field(default=())  # one per language, the main one first
 
 
 # --- the edition ---------------------------------------------------------------------------
@@ -61,22 +65,58 @@ def load_edition(db: Database, edition_id: int) -> Edition:
         topic_slugs=tuple(t[1] for t in topics),
         topic_names=tuple(t[2] for t in topics),
         hole_marker=row.get("hole_marker"),
+        lang=row["lang"],
+        variants=tuple(load_variants(db, edition_id, row["lang"])),
     )
 
 
 def edition_message(
-    settings: Settings, edition: Edition, *, test: bool = False
+    settings: Settings,
+    edition: Edition,
+    *,
+    test: bool = False,
+    variant: Variant | None = None,
+    topic_names: tuple[str, ...] = (),
 ) -> message.EditionMessage:
-    """The edition encoded once; ``test`` marks the subject of a test copy."""
-    subject = f"[TEST] {edition.subject}" if test else edition.subject
+    """The edition (or one language ``variant``) encoded once; ``test`` marks the subject of
+    a test copy. ``topic_names`` (in the variant's language) name the list in List-Id."""
+    base = variant.subject if variant else edition.subject
     return message.EditionMessage(
         settings,
-        subject=subject,
-        html=edition.html,
-        text=edition.text,
-        list_id=message.list_id(settings, list(edition.topic_slugs)),
+        subject=f"[TEST] {base}" if test else base,
+        html=variant.html if variant else edition.html,
+        text=variant.text if variant else edition.text,
+        list_id=message.list_id(settings, list(edition.topic_slugs), list(topic_names)),
         holes=placeholders.Holes(edition.hole_marker),
     )
+
+
+class EditionMessages:
+    """The edition encoded once per language variant; a reader whose language has no
+    variant gets the main one."""
+
+    def __init__(self, by_lang: dict[str, message.EditionMessage], main: str) -> None:
+        self.by_lang = by_lang
+        self.main = main
+
+    def for_lang(self, lang: str | None) -> message.EditionMessage:
+        return self.by_lang.get(lang or "") or self.by_lang[self.main]
+
+
+def edition_messages(
+    db: Database, settings: Settings, edition: Edition, *, test: bool = False
+) -> EditionMessages:
+    if not edition.variants:  # built before editions had variants
+        return EditionMessages({edition.lang: edition_message(settings, edition, test=test)},
+                               edition.lang)  # fmt: skip
+    found = [t for t in map(lambda i: topics_mod.get(db, i), edition.topic_ids) if t]
+    by_lang = {}
+    for v in edition.variants:
+        names = tuple(t.name_for(v.lang) for t in found)
+        by_lang[v.lang] = edition_message(
+            settings, edition, test=test, variant=v, topic_names=names
+        )
+    return EditionMessages(by_lang, edition.variants[0].lang)
 
 
 def no_recipients(edition: Edition) -> NewsletterError:
@@ -106,6 +146,26 @@ def status(db: Database, edition_id: int) -> dict:
     if row is None:
         raise NotFound(f"no edition {edition_id}")
     return SendReport.from_counts(edition_id, row[0], counts(db, edition_id)).as_dict()
+
+
+def language_counts(db: Database, edition_id: int) -> dict[str, dict[str, int]]:
+    """``{lang: {"total", "sent", "failed", "pending"}}``: the counts by the language of the
+    variant each recipient gets (rows fixed before languages were kept count for the main
+    variant's)."""
+    row = db.execute("SELECT lang FROM editions WHERE id = ?", [edition_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no edition {edition_id}")
+    main_lang = row[0]
+    found: dict[str, dict[str, int]] = {}
+    for lang, state, number in db.execute(
+        "SELECT COALESCE(lang, ?), status, COUNT(*) FROM deliveries WHERE edition_id = ?"
+        " GROUP BY 1, 2 ORDER BY 1",
+        [main_lang, edition_id],
+    ):
+        entry = found.setdefault(lang, {"total": 0, "sent": 0, "failed": 0, "pending": 0})
+        entry[state] = number
+        entry["total"] += number
+    return found
 
 
 def failures(db: Database, edition_id: int) -> Iterator[dict]:
@@ -169,8 +229,8 @@ def _fix_recipients(db: Database, edition: Edition) -> None:
         with immediate(db):
             db.execute(
                 "INSERT OR IGNORE INTO deliveries"
-                " (edition_id, subscriber_id, topic_id, status, created, updated)"
-                f" SELECT ?, r.id, r.topic_id, 'pending', ?, ? FROM ({select}) r",
+                " (edition_id, subscriber_id, topic_id, lang, status, created, updated)"
+                f" SELECT ?, r.id, r.topic_id, r.lang, 'pending', ?, ? FROM ({select}) r",
                 [edition.id, stamp, stamp, *params],
             )
 

@@ -11,6 +11,7 @@ import time
 from newsletter import links
 from newsletter.config import Settings
 from newsletter.delivery.pipeline.jobs import Job, Options, Result
+from newsletter.delivery.pipeline.planning import EditionMessages
 from newsletter.mail import message, smtp
 
 
@@ -47,7 +48,7 @@ class Worker(threading.Thread):
         self,
         number: int,
         settings: Settings,
-        template: message.EditionMessage,
+        template: EditionMessages,
         key: bytes,
         results: queue.Queue[Result],
         edition_id: int = 0,
@@ -104,7 +105,7 @@ class Worker(threading.Thread):
         assert job.subscriber_id is not None
         try:
             return render_for(
-                self.template, self.settings, self.key, job.email, job.name,
+                self.template.for_lang(job.lang), self.settings, self.key, job.email, job.name,
                 job.subscriber_id, job.topic_id,
             )  # fmt: skip
         except message.AddressError as exc:
@@ -128,7 +129,7 @@ class Worker(threading.Thread):
 def start(
     count: int,
     settings: Settings,
-    template: message.EditionMessage,
+    template: EditionMessages,
     key: bytes,
     results: queue.Queue[Result],
     edition_id: int = 0,
