@@ -18,7 +18,7 @@ from web_helpers import (
 )
 
 from newsletter import links, tokens
-from newsletter.audience import confirmations, consent, subscribers
+from newsletter.audience import confirmations, consent, people, subscribers
 from newsletter.audience.consent import Source
 from newsletter.config import Settings
 from newsletter.content import topics
@@ -116,7 +116,7 @@ def status(db, email: str, slug: str = TOPIC) -> str | None:
 
 
 def actions(db, email: str) -> list[str]:
-    return [e["action"] for e in subscribers.profile(db, email)["events"]]
+    return [e["action"] for e in people.profile(db, email)["events"]]
 
 
 def left(db, email: str = LIISA) -> int:

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from sqlite_utils import Database
 
-from newsletter.audience import confirmations, consent, export, importer, subscribers
+from newsletter.audience import confirmations, consent, export, importer, people, subscribers
 from newsletter.cli import import_report
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
 from newsletter.cli.output import limited, local_time, print_json_rows, print_table
@@ -315,7 +315,7 @@ def list_(
     """
     st = state(ctx)
     topic_id = topics.resolve(st.db, topic).id if topic else None
-    rows = limited(subscribers.list_(st.db, topic_id=topic_id, status=status), limit)
+    rows = limited(people.list_(st.db, topic_id=topic_id, status=status), limit)
     if as_json:
         print_json_rows(rows)
         return
@@ -345,7 +345,7 @@ def show(
 
     Example: newsletter subscribers show maija@example.fi --json
     """
-    data = subscribers.profile(state(ctx).db, email)
+    data = people.profile(state(ctx).db, email)
     if as_json:
         print_json(data)
         return
