@@ -6,7 +6,7 @@ The stored HTML and text keep the per-recipient placeholders; the sender fills t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,13 +16,13 @@ from sqlite_utils import Database
 from newsletter import dates, i18n
 from newsletter.clock import from_iso, now, now_iso
 from newsletter.config import Settings
+from newsletter.content import archive, contacts, render
 from newsletter.content import articles as articles_mod
-from newsletter.content import render
 from newsletter.content import topics as topics_mod
 from newsletter.content.articles import Article
 from newsletter.content.topics import Topic
 from newsletter.errors import NewsletterError, NotFound
-from newsletter.store.db import immediate
+from newsletter.store.db import immediate, token_key
 
 FIRST_EDITION_DAYS = 30
 PREHEADER_LIMIT = 140  # characters most clients show after the subject
@@ -38,6 +38,7 @@ class BuildResult:
     html_path: Path
     text_path: Path
     html_bytes: int
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def too_big(self) -> bool:
@@ -52,6 +53,7 @@ class BuildResult:
             "html": str(self.html_path),
             "text": str(self.text_path),
             "html_bytes": self.html_bytes,
+            "warnings": self.warnings,
         }
 
 
@@ -259,21 +261,32 @@ def build(
             )
         subject = subject.strip() if subject else default_subject(names, lang, settings)
         preheader = make_preheader(intro, chosen)
-        rendered, choice = render.render_edition(
+        # The row comes first: the edition's number is in its web-version link.
+        edition_id = _insert(db, lang, subject, preheader, intro or "", chosen_topics, chosen)
+        rendered, choice, web_html = _render(
+            db,
             settings,
+            edition_id,
+            chosen_topics,
+            chosen,
             lang=lang,
             subject=subject,
             preheader=preheader,
             intro=intro,
-            articles=chosen,
-            topic_names=names,
             template=template,
         )
-        edition_id = _insert(
-            db, lang, subject, preheader, intro or "", choice.label, rendered, chosen_topics, chosen
+        db.execute(
+            "UPDATE editions SET template = ?, html = ?, text = ?, web_html = ? WHERE id = ?",
+            [choice.label, rendered.html, rendered.text, web_html, edition_id],
         )
         # Written inside the transaction: a file that cannot be written rolls the edition back.
         html_path, text_path = write_files(out, edition_id, rendered.html, rendered.text)
+    warnings = []
+    if render.ignored_articles(rendered, chosen):
+        warnings.append(
+            f"template {choice.label} shows none of the {len(chosen)} articles in its HTML"
+            " (only the text part has them): loop over `articles` in the template"
+        )
     return BuildResult(
         edition_id=edition_id,
         topics=[t.slug for t in chosen_topics],
@@ -282,7 +295,58 @@ def build(
         html_path=html_path,
         text_path=text_path,
         html_bytes=len(rendered.html.encode("utf-8")),
+        warnings=warnings,
     )
+
+
+def public_links(
+    db: Database, settings: Settings, edition_id: int, topics: Sequence[Topic]
+) -> render.EditionLinks:
+    """The edition's web version, its first topic's archive (when archived) and sign-up."""
+    key = token_key(db, settings.secret)
+    base = settings.base_url.rstrip("/")
+    first = topics[0] if topics else None
+    archive_url = ""
+    if first is not None and archive.is_archived(db, first.id):
+        archive_url = f"{base}/archive/{first.slug}"
+    subscribe_url = f"{base}/subscribe" + (f"?topic={first.slug}" if first else "")
+    return render.EditionLinks(
+        web_url=archive.web_url(settings, key, edition_id),
+        archive_url=archive_url,
+        subscribe_url=subscribe_url,
+    )
+
+
+def _render(
+    db: Database,
+    settings: Settings,
+    edition_id: int,
+    chosen_topics: Sequence[Topic],
+    chosen: Sequence[Article],
+    *,
+    lang: str,
+    subject: str,
+    preheader: str,
+    intro: str | None,
+    template: str | None,
+) -> tuple[render.Rendered, render.TemplateChoice, str]:
+    """The email (HTML and text, with placeholders) and the public web version."""
+    names = [t.name for t in chosen_topics]
+    people = [c.as_json() for c in contacts.of_topics(db, [t.id for t in chosen_topics])]
+    public = public_links(db, settings, edition_id, chosen_topics)
+    shared = {
+        "lang": lang,
+        "subject": subject,
+        "preheader": preheader,
+        "intro": intro,
+        "articles": chosen,
+        "topic_names": names,
+        "contacts": people,
+        "public": public,
+    }
+    rendered, choice = render.render_edition(settings, template=template, **shared)
+    web_html = render.render_web_version(settings, choice, **shared)
+    return rendered, choice, web_html
 
 
 def _insert(
@@ -291,16 +355,15 @@ def _insert(
     subject: str,
     preheader: str,
     intro: str,
-    template: str,
-    rendered: render.Rendered,
     chosen_topics: Sequence[Topic],
     chosen: Sequence[Article],
 ) -> int:
+    """The draft's row, its topics and articles; the rendering is filled in right after."""
     stamp = now_iso()
     cursor = db.execute(
         "INSERT INTO editions (subject, preheader, lang, intro, template, html, text, status,"
-        " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
-        [subject, preheader, lang, intro, template, rendered.html, rendered.text, stamp, stamp],
+        " created, updated) VALUES (?, ?, ?, ?, '', '', '', 'draft', ?, ?)",
+        [subject, preheader, lang, intro, stamp, stamp],
     )
     edition_id = cursor.lastrowid
     assert edition_id is not None

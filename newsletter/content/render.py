@@ -20,8 +20,11 @@ import jinja2
 
 import newsletter
 from newsletter import dates, i18n
+from newsletter.clock import now
 from newsletter.config import Settings
+from newsletter.content import mjml_check
 from newsletter.content.articles import Article, is_web_address
+from newsletter.content.mjml_check import TemplateError
 from newsletter.errors import NewsletterError
 from newsletter.mail import placeholders
 
@@ -31,7 +34,11 @@ DEFAULT_EDITION = "edition"
 MESSAGE = "message"
 SUMMARY_LIMIT = 500  # characters; a card is a teaser, and Gmail clips long messages
 IMAGE_WIDTH = 552  # px: the 600 px body minus the card's side padding
+SHORT_SUMMARY_LIMIT = 220  # a compact story's teaser
+THUMB_WIDTH = 176  # px: a compact story's thumbnail column (a third of the body) minus padding
 
+# A block whose css-class holds ``nl-lang-sv`` gets ``lang="sv"`` (MJML has no lang attribute).
+_LANG_CLASS = re.compile(r'class="([^"]*?\bnl-lang-([a-z]{2,3}(?:-[A-Za-z0-9]{1,8})?)\b[^"]*)"')
 _MJML_POSITION = re.compile(r"at position (\d+):(\d+)")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -41,8 +48,7 @@ _IMAGE_CELL = re.compile(
 )
 
 
-class TemplateError(NewsletterError):
-    """A template is missing, does not compile, or produces invalid MJML."""
+__all__ = ["Rendered", "TemplateChoice", "TemplateError"]
 
 
 @dataclass(frozen=True)
@@ -213,9 +219,16 @@ def fix_image_widths(html: str) -> str:
     return _IMAGE_CELL.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}", html)
 
 
+def mark_languages(html: str) -> str:
+    """``lang="xx"`` on every element whose class names ``nl-lang-xx``: screen readers then
+    read an article in its own language inside an edition in another."""
+    return _LANG_CLASS.sub(r'lang="\2" class="\1"', html)
+
+
 def to_html(choice: TemplateChoice, context: Mapping[str, Any]) -> str:
     source = render_template(choice, choice.html, context)
-    return fix_image_widths(inline_css(compile_mjml(source, template=choice.html)))
+    html = inline_css(compile_mjml(source, template=choice.html))
+    return mark_languages(fix_image_widths(html))
 
 
 def to_text(choice: TemplateChoice, context: Mapping[str, Any]) -> str:
@@ -265,7 +278,11 @@ def checked_link(url: str, title: str) -> str:
 
 
 def article_view(article: Article, lang: str, settings: Settings) -> dict[str, Any]:
-    """What a card shows; HTML and text use the same values (same date format too)."""
+    """What a card shows; HTML and text use the same values (same date format too).
+
+    ``lang`` is the article's own language (its block carries ``lang="..."``), else the
+    edition's.
+    """
     strings = i18n.strings(lang)
     alt = (article.image_alt or "").strip() or strings["image_alt_fallback"].format(
         title=article.title
@@ -275,12 +292,26 @@ def article_view(article: Article, lang: str, settings: Settings) -> dict[str, A
         "title": article.title,
         "url": checked_link(article.url, article.title),
         "summary": shorten(article.summary or ""),
+        "short_summary": shorten(article.summary or "", SHORT_SUMMARY_LIMIT),
         "date": dates.format_date(article.published, lang, settings.tz),
         "category": article.category or "",
         "image": article.image or "",
         "image_alt": alt,
         "image_width": IMAGE_WIDTH,
+        "thumb_width": THUMB_WIDTH,
+        "lang": article.lang or lang,
     }
+
+
+@dataclass(frozen=True)
+class EditionLinks:
+    """The edition's public links (none of them personal): its web version, the topic's
+    archive and sign-up pages. Empty strings where there is none (e.g. a topic kept out of
+    the archive)."""
+
+    web_url: str = ""
+    archive_url: str = ""
+    subscribe_url: str = ""
 
 
 def edition_context(
@@ -292,9 +323,15 @@ def edition_context(
     intro: str | None,
     articles: Sequence[Article],
     topic_names: Iterable[str],
+    contacts: Sequence[Mapping[str, str]] = (),
+    public: EditionLinks | None = None,
+    web_version: bool = False,
 ) -> dict[str, Any]:
+    """Every variable an edition template receives (docs/templates.md lists them)."""
     names = ", ".join(topic_names)
     strings = i18n.strings(lang)
+    public = public or EditionLinks()
+    views = [article_view(a, a.lang or lang, settings) for a in articles]
     return {
         "lang": lang,
         "t": strings,
@@ -304,12 +341,20 @@ def edition_context(
         "heading": subject,
         "kicker": f"{strings['newsletter']}: {names}" if names else strings["newsletter"],
         "topics": names,
+        "edition_date": dates.format_date(now(), lang, settings.tz),
         "intro_paragraphs": split_paragraphs(intro),
-        "articles": [article_view(a, lang, settings) for a in articles],
-        "reason": strings["why_edition"].format(topics=names),
-        "unsubscribe_url": placeholders.UNSUBSCRIBE_URL,
-        "preferences_url": placeholders.PREFERENCES_URL,
-        "name": placeholders.NAME,
+        "articles": views,
+        "lead": views[0] if views else None,
+        "more_articles": views[1:],
+        "contacts": [dict(c) for c in contacts],
+        "reason": strings["why_web" if web_version else "why_edition"].format(topics=names),
+        "web_version": web_version,
+        "web_url": public.web_url,
+        "archive_url": public.archive_url,
+        "subscribe_url": public.subscribe_url,
+        "unsubscribe_url": "" if web_version else placeholders.UNSUBSCRIBE_URL,
+        "preferences_url": "" if web_version else placeholders.PREFERENCES_URL,
+        "name": "" if web_version else placeholders.NAME,
     }
 
 
@@ -323,8 +368,15 @@ def render_edition(
     articles: Sequence[Article],
     topic_names: Iterable[str],
     template: str | None = None,
+    contacts: Sequence[Mapping[str, str]] = (),
+    public: EditionLinks | None = None,
 ) -> tuple[Rendered, TemplateChoice]:
-    """The HTML and text of an edition, with placeholders for per-recipient values."""
+    """The HTML and text of an edition, with placeholders for per-recipient values.
+
+    The template is checked first (its MJML, see ``mjml_check``) and its output must carry
+    the unsubscribe link; a template that ignores the articles gets a warning
+    (``EditionWarnings``) rather than an error.
+    """
     choice = choose_template(settings, template, DEFAULT_EDITION)
     context = edition_context(
         settings,
@@ -334,8 +386,68 @@ def render_edition(
         intro=intro,
         articles=articles,
         topic_names=topic_names,
+        contacts=contacts,
+        public=public,
     )
-    return Rendered(html=to_html(choice, context), text=to_text(choice, context)), choice
+    mjml_check.check_template(choice.search, choice.html)
+    rendered = Rendered(html=to_html(choice, context), text=to_text(choice, context))
+    require_unsubscribe(choice, rendered)
+    return rendered, choice
+
+
+def require_unsubscribe(choice: TemplateChoice, rendered: Rendered) -> None:
+    """An edition must let every reader leave: both parts need the unsubscribe link."""
+    missing = [
+        part
+        for part, body in (("HTML", rendered.html), ("text", rendered.text))
+        if placeholders.UNSUBSCRIBE_URL not in body
+    ]
+    if missing:
+        raise TemplateError(
+            f"template {choice.label} has no unsubscribe link in its {' and '.join(missing)}"
+            ' part: add <a href="{{ unsubscribe_url }}">{{ t.unsubscribe }}</a>'
+            " (the packaged partials/footer templates carry it)"
+        )
+
+
+def ignored_articles(rendered: Rendered, articles: Sequence[Article]) -> bool:
+    """True when the HTML links none of the edition's articles (e.g. a template's demo
+    content used as is): the text part would carry them while the HTML shows something else.
+    """
+    html = rendered.html.replace("&amp;", "&")
+    return bool(articles) and not any(a.url in html for a in articles)
+
+
+def render_web_version(
+    settings: Settings,
+    choice: TemplateChoice,
+    *,
+    lang: str,
+    subject: str,
+    preheader: str,
+    intro: str | None,
+    articles: Sequence[Article],
+    topic_names: Iterable[str],
+    contacts: Sequence[Mapping[str, str]] = (),
+    public: EditionLinks | None = None,
+) -> str:
+    """The public page of an edition: the same template with ``web_version`` true, so no
+    personal link or placeholder is in it (the footer offers sign-up and the archive)."""
+    context = edition_context(
+        settings,
+        lang=i18n.check_lang(lang),
+        subject=subject,
+        preheader=preheader,
+        intro=intro,
+        articles=articles,
+        topic_names=topic_names,
+        contacts=contacts,
+        public=public,
+        web_version=True,
+    )
+    html = to_html(choice, context)
+    # A user's template may print a per-recipient value regardless: blank it out.
+    return placeholders.PATTERN.sub("", html)
 
 
 def render_message(
@@ -369,6 +481,11 @@ def render_message(
         "reason": reason,
         "unsubscribe_url": "",
         "preferences_url": "",
+        "web_version": False,
+        "web_url": "",
+        "archive_url": "",
+        "subscribe_url": "",
+        "topics": "",
     }
     choice = choose_template(settings, None, MESSAGE)
     return Rendered(html=to_html(choice, context), text=to_text(choice, context))

@@ -1,0 +1,126 @@
+"""The public web versions of sent editions and each topic's archive of them.
+
+A web version is reached by a signed link (``/e/<token>``), not by the edition's number, so a
+topic kept out of the archive does not put its editions on show to anyone counting ids. The
+token is the same for every reader: it is not personal and opens nothing but the page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from newsletter import tokens
+from newsletter.config import Settings
+from newsletter.content.topics import Topic, resolve
+from newsletter.errors import InvalidToken, NotFound
+from newsletter.mail import placeholders
+
+WEB = "web"
+# Editions that went out (in part): a draft is not public, its web link answers "not found".
+PUBLIC_STATUSES = ("sending", "paused", "sent")
+
+
+@dataclass(frozen=True)
+class ArchivedEdition:
+    id: int
+    subject: str
+    preheader: str
+    lang: str
+    sent_at: str  # ISO time of the send's start (or of its creation, for older rows)
+    token: str
+
+
+def web_token(key: bytes, edition_id: int) -> str:
+    return tokens.make(key, WEB, edition_id)
+
+
+def web_path(key: bytes, edition_id: int) -> str:
+    return f"/e/{web_token(key, edition_id)}"
+
+
+def web_url(settings: Settings, key: bytes, edition_id: int) -> str:
+    return settings.base_url.rstrip("/") + web_path(key, edition_id)
+
+
+def edition_of_token(key: bytes, token: str) -> int:
+    data = tokens.check(key, WEB, token)
+    if len(data.values) != 1:
+        raise InvalidToken("malformed token")
+    return data.values[0]
+
+
+def set_archived(db: Database, topic: str, archived: bool) -> Topic:
+    """List a topic's sent editions on its public archive page and feed, or keep them off."""
+    found = resolve(db, topic)
+    db.execute("UPDATE topics SET archived = ? WHERE id = ?", [int(archived), found.id])
+    return found
+
+
+def is_archived(db: Database, topic_id: int) -> bool:
+    row = db.execute("SELECT archived FROM topics WHERE id = ?", [topic_id]).fetchone()
+    return bool(row and row[0])
+
+
+def archived_topic(db: Database, slug: str) -> Topic:
+    """The topic of an archive page; NotFound for an unknown one or one kept out."""
+    found = resolve(db, slug)
+    if not is_archived(db, found.id):
+        raise NotFound(f"topic {found.slug} is kept out of the archive")
+    return found
+
+
+def editions_of(db: Database, key: bytes, topic_id: int, limit: int = 200) -> list[ArchivedEdition]:
+    """The topic's editions that went out, newest first."""
+    marks = ", ".join("?" for _ in PUBLIC_STATUSES)
+    rows = db.execute(
+        "SELECT e.id, e.subject, e.preheader, e.lang, COALESCE(e.sent_at, e.created)"
+        " FROM editions e JOIN edition_topics et ON et.edition_id = e.id"
+        f" WHERE et.topic_id = ? AND e.status IN ({marks})"
+        " ORDER BY COALESCE(e.sent_at, e.created) DESC, e.id DESC LIMIT ?",
+        [topic_id, *PUBLIC_STATUSES, limit],
+    ).fetchall()
+    return [ArchivedEdition(*row, token=web_token(key, row[0])) for row in rows]
+
+
+@dataclass(frozen=True)
+class WebVersion:
+    id: int
+    subject: str
+    lang: str
+    html: str
+    topic_slugs: list[str]
+
+
+def web_version(db: Database, settings: Settings, edition_id: int) -> WebVersion:
+    """The page of an edition that went out. Editions built before web versions existed
+    get their email's HTML with the personal links pointing at the public sign-up page."""
+    marks = ", ".join("?" for _ in PUBLIC_STATUSES)
+    row = db.execute(
+        f"SELECT id, subject, lang, web_html, html FROM editions WHERE id = ?"
+        f" AND status IN ({marks})",
+        [edition_id, *PUBLIC_STATUSES],
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no published edition {edition_id}")
+    slugs = [
+        r[0]
+        for r in db.execute(
+            "SELECT t.slug FROM edition_topics et JOIN topics t ON t.id = et.topic_id"
+            " WHERE et.edition_id = ? ORDER BY t.slug",
+            [edition_id],
+        )
+    ]
+    html = row[3]
+    if not html:
+        public = settings.base_url.rstrip("/") + "/subscribe"
+        html = placeholders.fill(
+            row[4],
+            {
+                placeholders.UNSUBSCRIBE_URL: public,
+                placeholders.PREFERENCES_URL: public,
+                placeholders.NAME: "",
+            },
+        )
+    return WebVersion(id=row[0], subject=row[1], lang=row[2], html=html, topic_slugs=slugs)
