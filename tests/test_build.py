@@ -25,6 +25,7 @@ from premailer import Premailer
 from newsletter import clock, dates, i18n
 from newsletter.config import LANGUAGES
 from newsletter.content import editions, render
+from newsletter.delivery import checks
 from newsletter.content.articles import ArticleIn
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.mail import placeholders
@@ -674,7 +675,7 @@ def test_cli_warns_when_the_html_nears_gmails_limit(cli, db) -> None:
     assert "warning" not in small.stderr
 
 
-def test_cli_editions_list_show_and_preview(cli, db, workdir: Path) -> None:
+def test_cli_editions_list_show_and_preview(cli, db, settings, workdir: Path) -> None:
     empty = cli.ok("editions", "list")
     assert "no editions yet" in empty.stdout
     add_articles(db, sample_articles(BASE))
@@ -687,12 +688,19 @@ def test_cli_editions_list_show_and_preview(cli, db, workdir: Path) -> None:
     assert "https://www.example.fi/ajankohtaista/keski-suomi-liittyi" in shown.stdout
     shown_json = json.loads(cli.ok("editions", "show", "1", "--json").stdout)
     assert shown_json["topics"] == [TOPIC_SLUG] and len(shown_json["articles"]) == 3
-    text = cli.ok("preview", "1", "--text")
-    assert text.stdout == editions.get(db, 1).text
-    (workdir / "editions/edition-1.html").unlink()
+    # The preview is what a sample subscriber gets: every per-recipient value filled in.
+    text = cli.ok("preview", "1", "--text").stdout
+    stored = editions.get(db, 1)
+    assert placeholders.remaining(text) == [] and placeholders.remaining(stored.text)
+    assert "Peru tilaus: https://uutiskirje.example.fi/u/sample" in text
+    assert text == placeholders.fill(stored.text, checks.sample_values(settings))
     path = cli.ok("preview", "1").stdout.strip()
-    assert Path(path) == Path("editions/edition-1.html")
-    assert (workdir / path).read_text("utf-8") == editions.get(db, 1).html
+    assert Path(path) == Path("editions/preview-1.html")
+    html = (workdir / path).read_text("utf-8")
+    assert placeholders.remaining(html) == []
+    assert 'href="https://uutiskirje.example.fi/u/sample"' in html
+    # The built file keeps the placeholders the sender fills.
+    assert (workdir / "editions/edition-1.html").read_text("utf-8") == stored.html
     missing = cli("editions", "show", "7")
     assert missing.exit_code == 1 and "no edition 7" in missing.stderr
 
@@ -710,7 +718,7 @@ def test_cli_preview_open_starts_the_browser(cli, db, workdir: Path, monkeypatch
     cli.ok("build", "--topic", TOPIC_SLUG, "--since", "2025-08-01")
     cli.ok("preview", "1", "--open")
     opened = record.read_text(encoding="utf-8").split()
-    assert opened == [(workdir / "editions/edition-1.html").resolve().as_uri()]
+    assert opened == [(workdir / "editions/preview-1.html").resolve().as_uri()]
 
 
 def test_cli_since_later_than_until_is_one_line_error(cli, db) -> None:

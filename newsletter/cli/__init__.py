@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from newsletter import __version__
-from newsletter.cli import articles, build, send, serve, subscribers, topics
+from newsletter.cli import articles, build, check, send, serve, subscribers, templates, topics
 from newsletter.cli.common import State, state, warn
 from newsletter.config import config_path, load_settings, write_template
 from newsletter.errors import NewsletterError
@@ -123,7 +123,7 @@ def init(ctx: typer.Context) -> None:
     typer.echo(f"database ready: {database}")
 
 
-for module in (topics, articles, build, subscribers, send, serve):
+for module in (topics, articles, build, subscribers, send, check, serve, templates):
     module.register(app)
 
 

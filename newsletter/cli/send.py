@@ -12,7 +12,7 @@ from sqlite_utils import Database
 
 from newsletter.audience import subscribers
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty
-from newsletter.delivery import pipeline
+from newsletter.delivery import checks, pipeline
 from newsletter.mail import smtp
 
 
@@ -152,8 +152,18 @@ def send(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON: the final status, or the test copies")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Send despite what `newsletter check` marks STOPS (example values, no postal"
+            " address, clipped by Gmail); never without an unsubscribe link",
+        ),
+    ] = False,
 ) -> None:
     """Send an edition to its topic's subscribers; run it again to resume.
+
+    The blocking part of `newsletter check` runs first and refuses with the list.
 
     Example: newsletter send 3 --rate 20 --concurrency 4
     """
@@ -170,6 +180,7 @@ def send(
         return
     if count == 0 and info.status == "draft":
         raise pipeline.no_recipients(info)
+    checks.before_send(db, settings, edition, force=force)
     if not yes:
         _confirm(info, count)
     numbers = pipeline.status(db, edition)

@@ -389,6 +389,19 @@ def write_files(out: Path, edition_id: int, html: str, text: str) -> tuple[Path,
     return html_path, text_path
 
 
+def write_preview(out: Path, edition_id: int, html: str, text: str) -> tuple[Path, Path]:
+    """``preview-<id>.html/.txt``: the edition filled in for a sample subscriber. Kept apart
+    from ``edition-<id>.*``, which hold the placeholders the sender fills."""
+    html_path, text_path = out / f"preview-{edition_id}.html", out / f"preview-{edition_id}.txt"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(html, encoding="utf-8")
+        text_path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise NewsletterError(f"cannot write the preview to {out}: {exc.strerror}") from None
+    return html_path, text_path
+
+
 def delete(db: Database, edition_id: int, out: Path) -> None:
     """Delete a draft edition and its ``edition-<id>.html/.txt`` in ``out`` if present.
 

@@ -235,7 +235,7 @@ def expand(search: tuple[Path, ...], name: str, depth: int = 0) -> list[Line]:
 
 
 def problems(lines: list[Line]) -> list[str]:
-    """Every MJML error in the expanded template, as ``template FILE, line N: invalid MJML: ...``."""
+    """Every MJML error of the expanded template: ``template F, line N: invalid MJML: ...``."""
     found: list[str] = []
     stack: list[tuple[str, str]] = []  # open tags and where they were opened
     skipping: str | None = None  # inside an ending tag: its content is HTML
