@@ -25,8 +25,8 @@ from premailer import Premailer
 from newsletter import clock, dates, i18n
 from newsletter.config import LANGUAGES
 from newsletter.content import editions, render
-from newsletter.delivery import checks
 from newsletter.content.articles import ArticleIn
+from newsletter.delivery import checks
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.mail import placeholders
 
