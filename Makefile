@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chromium clean
+.PHONY: demo test lint bench chromium spamassassin axe clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m newsletter.demo
 
-## test: lint, then the whole test suite (installs Debian chromium for the browser tests)
-test: $(STAMP) chromium
+## test: lint, then the whole test suite (installs Debian chromium and spamassassin, and
+## axe-core from npm into .test-tools/, for the browser, accessibility and spam tests)
+test: $(STAMP) chromium spamassassin axe
 	$(PY) -m ruff check newsletter tests bench
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
@@ -32,5 +33,11 @@ bench: $(STAMP)
 chromium:
 	@sh scripts/ensure-chromium.sh
 
+spamassassin:
+	@sh scripts/ensure-spamassassin.sh
+
+axe:
+	@sh scripts/ensure-axe-core.sh .test-tools/axe
+
 clean:
-	rm -rf $(VENV) demo-output editions test-artifacts
+	rm -rf $(VENV) demo-output editions test-artifacts .test-tools
