@@ -372,3 +372,34 @@ def test_web_version_and_contacts_match_golden_files(db, settings, workdir: Path
     assert_golden("web-version-fi.html", normal(stored[1]))
     assert placeholders.remaining(stored[1]) == []
     assert placeholders.UNSUBSCRIBE_URL in stored[0]
+
+
+def test_the_worked_example_of_the_docs_builds(db, settings, workdir: Path) -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "templates.md").read_text(encoding="utf-8")
+    example = docs.split("## Worked example", 1)[1].split("```xml\n", 1)[1].split("```", 1)[0]
+    folder = workdir / "my-templates"
+    folder.mkdir()
+    (folder / "kuukausi.mjml.j2").write_text(example, encoding="utf-8")
+    add_articles(db, sample_articles(BASE))
+    own = settings.with_overrides(templates_dir=folder)
+    result = _build(db, own, workdir, template="kuukausi")
+    html = result.html_path.read_text(encoding="utf-8")
+    assert result.warnings == []
+    assert '<div lang="fi" class="nl-story nl-lang-fi"' in html
+    assert 'alt="Perhekeskuksen työntekijöitä pöydän ääressä"' in html
+    assert f'href="{placeholders.UNSUBSCRIBE_URL}"' in html
+    # Every variable the docs' table names exists in the context a template gets.
+    names = set(re.findall(r"^\| `([a-z_]+)` \|", docs, flags=re.M))
+    context = render.edition_context(
+        settings,
+        lang="fi",
+        subject="s",
+        preheader="p",
+        intro=None,
+        articles=[],
+        topic_names=[TOPIC],
+    )
+    assert names and names <= set(context), names - set(context)
+    assert set(context) <= names, set(context) - names
+    documented = set(re.findall(r"`t\.([a-z_]+)`", docs))
+    assert set(context["t"]) - {"default_subject", "why_edition", "why_web"} <= documented
