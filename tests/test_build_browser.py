@@ -10,6 +10,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from axe_helpers import violations
 from build_helpers import (
     HELSINKI,
     TOPIC_SLUG,
@@ -18,8 +19,6 @@ from build_helpers import (
     sample_articles,
     with_images,
 )
-
-from axe_helpers import violations
 
 from newsletter.content import contacts, editions
 from newsletter.mail import placeholders
