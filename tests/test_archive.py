@@ -187,6 +187,12 @@ def test_a_topic_kept_out_of_the_archive_has_no_page_or_feed(
     assert client.get(url.removeprefix(mail_settings.base_url)).status_code == 200
     later = build(db, mail_settings, workdir)
     assert "/archive/" not in editions.get(db, later).html
+    # Back in the archive, a topic hidden from the sign-up page still has no public archive.
+    archive.set_archived(db, TOPIC_SLUG, True)
+    assert client.get(f"/archive/{TOPIC_SLUG}").status_code == 200
+    topics.set_listed(db, TOPIC_SLUG, False)
+    assert client.get(f"/archive/{TOPIC_SLUG}").status_code == 404
+    assert client.get(f"/archive/{TOPIC_SLUG}/feed.atom").status_code == 404
 
 
 def test_archive_text_is_escaped(db, client, mail_settings, workdir, smtp_sink) -> None:

@@ -274,7 +274,7 @@ def test_links_option_fetches_every_article_link(cli, db, smtp_sink, pages: str)
     assert result.exit_code == 0  # a broken link worries, it does not stop
 
 
-def test_unreachable_links_are_reported(free_closed_port=None) -> None:
+def test_unreachable_links_are_reported() -> None:
     from conftest import free_port
 
     url = f"http://127.0.0.1:{free_port()}/"

@@ -59,7 +59,9 @@ def set_archived(db: Database, topic: str, archived: bool) -> Topic:
 
 
 def is_archived(db: Database, topic_id: int) -> bool:
-    row = db.execute("SELECT archived FROM topics WHERE id = ?", [topic_id]).fetchone()
+    """True when the topic's archive is public: archived, and offered on the sign-up page (a
+    hidden topic, e.g. an internal one or a stray feed tag, shows nothing in public)."""
+    row = db.execute("SELECT archived AND listed FROM topics WHERE id = ?", [topic_id]).fetchone()
     return bool(row and row[0])
 
 
