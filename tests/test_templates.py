@@ -403,3 +403,21 @@ def test_the_worked_example_of_the_docs_builds(db, settings, workdir: Path) -> N
     assert set(context) <= names, set(context) - names
     documented = set(re.findall(r"`t\.([a-z_]+)`", docs))
     assert set(context["t"]) - {"default_subject", "why_edition", "why_web"} <= documented
+
+
+def test_a_replaced_message_template_is_checked_too(settings, workdir: Path) -> None:
+    folder = workdir / "own"
+    folder.mkdir()
+    broken = GOOD_BODY.replace("<mj-column>", "<mj-colum>").replace("</mj-column>", "</mj-colum>")
+    (folder / "message.mjml.j2").write_text(broken, encoding="utf-8")
+    with pytest.raises(NewsletterError, match=r"message\.mjml\.j2, line 4: invalid MJML"):
+        render.render_message(
+            settings.with_overrides(templates_dir=folder),
+            lang="fi",
+            subject="Vahvista",
+            heading="Vahvista",
+            paragraphs=["Hei"],
+            button_label="Vahvista",
+            button_url="https://uutiskirje.example.fi/confirm/x",
+            reason="Syy",
+        )

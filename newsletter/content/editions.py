@@ -16,7 +16,7 @@ from sqlite_utils import Database
 from newsletter import dates, i18n
 from newsletter.clock import from_iso, now, now_iso
 from newsletter.config import Settings
-from newsletter.content import archive, contacts, render
+from newsletter.content import archive, contacts, contract, render
 from newsletter.content import articles as articles_mod
 from newsletter.content import topics as topics_mod
 from newsletter.content.articles import Article
@@ -282,7 +282,7 @@ def build(
         # Written inside the transaction: a file that cannot be written rolls the edition back.
         html_path, text_path = write_files(out, edition_id, rendered.html, rendered.text)
     warnings = []
-    if render.ignored_articles(rendered, chosen):
+    if contract.ignored_articles(rendered.html, chosen):
         warnings.append(
             f"template {choice.label} shows none of the {len(chosen)} articles in its HTML"
             " (only the text part has them): loop over `articles` in the template"

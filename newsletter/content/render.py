@@ -22,7 +22,7 @@ import newsletter
 from newsletter import dates, i18n
 from newsletter.clock import now
 from newsletter.config import Settings
-from newsletter.content import mjml_check
+from newsletter.content import contract, mjml_check
 from newsletter.content.articles import Article, is_web_address
 from newsletter.content.mjml_check import TemplateError
 from newsletter.errors import NewsletterError
@@ -399,31 +399,8 @@ def render_edition(
     )
     mjml_check.check_template(choice.search, choice.html)
     rendered = Rendered(html=to_html(choice, context), text=to_text(choice, context))
-    require_unsubscribe(choice, rendered)
+    contract.require_unsubscribe(choice.label, rendered.html, rendered.text)
     return rendered, choice
-
-
-def require_unsubscribe(choice: TemplateChoice, rendered: Rendered) -> None:
-    """An edition must let every reader leave: both parts need the unsubscribe link."""
-    missing = [
-        part
-        for part, body in (("HTML", rendered.html), ("text", rendered.text))
-        if placeholders.UNSUBSCRIBE_URL not in body
-    ]
-    if missing:
-        raise TemplateError(
-            f"template {choice.label} has no unsubscribe link in its {' and '.join(missing)}"
-            ' part: add <a href="{{ unsubscribe_url }}">{{ t.unsubscribe }}</a>'
-            " (the packaged partials/footer templates carry it)"
-        )
-
-
-def ignored_articles(rendered: Rendered, articles: Sequence[Article]) -> bool:
-    """True when the HTML links none of the edition's articles (e.g. a template's demo
-    content used as is): the text part would carry them while the HTML shows something else.
-    """
-    html = rendered.html.replace("&amp;", "&")
-    return bool(articles) and not any(a.url in html for a in articles)
 
 
 def render_web_version(
@@ -496,4 +473,5 @@ def render_message(
         "topics": "",
     }
     choice = choose_template(settings, None, MESSAGE)
+    mjml_check.check_template(choice.search, choice.html)  # templates_dir may replace it
     return Rendered(html=to_html(choice, context), text=to_text(choice, context))
