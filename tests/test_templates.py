@@ -421,3 +421,27 @@ def test_a_replaced_message_template_is_checked_too(settings, workdir: Path) -> 
             button_url="https://uutiskirje.example.fi/confirm/x",
             reason="Syy",
         )
+
+
+def test_content_quoting_the_placeholder_does_not_stand_in_for_the_link(
+    db, settings, workdir: Path
+) -> None:
+    add_articles(
+        db,
+        [
+            ArticleIn(
+                url="https://www.example.fi/ajankohtaista/huijaus",
+                title=f"Otsikko {placeholders.UNSUBSCRIBE_URL}",
+                summary=f'<a href="{placeholders.UNSUBSCRIBE_URL}">x</a>',
+                published=BASE,
+                topics=[TOPIC],
+            )
+        ],
+    )
+    source = GOOD_BODY.replace('<a href="{{ unsubscribe_url }}">{{ t.unsubscribe }}</a>', "")
+    (workdir / "huijaus.txt.j2").write_text(
+        "{% for article in articles %}{{ article.title }} {{ article.summary }}\n{% endfor %}",
+        encoding="utf-8",
+    )
+    with pytest.raises(NewsletterError, match="no unsubscribe link in its HTML and text part"):
+        _build(db, settings, workdir, template=_template(workdir, source, "huijaus.mjml.j2"))

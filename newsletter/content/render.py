@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,8 +400,17 @@ def render_edition(
     )
     mjml_check.check_template(choice.search, choice.html)
     rendered = Rendered(html=to_html(choice, context), text=to_text(choice, context))
-    contract.require_unsubscribe(choice.label, rendered.html, rendered.text)
+    contract.require_unsubscribe(
+        choice.label, rendered.html, _text_prints_unsubscribe(choice, context)
+    )
     return rendered, choice
+
+
+def _text_prints_unsubscribe(choice: TemplateChoice, context: Mapping[str, Any]) -> bool:
+    """Whether the text template prints ``unsubscribe_url`` itself: rendered once more with a
+    random marker in its place (Jinja only, ~0.1 ms), which no article can contain."""
+    marker = "unsubscribe-" + secrets.token_hex(8)
+    return marker in render_template(choice, choice.text, {**context, "unsubscribe_url": marker})
 
 
 def render_web_version(

@@ -29,7 +29,7 @@ from sqlite_utils import Database
 
 from newsletter import config, links
 from newsletter.config import Settings
-from newsletter.content import editions
+from newsletter.content import contract, editions
 from newsletter.delivery import pipeline
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.mail import placeholders
@@ -139,8 +139,11 @@ def content_findings(html: str, text: str) -> list[Finding]:
         )
     missing = [
         part
-        for part, body in (("HTML", html), ("text", text))
-        if placeholders.UNSUBSCRIBE_URL not in body
+        for part, ok in (
+            ("HTML", contract.has_unsubscribe_link(html)),
+            ("text", placeholders.UNSUBSCRIBE_URL in text),
+        )
+        if not ok
     ]
     if missing:
         found.append(
