@@ -93,6 +93,7 @@ def test_every_message_links_the_same_public_web_version(sent, client, mail_sett
     assert "<title>Elokuun uutiset</title>" in page
     assert "Keski-Suomi liittyi" in page and "Mari Hirvonen" in page
     assert answer.headers["Cache-Control"].startswith("public")
+    assert "X-Robots-Tag" not in answer.headers  # archived: it may be found
     assert "Set-Cookie" not in answer.headers
     # Its inline styles are allowed, scripts and forms are not.
     policy_header = answer.headers["Content-Security-Policy"]
@@ -184,7 +185,9 @@ def test_a_topic_kept_out_of_the_archive_has_no_page_or_feed(
     assert client.get("/archive/ei-ole").status_code == 404
     # Its sent edition's own link (in the mail) still works; new editions link no archive.
     url = _view_in_browser(next(iter(received.values())))
-    assert client.get(url.removeprefix(mail_settings.base_url)).status_code == 200
+    kept_out = client.get(url.removeprefix(mail_settings.base_url))
+    assert kept_out.status_code == 200
+    assert kept_out.headers["X-Robots-Tag"] == "noindex, nofollow"
     later = build(db, mail_settings, workdir)
     assert "/archive/" not in editions.get(db, later).html
     # Back in the archive, a topic hidden from the sign-up page still has no public archive.

@@ -93,6 +93,7 @@ class WebVersion:
     lang: str
     html: str
     topic_slugs: list[str]
+    listed: bool  # one of its topics has a public archive (search engines may index it)
 
 
 def web_version(db: Database, settings: Settings, edition_id: int) -> WebVersion:
@@ -106,14 +107,12 @@ def web_version(db: Database, settings: Settings, edition_id: int) -> WebVersion
     ).fetchone()
     if row is None:
         raise NotFound(f"no published edition {edition_id}")
-    slugs = [
-        r[0]
-        for r in db.execute(
-            "SELECT t.slug FROM edition_topics et JOIN topics t ON t.id = et.topic_id"
-            " WHERE et.edition_id = ? ORDER BY t.slug",
-            [edition_id],
-        )
-    ]
+    topic_rows = db.execute(
+        "SELECT t.slug, t.archived AND t.listed FROM edition_topics et"
+        " JOIN topics t ON t.id = et.topic_id WHERE et.edition_id = ? ORDER BY t.slug",
+        [edition_id],
+    ).fetchall()
+    slugs = [r[0] for r in topic_rows]
     html = row[3]
     if not html:
         public = settings.base_url.rstrip("/") + "/subscribe"
@@ -125,4 +124,11 @@ def web_version(db: Database, settings: Settings, edition_id: int) -> WebVersion
                 placeholders.NAME: "",
             },
         )
-    return WebVersion(id=row[0], subject=row[1], lang=row[2], html=html, topic_slugs=slugs)
+    return WebVersion(
+        id=row[0],
+        subject=row[1],
+        lang=row[2],
+        html=html,
+        topic_slugs=slugs,
+        listed=any(r[1] for r in topic_rows),
+    )

@@ -49,7 +49,10 @@ def web_version(token: str) -> Response:
         abort(404)
     g.content_security_policy = WEB_VERSION_POLICY
     g.public_page = True
-    return Response(found.html, mimetype="text/html")
+    response = Response(found.html, mimetype="text/html")
+    if not found.listed:  # reachable by the mail's link only: keep it out of search engines
+        response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    return response
 
 
 @bp.get("/archive/<slug>")
