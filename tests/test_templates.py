@@ -262,8 +262,10 @@ def test_contact_people_appear_in_html_and_text(cli, db, settings, workdir: Path
     assert '<span lang="en">Senior Specialist</span>' in html
     assert "Mika &lt;b&gt;Niemelä&lt;/b&gt; &amp; co" in html and "<b>Niemelä" not in html
     assert (
-        "Lisätietoja\n-----------\nMari Hirvonen\nErityisasiantuntija\nSenior Specialist\n" in text
-    )
+        "Lisätietoja\n-----------\nMari Hirvonen\nErityisasiantuntija\nSenior Specialist\n"
+        f"{TOPIC}\nmari.hirvonen@example.fi\n044 363 7276\n"
+    ) in text
+    assert f"Senior Specialist</span><br>{TOPIC}<br>" in html
     assert "Mika <b>Niemelä</b> & co" in text
     cli.ok("topics", "contact-remove", TOPIC_SLUG, "mari.hirvonen@example.fi")
     assert len(json.loads(cli.ok("topics", "contacts", TOPIC_SLUG, "--json").stdout)) == 1

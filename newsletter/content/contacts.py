@@ -28,6 +28,7 @@ class Contact:
     title_en: str
     email: str
     phone: str
+    topic: str = ""  # the topic's name, shown under the titles as on the organisation's pages
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -89,7 +90,7 @@ def add(
             [found.id, position, *values.values(), now_iso()],
         )
     assert cursor.lastrowid is not None
-    return Contact(id=cursor.lastrowid, **values)
+    return Contact(id=cursor.lastrowid, **values, topic=found.name)
 
 
 def of_topics(db: Database, topic_ids: list[int]) -> list[Contact]:
@@ -97,8 +98,9 @@ def of_topics(db: Database, topic_ids: list[int]) -> list[Contact]:
     seen: dict[tuple[str, str], Contact] = {}
     for topic_id in topic_ids:
         for row in db.execute(
-            "SELECT id, name, title, title_en, email, phone FROM topic_contacts"
-            " WHERE topic_id = ? ORDER BY position, id",
+            "SELECT c.id, c.name, c.title, c.title_en, c.email, c.phone, t.name"
+            " FROM topic_contacts c JOIN topics t ON t.id = c.topic_id"
+            " WHERE c.topic_id = ? ORDER BY c.position, c.id",
             [topic_id],
         ):
             contact = Contact(*row)
