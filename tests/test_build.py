@@ -24,7 +24,7 @@ from premailer import Premailer
 
 from newsletter import clock, dates, i18n
 from newsletter.config import LANGUAGES
-from newsletter.content import editions, render
+from newsletter.content import contract, editions, render
 from newsletter.content.articles import ArticleIn
 from newsletter.delivery import checks
 from newsletter.errors import NewsletterError, NotFound
@@ -693,7 +693,7 @@ def test_cli_editions_list_show_and_preview(cli, db, settings, workdir: Path) ->
     stored = editions.get(db, 1)
     assert placeholders.remaining(text) == [] and placeholders.remaining(stored.text)
     assert "Peru tilaus: https://uutiskirje.example.fi/u/sample" in text
-    assert text == placeholders.fill(stored.text, checks.sample_values(settings))
+    assert text == contract.fill_holes(stored.text, checks.sample_values(settings))
     path = cli.ok("preview", "1").stdout.strip()
     assert Path(path) == Path("editions/preview-1.html")
     html = (workdir / path).read_text("utf-8")

@@ -13,9 +13,9 @@ from sqlite_utils import Database
 
 from newsletter import tokens
 from newsletter.config import Settings
+from newsletter.content import contract
 from newsletter.content.topics import Topic, resolve
 from newsletter.errors import InvalidToken, NotFound
-from newsletter.mail import placeholders
 
 WEB = "web"
 # Editions that went out (in part): a draft is not public, its web link answers "not found".
@@ -116,13 +116,8 @@ def web_version(db: Database, settings: Settings, edition_id: int) -> WebVersion
     html = row[3]
     if not html:
         public = settings.base_url.rstrip("/") + "/subscribe"
-        html = placeholders.fill(
-            row[4],
-            {
-                placeholders.UNSUBSCRIBE_URL: public,
-                placeholders.PREFERENCES_URL: public,
-                placeholders.NAME: "",
-            },
+        html = contract.fill_holes(
+            row[4], {"UNSUBSCRIBE_URL": public, "PREFERENCES_URL": public, "NAME": ""}
         )
     return WebVersion(
         id=row[0],

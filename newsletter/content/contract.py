@@ -4,15 +4,27 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from newsletter.content.articles import Article
 from newsletter.content.mjml_check import TemplateError
-from newsletter.mail import placeholders
 
+# A per-recipient hole in either form: ``%%NAME%%``, or ``%%NAME.<marker>%%`` where the
+# marker is the edition's own (sealed holes).
+HOLE = re.compile(r"%%(UNSUBSCRIBE_URL|PREFERENCES_URL|NAME)(?:\.[0-9a-f]{32})?%%")
 # The link itself, as an attribute: autoescaped content can never write one, so an article
 # that quotes the placeholder in its text cannot stand in for a missing link.
-UNSUBSCRIBE_LINK = re.compile(r"""href\s*=\s*["']?""" + re.escape(placeholders.UNSUBSCRIBE_URL))
+UNSUBSCRIBE_LINK = re.compile(r"""href\s*=\s*["']?%%UNSUBSCRIBE_URL(?:\.[0-9a-f]{32})?%%""")
+
+
+def fill_holes(text: str, values: Mapping[str, str]) -> str:
+    """Every hole replaced by ``values[name]`` (``UNSUBSCRIBE_URL``, ``PREFERENCES_URL``,
+    ``NAME``) in one pass: for previews and public pages, never for sending."""
+    return HOLE.sub(lambda m: values[m.group(1)], text)
+
+
+def has_text_unsubscribe(text: str) -> bool:
+    return any(m.group(1) == "UNSUBSCRIBE_URL" for m in HOLE.finditer(text))
 
 
 def has_unsubscribe_link(html: str) -> bool:

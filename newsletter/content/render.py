@@ -442,7 +442,7 @@ def render_web_version(
     )
     html = to_html(choice, context)
     # A user's template may print a per-recipient value regardless: blank it out.
-    return placeholders.PATTERN.sub("", html)
+    return contract.HOLE.sub("", html)
 
 
 def render_message(

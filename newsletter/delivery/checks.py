@@ -32,7 +32,6 @@ from newsletter.config import Settings
 from newsletter.content import contract, editions
 from newsletter.delivery import pipeline
 from newsletter.errors import ConfigError, NewsletterError
-from newsletter.mail import placeholders
 
 GMAIL_CLIP = 102 * 1024  # bytes of HTML above which Gmail shows "[Message clipped]"
 SIZE_WARNING = editions.SIZE_WARNING
@@ -141,7 +140,7 @@ def content_findings(html: str, text: str) -> list[Finding]:
         part
         for part, ok in (
             ("HTML", contract.has_unsubscribe_link(html)),
-            ("text", placeholders.UNSUBSCRIBE_URL in text),
+            ("text", contract.has_text_unsubscribe(text)),
         )
         if not ok
     ]
@@ -233,8 +232,8 @@ def sample_message(db: Database, settings: Settings, edition_id: int) -> bytes:
     data, _ = template.render(
         to_email=SAMPLE_EMAIL,
         to_name=SAMPLE_NAME,
-        unsubscribe_url=values[placeholders.UNSUBSCRIBE_URL],
-        preferences_url=values[placeholders.PREFERENCES_URL],
+        unsubscribe_url=values["UNSUBSCRIBE_URL"],
+        preferences_url=values["PREFERENCES_URL"],
     )
     return data
 
@@ -243,9 +242,9 @@ def sample_values(settings: Settings) -> dict[str, str]:
     """Per-recipient values of a sample subscriber, for checks and ``preview``."""
     base = settings.base_url.rstrip("/")
     return {
-        placeholders.UNSUBSCRIBE_URL: f"{base}/u/sample",
-        placeholders.PREFERENCES_URL: f"{base}/p/sample",
-        placeholders.NAME: SAMPLE_NAME,
+        "UNSUBSCRIBE_URL": f"{base}/u/sample",
+        "PREFERENCES_URL": f"{base}/p/sample",
+        "NAME": SAMPLE_NAME,
     }
 
 
@@ -253,7 +252,7 @@ def sample_copy(settings: Settings, html: str, text: str) -> tuple[str, str]:
     """The edition's HTML and text with a sample subscriber's values (for ``preview``)."""
     values = sample_values(settings)
     html_values = {k: escape(v, quote=True) for k, v in values.items()}
-    return placeholders.fill(html, html_values), placeholders.fill(text, values)
+    return contract.fill_holes(html, html_values), contract.fill_holes(text, values)
 
 
 def spamassassin_available() -> bool:
