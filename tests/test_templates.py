@@ -447,3 +447,24 @@ def test_content_quoting_the_placeholder_does_not_stand_in_for_the_link(
     )
     with pytest.raises(NewsletterError, match="no unsubscribe link in its HTML and text part"):
         _build(db, settings, workdir, template=_template(workdir, source, "huijaus.mjml.j2"))
+
+
+def test_control_characters_in_content_do_not_stop_the_build(db, settings, workdir) -> None:
+    add_articles(
+        db,
+        [
+            ArticleIn(
+                url="https://www.example.fi/ajankohtaista/ohjausmerkit",
+                title="Otsikko\x08 ja\x1b[0m muuta",
+                summary="Rivi\x0cvaihto\x7f",
+                published=BASE,
+                topics=[TOPIC],
+            )
+        ],
+    )
+    result = _build(db, settings, workdir)
+    html = result.html_path.read_text(encoding="utf-8")
+    text = result.text_path.read_text(encoding="utf-8")
+    assert "Otsikko ja[0m muuta" in html and "Rivi vaihto" in html
+    assert "Otsikko ja[0m muuta" in text
+    assert not any(ch in html + text for ch in "\x08\x1b\x0c\x7f")

@@ -6,6 +6,7 @@ them (name, title in the edition's language and in English, email, phone), in th
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 from email_validator import EmailNotValidError, validate_email
@@ -34,9 +35,13 @@ class Contact:
         return asdict(self)
 
 
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _clean(value: str, what: str) -> str:
-    # One line of plain text: a newline would break the text part's layout.
-    text = " ".join((value or "").split())
+    # One line of plain text: a newline would break the text part's layout, and control
+    # characters show as nothing (or break the MJML parser).
+    text = " ".join(_CONTROLS.sub(" ", value or "").split())
     if len(text) > MAX_FIELD:
         raise NewsletterError(f"the contact's {what} is longer than {MAX_FIELD} characters")
     return text

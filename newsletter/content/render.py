@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+import markupsafe
 
 import newsletter
 from newsletter import dates, i18n
@@ -94,12 +95,25 @@ def _autoescape(name: str | None) -> bool:
     return bool(name) and not str(name).endswith(TEXT_SUFFIX)
 
 
+# C0 controls (but tab and newlines) and DEL: text cannot show them, and MJML cannot parse a
+# document holding one (a stray backspace from a pasted title stopped the whole build).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(value: Any) -> Any:
+    """Jinja's ``finalize``: every printed value loses its control characters."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return _CONTROLS.sub("", value)
+    return value
+
+
 @functools.lru_cache(maxsize=16)
 def environment(search: tuple[Path, ...]) -> jinja2.Environment:
     """One Jinja environment per search path (compiled templates are cached inside it)."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(p) for p in search]),
         autoescape=_autoescape,
+        finalize=_printable,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
