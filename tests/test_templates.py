@@ -468,3 +468,26 @@ def test_control_characters_in_content_do_not_stop_the_build(db, settings, workd
     assert "Otsikko ja[0m muuta" in html and "Rivi vaihto" in html
     assert "Otsikko ja[0m muuta" in text
     assert not any(ch in html + text for ch in "\x08\x1b\x0c\x7f")
+
+
+def test_an_article_in_a_language_the_tool_does_not_speak(db, settings, workdir) -> None:
+    items = sample_articles(BASE)
+    items[1] = ArticleIn(
+        url="https://www.example.fi/de/zusammenarbeit",
+        title="Zusammenarbeit",
+        published=BASE - timedelta(hours=1),
+        topics=[TOPIC],
+        lang="de",
+    )
+    items[2] = ArticleIn(
+        url="https://www.example.fi/x/outo",
+        title="Outo kieli",
+        published=BASE - timedelta(hours=2),
+        topics=[TOPIC],
+        lang='"><script>',
+    )
+    add_articles(db, items)
+    html = _build(db, settings, workdir).html_path.read_text(encoding="utf-8")
+    blocks = re.findall(r'<div lang="([^"]+)" class="(?:nl-lead|nl-story) ', html)
+    assert blocks == ["fi", "de", "fi"]  # an invalid tag falls back to the edition's
+    assert "15.08.2025" in html  # the German article's date in the edition's format

@@ -23,7 +23,7 @@ import markupsafe
 import newsletter
 from newsletter import dates, i18n
 from newsletter.clock import now
-from newsletter.config import Settings
+from newsletter.config import LANGUAGES, Settings
 from newsletter.content import contract, mjml_check
 from newsletter.content.articles import Article, is_web_address
 from newsletter.content.mjml_check import TemplateError
@@ -337,6 +337,19 @@ class EditionLinks:
     subscribe_url: str = ""
 
 
+_LANG_TAG = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})?")
+
+
+def _article_in_its_language(article: Article, lang: str, settings: Settings) -> dict[str, Any]:
+    """The article's view with its own ``lang`` (a feed may say ``de`` or ``en-US``): dates
+    and fallbacks in its language when the tool speaks it, else in the edition's."""
+    own = (article.lang or "").strip()
+    own = own if _LANG_TAG.fullmatch(own) else lang
+    view = article_view(article, own if own in LANGUAGES else lang, settings)
+    view["lang"] = own
+    return view
+
+
 def edition_context(
     settings: Settings,
     *,
@@ -354,7 +367,7 @@ def edition_context(
     names = ", ".join(topic_names)
     strings = i18n.strings(lang)
     public = public or EditionLinks()
-    views = [article_view(a, a.lang or lang, settings) for a in articles]
+    views = [_article_in_its_language(a, lang, settings) for a in articles]
     return {
         "lang": lang,
         "t": strings,
