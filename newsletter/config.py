@@ -401,8 +401,6 @@ def _plain_address(value: str) -> bool:
     ) and not any(ch in value for ch in ' <>,;"\r\n')
 
 
-
-
 # The values `init` writes that must be replaced before anything is mailed for real:
 # (attribute, config key, the example value).
 EXAMPLE_VALUES = (

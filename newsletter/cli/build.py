@@ -11,6 +11,7 @@ import typer
 from newsletter.cli.common import print_json, state, warn
 from newsletter.cli.output import limited, local_time, print_json_rows, print_table
 from newsletter.content import editions
+from newsletter.delivery import checks
 from newsletter.errors import NewsletterError
 
 editions_app = typer.Typer(
@@ -97,6 +98,8 @@ def build(
         template=template,
         out=out,
     )
+    for message in result.warnings:
+        warn(message)
     if result.too_big:
         warn(
             f"{result.html_path} is {_kb(result.html_bytes)} ({result.html_bytes} bytes):"
@@ -120,16 +123,18 @@ def preview(
         Path, typer.Option("--out", help="Folder for edition-ID.html and .txt")
     ] = DEFAULT_OUT,
 ) -> None:
-    """Show an edition: the path of its HTML file, its text, or open it in the browser.
+    """Show an edition as a sample subscriber gets it: its HTML file, its text, or a browser.
 
     Example: newsletter preview 3 --open
     """
-    edition = editions.get(state(ctx).db, edition_id)
+    current = state(ctx)
+    edition = editions.get(current.db, edition_id)
+    html, plain = checks.sample_copy(current.settings, edition.html, edition.text)
     if text:
-        typer.echo(edition.text, nl=False)
+        typer.echo(plain, nl=False)
         return
     # Written from the database: the file may be gone or belong to another checkout.
-    html_path, _ = editions.write_files(out, edition.id, edition.html, edition.text)
+    html_path, _ = editions.write_preview(out, edition.id, html, plain)
     typer.echo(str(html_path))
     if open_ and not webbrowser.open(html_path.resolve().as_uri()):
         raise NewsletterError(f"no web browser found to open {html_path}: open the file yourself")

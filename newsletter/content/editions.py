@@ -6,7 +6,7 @@ The stored HTML and text keep the per-recipient placeholders; the sender fills t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,8 +16,8 @@ from sqlite_utils import Database
 from newsletter import dates, i18n
 from newsletter.clock import from_iso, now, now_iso
 from newsletter.config import Settings
+from newsletter.content import archive, article_views, contacts, contract, render
 from newsletter.content import articles as articles_mod
-from newsletter.content import render
 from newsletter.content import topics as topics_mod
 from newsletter.content.articles import Article
 from newsletter.content.topics import Topic
@@ -39,6 +39,7 @@ class BuildResult:
     html_path: Path
     text_path: Path
     html_bytes: int
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def too_big(self) -> bool:
@@ -53,6 +54,7 @@ class BuildResult:
             "html": str(self.html_path),
             "text": str(self.text_path),
             "html_bytes": self.html_bytes,
+            "warnings": self.warnings,
         }
 
 
@@ -132,7 +134,7 @@ def default_subject(topic_names: Sequence[str], lang: str, settings: Settings) -
 def make_preheader(intro: str | None, chosen: Sequence[Article]) -> str:
     """The inbox teaser: the intro's start, else the first titles."""
     source = " ".join((intro or "").split()) or " · ".join(a.title for a in chosen[:3])
-    return render.shorten(source, PREHEADER_LIMIT)
+    return article_views.shorten(source, PREHEADER_LIMIT)
 
 
 # Statuses of an edition that has gone out (at least in part). A draft has not: it may be
@@ -262,23 +264,34 @@ def build(
         preheader = make_preheader(intro, chosen)
         # Drawn now, after the content is fixed: nothing in it can know the marker.
         holes = placeholders.Holes.new()
-        rendered, choice = render.render_edition(
+        # The row comes first: the edition's number is in its web-version link.
+        edition_id = _insert(db, lang, subject, preheader, intro or "", chosen_topics, chosen)
+        rendered, choice, web_html = _render(
+            db,
             settings,
+            edition_id,
+            chosen_topics,
+            chosen,
             lang=lang,
             subject=subject,
             preheader=preheader,
             intro=intro,
-            articles=chosen,
-            topic_names=names,
             template=template,
             holes=holes,
         )
-        edition_id = _insert(
-            db, lang, subject, preheader, intro or "", choice.label, rendered, chosen_topics, chosen
+        db.execute(
+            "UPDATE editions SET template = ?, html = ?, text = ?, web_html = ?, hole_marker = ?"
+            " WHERE id = ?",
+            [choice.label, rendered.html, rendered.text, web_html, holes.marker, edition_id],
         )
-        db.execute("UPDATE editions SET hole_marker = ? WHERE id = ?", [holes.marker, edition_id])
         # Written inside the transaction: a file that cannot be written rolls the edition back.
         html_path, text_path = write_files(out, edition_id, rendered.html, rendered.text)
+    warnings = []
+    if contract.ignored_articles(rendered.html, chosen):
+        warnings.append(
+            f"template {choice.label} shows none of the {len(chosen)} articles in its HTML"
+            " (only the text part has them): loop over `articles` in the template"
+        )
     return BuildResult(
         edition_id=edition_id,
         topics=[t.slug for t in chosen_topics],
@@ -287,7 +300,42 @@ def build(
         html_path=html_path,
         text_path=text_path,
         html_bytes=len(rendered.html.encode("utf-8")),
+        warnings=warnings,
     )
+
+
+def _render(
+    db: Database,
+    settings: Settings,
+    edition_id: int,
+    chosen_topics: Sequence[Topic],
+    chosen: Sequence[Article],
+    *,
+    lang: str,
+    subject: str,
+    preheader: str,
+    intro: str | None,
+    template: str | None,
+    holes: placeholders.Holes,
+) -> tuple[render.Rendered, render.TemplateChoice, str]:
+    """The email (HTML and text, with ``holes`` for per-recipient values) and the public
+    web version (no holes at all)."""
+    names = [t.name for t in chosen_topics]
+    people = [c.as_json() for c in contacts.of_topics(db, [t.id for t in chosen_topics])]
+    public = archive.public_links(db, settings, edition_id, chosen_topics)
+    shared = {
+        "lang": lang,
+        "subject": subject,
+        "preheader": preheader,
+        "intro": intro,
+        "articles": chosen,
+        "topic_names": names,
+        "contacts": people,
+        "public": public,
+    }
+    rendered, choice = render.render_edition(settings, template=template, holes=holes, **shared)
+    web_html = render.render_web_version(settings, choice, **shared)
+    return rendered, choice, web_html
 
 
 def _insert(
@@ -296,16 +344,15 @@ def _insert(
     subject: str,
     preheader: str,
     intro: str,
-    template: str,
-    rendered: render.Rendered,
     chosen_topics: Sequence[Topic],
     chosen: Sequence[Article],
 ) -> int:
+    """The draft's row, its topics and articles; the rendering is filled in right after."""
     stamp = now_iso()
     cursor = db.execute(
         "INSERT INTO editions (subject, preheader, lang, intro, template, html, text, status,"
-        " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
-        [subject, preheader, lang, intro, template, rendered.html, rendered.text, stamp, stamp],
+        " created, updated) VALUES (?, ?, ?, ?, '', '', '', 'draft', ?, ?)",
+        [subject, preheader, lang, intro, stamp, stamp],
     )
     edition_id = cursor.lastrowid
     assert edition_id is not None
@@ -328,6 +375,19 @@ def write_files(out: Path, edition_id: int, html: str, text: str) -> tuple[Path,
         text_path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise NewsletterError(f"cannot write the edition to {out}: {exc.strerror}") from None
+    return html_path, text_path
+
+
+def write_preview(out: Path, edition_id: int, html: str, text: str) -> tuple[Path, Path]:
+    """``preview-<id>.html/.txt``: the edition filled in for a sample subscriber. Kept apart
+    from ``edition-<id>.*``, which hold the placeholders the sender fills."""
+    html_path, text_path = out / f"preview-{edition_id}.html", out / f"preview-{edition_id}.txt"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(html, encoding="utf-8")
+        text_path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise NewsletterError(f"cannot write the preview to {out}: {exc.strerror}") from None
     return html_path, text_path
 
 
