@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chromium postfix dovecot clean
+.PHONY: demo test lint bench chromium postfix dovecot spamassassin axe clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,10 @@ demo: $(STAMP)
 	$(PY) -m newsletter.demo
 
 ## test: lint, then the whole test suite (installs Debian chromium for the browser tests,
-## postfix for its smtp-sink (the Postfix daemon is never started) and dovecot for the
-## bounce-mailbox tests, which start their own instance)
-test: $(STAMP) chromium postfix dovecot
+## postfix for its smtp-sink (the Postfix daemon is never started), dovecot for the
+## bounce-mailbox tests, which start their own instance, spamassassin for the spam check,
+## and axe-core from npm into .test-tools/ for the accessibility tests)
+test: $(STAMP) chromium postfix dovecot spamassassin axe
 	$(PY) -m ruff check newsletter tests bench
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
@@ -40,5 +41,11 @@ postfix:
 dovecot:
 	@sh scripts/ensure-dovecot.sh
 
+spamassassin:
+	@sh scripts/ensure-spamassassin.sh
+
+axe:
+	@sh scripts/ensure-axe-core.sh .test-tools/axe
+
 clean:
-	rm -rf $(VENV) demo-output editions test-artifacts
+	rm -rf $(VENV) demo-output editions test-artifacts .test-tools

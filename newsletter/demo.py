@@ -146,8 +146,15 @@ def main() -> None:
             "--confirmed",
         )
         _run("topics", "list")
+        _run(
+            "topics", "contact-add", TOPIC, "--name", "Maija Esimerkki",
+            "--title", "Erityisasiantuntija", "--title-en", "Senior Specialist",
+            "--email", "maija.esimerkki@example.fi", "--phone", "040 123 4567",
+        )  # fmt: skip
         _run("build", "--topic", TOPIC, "--since", "2025-06-01", "--out", "editions")
-        _run("send", "1", "--yes")
+        # The demo's organisation is init's example, which `send` refuses without --force
+        # (`newsletter check 1` lists why).
+        _run("send", "1", "--yes", "--force")
         _run("status", "1")
         _one_click_unsubscribe(mail_dir, web_port)
         _run("topics", "list")

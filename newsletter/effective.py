@@ -11,7 +11,6 @@ from typing import Any
 
 from newsletter import config
 from newsletter.config import Settings
-from newsletter.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -63,16 +62,3 @@ def settings_in_force(
             shown = "" if value is None else str(value)
         rows.append(SettingInForce(key.toml, key.env, shown, source, secret))
     return rows
-
-
-IDENTITY_KEYS = ("organisation.name", "organisation.address", "mail.from")
-
-
-def refuse_example_identity(settings: Settings) -> None:
-    """Mail must not go out under init's example organisation, postal address or From."""
-    left = [key for key in config.example_values_in_use(settings) if key in IDENTITY_KEYS]
-    if left:
-        raise ConfigError(
-            f"{', '.join(left)} still hold the example values from `newsletter init`:"
-            " set your organisation's own in newsletter.toml before sending"
-        )

@@ -13,6 +13,17 @@ from newsletter.errors import NewsletterError
 
 STRINGS: dict[str, dict[str, str]] = {
     "fi": {
+        "view_in_browser": "Näytä selaimessa",
+        "web_version": "Verkkoversio",
+        "archive": "Aiemmat uutiskirjeet",
+        "subscribe": "Tilaa uutiskirje",
+        "subscribe_invite": (
+            "Tilaa aiheen {topics} uutiskirje, niin saat ajankohtaiset jutut suoraan sähköpostiisi."
+        ),
+        "why_web": "Tämä on aiheen {topics} uutiskirjeen verkkoversio.",
+        "contacts_heading": "Lisätietoja",
+        "lead_label": "Pääjuttu",
+        "more_stories": "Muut jutut",
         "newsletter": "Uutiskirje",
         "default_subject": "{topics}: uutiskirje {date}",
         "read_more": "Lue lisää",
@@ -27,6 +38,18 @@ STRINGS: dict[str, dict[str, str]] = {
         "text_preferences": "Tilausasetukset",
     },
     "sv": {
+        "view_in_browser": "Visa i webbläsaren",
+        "web_version": "Webbversion",
+        "archive": "Tidigare nyhetsbrev",
+        "subscribe": "Prenumerera på nyhetsbrevet",
+        "subscribe_invite": (
+            "Prenumerera på nyhetsbrevet om {topics} så får du aktuella"
+            " artiklar direkt i din e-post."
+        ),
+        "why_web": "Detta är webbversionen av nyhetsbrevet om {topics}.",
+        "contacts_heading": "Mer information",
+        "lead_label": "Huvudartikel",
+        "more_stories": "Fler artiklar",
         "newsletter": "Nyhetsbrev",
         "default_subject": "{topics}: nyhetsbrev {date}",
         "read_more": "Läs mer",
@@ -43,6 +66,17 @@ STRINGS: dict[str, dict[str, str]] = {
         "text_preferences": "Inställningar",
     },
     "en": {
+        "view_in_browser": "View in your browser",
+        "web_version": "Web version",
+        "archive": "Past newsletters",
+        "subscribe": "Subscribe to the newsletter",
+        "subscribe_invite": (
+            "Subscribe to the {topics} newsletter to get the latest stories in your inbox."
+        ),
+        "why_web": "This is the web version of the {topics} newsletter.",
+        "contacts_heading": "More information",
+        "lead_label": "Top story",
+        "more_stories": "More stories",
         "newsletter": "Newsletter",
         "default_subject": "{topics}: newsletter {date}",
         "read_more": "Read more",

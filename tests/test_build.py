@@ -25,8 +25,9 @@ from premailer import Premailer
 
 from newsletter import clock, dates, i18n
 from newsletter.config import LANGUAGES
-from newsletter.content import editions, render
+from newsletter.content import contract, editions, render
 from newsletter.content.articles import ArticleIn
+from newsletter.delivery import checks
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.mail import placeholders
 
@@ -68,10 +69,12 @@ def _edition_count(db) -> int:
 
 
 def _normalise(text: str, lang: str, settings) -> str:
-    """Only the build date varies between runs: it is in the default subject (and so sets
-    the length of the subject's underline in the text part)."""
+    """Only the build date and the web version's token (signed with the database's own key)
+    vary between runs: the date is in the default subject (and so sets the length of the
+    subject's underline in the text part)."""
     today = dates.format_date(clock.now(), lang, settings.tz)
     text = re.sub(r"(?m)^=+$", "<UNDERLINE>", unseal(text))
+    text = re.sub(r"/e/[0-9a-z]+\.[A-Za-z0-9_-]+", "/e/<WEB-TOKEN>", text)
     return text.replace(today, "<BUILD-DATE>")
 
 
@@ -124,8 +127,14 @@ def test_html_structure_for_mail_clients(built) -> None:
     assert "prefers-color-scheme: dark" in html
     assert "max-width:600px" in html.replace(" ", "")
     assert "<title>Elokuun uutiset</title>" in html
-    # The preheader (mj-preview) is the hidden text clients show after the subject.
-    assert re.search(r'<div style="display:none[^"]*">Keski-Suomi liittyi', html)
+    # The preheader is the first text of the body, visible (a hidden one in white text is
+    # what SpamAssassin's HTML_FONT_LOW_CONTRAST scores), and followed by the web version.
+    body = html.split("<body", 1)[1]
+    first_text = re.search(r">([^<>]*\w[^<>]*)<", body).group(1).strip()
+    assert first_text.startswith("Keski-Suomi liittyi")
+    assert "display:none" not in body.replace(" ", "")
+    assert "#ffffff;line-height:1px" not in html.replace(" ", "")
+    assert re.search(r'href="https://uutiskirje\.example\.fi/e/[^"]+"[^>]*>Näytä selaimessa<', html)
     # Mobile rules keep !important (premailer would strip it by default).
     assert (
         "@media only screen and (min-width:480px) { .mj-column-per-100 { width:100% !important;"
@@ -161,7 +170,9 @@ def test_every_image_has_alt_and_a_pixel_width(built, settings) -> None:
     assert len(images) == 2  # the article without an image gets no <img>
     for tag in images:
         assert re.search(r'\salt="[^"]+"', tag), tag
-        assert re.search(r'\swidth="552"', tag), tag
+    # The lead story's image spans the body; a compact story's is a thumbnail.
+    assert re.search(r'\swidth="552"', images[0]), images[0]
+    assert re.search(r'\swidth="176"', images[1]), images[1]
     assert 'alt="Perhekeskuksen työntekijöitä pöydän ääressä"' in html
     # An image without alt text gets a description from the title.
     assert 'alt="Artikkelin kuva: Erittäin pitkä otsikko' in html
@@ -185,7 +196,10 @@ def test_cards_show_date_category_title_summary_and_button(built) -> None:
     assert "15.08.2025 · Uutiset" in text
     assert '14.08.2025 · <span lang="fi">Blogi</span>' in html
     assert re.search(r'<a href="https://www.example.fi/ajankohtaista/keski-suomi-liittyi"', html)
-    assert html.count(">Lue lisää</a>") == 3
+    # One link per story, its headline: no "Lue lisää" buttons repeating the same URL.
+    for url in re.findall(r"https://www\.example\.fi/ajankohtaista/[^\s\"]+", text):
+        assert html.count(f'href="{url.replace("&", "&amp;")}"') == 1, url
+    assert ">Lue lisää</a>" not in html
     assert text.count("Lue lisää: https://www.example.fi/ajankohtaista/") == 3
     # Newest first in both parts.
     first, second = "Keski-Suomi liittyi", "Kuntien &"
@@ -271,7 +285,8 @@ def test_each_language(db, settings, workdir, lang, date, read_more, unsubscribe
     text = result.text_path.read_text(encoding="utf-8")
     assert re.search(rf'<html[^>]*\slang="{lang}"', html)
     assert date in html and date in text
-    assert f">{read_more}</a>" in html and f"{read_more}: https://" in text
+    assert f"{read_more}: https://" in text
+    assert f">{i18n.text(lang, 'view_in_browser')}</a>" in html
     assert f">{unsubscribe}</a>" in html
     today = dates.format_date(clock.now(), lang, settings.tz)
     assert result.subject == i18n.text(lang, "default_subject", topics=TOPIC, date=today)
@@ -514,11 +529,15 @@ def test_template_by_name_from_the_configured_folder(db, settings, workdir: Path
     folder = workdir / "pohjat"
     folder.mkdir()
     (folder / "juhla.mjml.j2").write_text(CUSTOM.replace("OMA POHJA", "JUHLA"), encoding="utf-8")
-    (folder / "juhla.txt.j2").write_text("JUHLATEKSTI {{ subject }}\n", encoding="utf-8")
+    (folder / "juhla.txt.j2").write_text(
+        "JUHLATEKSTI {{ subject }}\n{{ unsubscribe_url }}\n", encoding="utf-8"
+    )
     configured = settings.with_overrides(templates_dir=folder)
     result = _build(db, configured, workdir, template="juhla", subject="Juhla")
     assert "JUHLA 3" in result.html_path.read_text(encoding="utf-8")
-    assert result.text_path.read_text(encoding="utf-8") == "JUHLATEKSTI Juhla\n"
+    assert unseal(result.text_path.read_text(encoding="utf-8")) == (
+        f"JUHLATEKSTI Juhla\n{placeholders.UNSUBSCRIBE_URL}\n"
+    )
     by_file_name = _build(db, configured, workdir, template="juhla.mjml.j2", subject="Juhla")
     assert "JUHLA 3" in by_file_name.html_path.read_text(encoding="utf-8")
     with pytest.raises(NewsletterError, match="unknown template 'juhla'"):
@@ -545,7 +564,10 @@ def test_template_errors_name_the_template_and_line(db, settings, workdir: Path)
         _build(db, settings, workdir, template=str(undefined))
     bad_mjml = workdir / "huono.mjml.j2"
     bad_mjml.write_text("<mjml>\n<mj-body>\n<mj-section>\n</mj-body>\n</mjml>", encoding="utf-8")
-    with pytest.raises(NewsletterError, match=r"template huono\.mjml\.j2: invalid MJML"):
+    with pytest.raises(
+        NewsletterError,
+        match=r"template huono\.mjml\.j2, line 4: invalid MJML: </mj-body> while <mj-section>",
+    ):
         _build(db, settings, workdir, template=str(bad_mjml))
     with pytest.raises(NewsletterError, match="does not exist"):
         _build(db, settings, workdir, template=str(workdir / "ei.mjml.j2"))
@@ -598,8 +620,10 @@ def test_cli_build_json_shape(cli, db, workdir: Path) -> None:
     result = cli.ok("build", "--topic", TOPIC, "--since", "2025-08-01", "--json", "--out", "out")
     data = json.loads(result.stdout)
     assert list(data) == [
-        "edition", "topics", "subject", "lang", "articles", "html", "text", "html_bytes", "variants"
+        "edition", "topics", "subject", "lang", "articles", "html", "text", "html_bytes",
+        "variants", "warnings",
     ]  # fmt: skip
+    assert data["warnings"] == []
     assert data["topics"] == [TOPIC_SLUG]
     assert len(data["articles"]) == 3 and data["articles"][0].startswith("https://")
     html = Path(data["html"])
@@ -649,7 +673,7 @@ def test_cli_warns_when_the_html_nears_gmails_limit(cli, db) -> None:
     assert "warning" not in small.stderr
 
 
-def test_cli_editions_list_show_and_preview(cli, db, workdir: Path) -> None:
+def test_cli_editions_list_show_and_preview(cli, db, settings, workdir: Path) -> None:
     empty = cli.ok("editions", "list")
     assert "no editions yet" in empty.stdout
     add_articles(db, sample_articles(BASE))
@@ -662,12 +686,19 @@ def test_cli_editions_list_show_and_preview(cli, db, workdir: Path) -> None:
     assert "https://www.example.fi/ajankohtaista/keski-suomi-liittyi" in shown.stdout
     shown_json = json.loads(cli.ok("editions", "show", "1", "--json").stdout)
     assert shown_json["topics"] == [TOPIC_SLUG] and len(shown_json["articles"]) == 3
-    text = cli.ok("preview", "1", "--text")
-    assert text.stdout == editions.get(db, 1).text
-    (workdir / "editions/edition-1.html").unlink()
+    # The preview is what a sample subscriber gets: every per-recipient value filled in.
+    text = cli.ok("preview", "1", "--text").stdout
+    stored = editions.get(db, 1)
+    assert placeholders.remaining(text) == [] and placeholders.remaining(stored.text)
+    assert "Peru tilaus: https://uutiskirje.example.fi/u/sample" in text
+    assert text == contract.fill_holes(stored.text, checks.sample_values(settings))
     path = cli.ok("preview", "1").stdout.strip()
-    assert Path(path) == Path("editions/edition-1.html")
-    assert (workdir / path).read_text("utf-8") == editions.get(db, 1).html
+    assert Path(path) == Path("editions/preview-1.html")
+    html = (workdir / path).read_text("utf-8")
+    assert placeholders.remaining(html) == []
+    assert 'href="https://uutiskirje.example.fi/u/sample"' in html
+    # The built file keeps the placeholders the sender fills.
+    assert (workdir / "editions/edition-1.html").read_text("utf-8") == stored.html
     missing = cli("editions", "show", "7")
     assert missing.exit_code == 1 and "no edition 7" in missing.stderr
 
@@ -685,7 +716,7 @@ def test_cli_preview_open_starts_the_browser(cli, db, workdir: Path, monkeypatch
     cli.ok("build", "--topic", TOPIC_SLUG, "--since", "2025-08-01")
     cli.ok("preview", "1", "--open")
     opened = record.read_text(encoding="utf-8").split()
-    assert opened == [(workdir / "editions/edition-1.html").resolve().as_uri()]
+    assert opened == [(workdir / "editions/preview-1.html").resolve().as_uri()]
 
 
 def test_cli_since_later_than_until_is_one_line_error(cli, db) -> None:

@@ -10,6 +10,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from axe_helpers import violations
 from build_helpers import (
     HELSINKI,
     TOPIC_SLUG,
@@ -20,7 +21,7 @@ from build_helpers import (
     with_images,
 )
 
-from newsletter.content import editions
+from newsletter.content import contacts, editions
 from newsletter.mail import placeholders
 
 pytestmark = pytest.mark.browser
@@ -45,6 +46,16 @@ def edition_file(db, settings, workdir: Path, image_server: str) -> Path:
     (workdir / "logo.png").write_bytes(png_bytes(320, 80, (200, 60, 40)))
     base = datetime(2025, 8, 15, 9, 30, tzinfo=HELSINKI)
     add_articles(db, with_images(sample_articles(base), f"{image_server}/kuva.png"))
+    for name, email in (("Mari Hirvonen", "mari.hirvonen"), ("Oona Palosaari", "oona.palosaari")):
+        contacts.add(
+            db,
+            TOPIC_SLUG,
+            name=name,
+            title="Erityisasiantuntija",
+            title_en="Senior Specialist",
+            email=f"{email}@example.fi",
+            phone="044 363 7276",
+        )
     result = editions.build(
         db,
         settings.with_overrides(logo_url=f"{image_server}/logo.png"),
@@ -93,10 +104,25 @@ def test_edition_fits_the_screen_and_every_image_has_alt(
         assert all(0 < img["shown"] <= width for img in images), images
         # The long unbroken title wraps inside the card instead of widening the page.
         title_width = page.evaluate(
-            "Math.max(...Array.from(document.querySelectorAll('h2'))"
+            "Math.max(...Array.from(document.querySelectorAll('h2, h3'))"
             ".map(h => h.getBoundingClientRect().right))"
         )
         assert title_width <= inner_width
+        # The compact story's thumbnail sits beside its text on a wide screen, above it on
+        # a phone; the lead image spans the content.
+        boxes = page.evaluate(LAYOUT)
+        thumb, text = boxes["thumb"], boxes["text"]
+        if width >= 600:
+            assert thumb["right"] <= text["left"] + 1 and abs(thumb["top"] - text["top"]) < 40
+        else:
+            assert thumb["bottom"] <= text["top"] + 1
+        assert boxes["lead"]["width"] >= min(width, 600) - 60
+        # The contact people: side by side on a wide screen, one under the other on a phone.
+        first, second = boxes["contacts"]
+        if width >= 600:
+            assert abs(first["top"] - second["top"]) < 2
+        else:
+            assert first["bottom"] <= second["top"] + 1
         links = page.evaluate(
             "Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href'))"
         )
@@ -104,6 +130,37 @@ def test_edition_fits_the_screen_and_every_image_has_alt(
         page.screenshot(path=str(artifacts / f"edition-{width}px.png"), full_page=True)
     finally:
         page.close()
+
+
+# Where the pieces of the design land: the lead image, the first compact story with a
+# thumbnail (its image and its headline) and the first two contact people.
+LAYOUT = """() => {
+  const box = e => { const r = e.getBoundingClientRect();
+    return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width}; };
+  const story = [...document.querySelectorAll('div.nl-story')].find(d => d.querySelector('img'));
+  return {
+    lead: box(document.querySelector('div.nl-lead img')),
+    thumb: box(story.querySelector('img')),
+    text: box(story.querySelector('h3')),
+    contacts: [...document.querySelectorAll('div.nl-contacts strong')].slice(0, 2).map(box),
+  };
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_edition_has_no_axe_violations(browser, edition_file: Path, scheme: str) -> None:
+    context = browser.new_context(viewport={"width": 600, "height": 900}, color_scheme=scheme)
+    page = context.new_page()
+    try:
+        page.route("**/*", lambda route: _local_only(route))
+        page.goto(edition_file.as_uri(), wait_until="load")
+        assert violations(page) == []
+        langs = page.evaluate(
+            "[...document.querySelectorAll('div.nl-lead, div.nl-story')].map(d => d.lang)"
+        )
+        assert langs and set(langs) == {"fi"}
+    finally:
+        context.close()
 
 
 def test_dark_mode_page_still_fits(browser, artifacts: Path, edition_file: Path) -> None:
@@ -128,10 +185,10 @@ def _local_only(route) -> None:
         route.abort()
 
 
-@pytest.mark.parametrize(("lang", "read_more"), [("fi", "Lue lisää"), ("sv", "Läs mer"),
-                                                  ("en", "Read more")])  # fmt: skip
+@pytest.mark.parametrize(("lang", "lead"), [("fi", "Pääjuttu"), ("sv", "Huvudartikel"),
+                                             ("en", "Top story")])  # fmt: skip
 def test_each_language_variant_as_a_phone_shows_it(
-    browser, artifacts: Path, db, settings, workdir: Path, image_server: str, lang, read_more
+    browser, artifacts: Path, db, settings, workdir: Path, image_server: str, lang, lead
 ) -> None:
     """One edition, three variants: each declares its language, Finnish articles say theirs."""
     (workdir / "kuva.png").write_bytes(png_bytes(1200, 600, (40, 110, 140)))
@@ -149,13 +206,15 @@ def test_each_language_variant_as_a_phone_shows_it(
         page.goto(variant.html_path.resolve().as_uri(), wait_until="load")
         assert page.evaluate("document.documentElement.lang") == lang
         titles = page.evaluate(
-            "Array.from(document.querySelectorAll('h2')).map(h => h.closest('[lang]').lang)"
+            "Array.from(document.querySelectorAll('h2, h3'))"
+            ".filter(h => h.closest('.nl-lead, .nl-story')).map(h => h.closest('[lang]').lang)"
         )
         assert titles == ["fi", "fi", "fi"]
-        buttons = page.evaluate(
-            "Array.from(document.querySelectorAll('a')).map(a => a.innerText.trim())"
+        # The chrome around them is the reader's: the lead label, in a block marked so.
+        meta = page.evaluate(
+            "Array.from(document.querySelectorAll('.nl-lead p[lang]')).map(p => p.lang)"
         )
-        assert buttons.count(read_more) == 3
+        assert meta[:1] == [lang] and lead in page.inner_text("body")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         page.screenshot(path=str(artifacts / f"edition-{lang}-375px.png"), full_page=True)
     finally:

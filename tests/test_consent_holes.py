@@ -68,7 +68,7 @@ def _tokens(settings, db, email: str, topic_id: int) -> tuple[str, str]:
 def _send(cli, sink: SmtpSink, workdir: Path, *build_args: str) -> int:
     out = cli.ok("build", "--topic", TOPIC, "--since", "2025-08-01", "--json", *build_args)
     edition = json.loads(out.stdout)["edition"]
-    cli.ok("send", str(edition), "--yes", env=smtp_env(sink))
+    cli.ok("send", str(edition), "--force", "--yes", env=smtp_env(sink))
     return edition
 
 
@@ -183,7 +183,7 @@ def test_a_draft_built_before_holes_were_sealed_is_built_again_not_sent(cli, db,
         [legacy, legacy],
     ).lastrowid
     db.execute("INSERT INTO edition_topics VALUES (?, ?)", [edition, topic_id])
-    result = cli("send", str(edition), "--yes", env=smtp_env(smtp_sink))
+    result = cli("send", str(edition), "--force", "--yes", env=smtp_env(smtp_sink))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: edition {edition} was built by an earlier version")
     assert "build it again" in result.stderr and "Traceback" not in result.stderr

@@ -33,10 +33,21 @@ def write_feed(path: Path, items: list[tuple[str, datetime]]) -> None:
     )
 
 
+# The organisation's own values for every key `init` writes an example for: a digest runs the
+# full pre-send check, as `send` does without --force.
+OWN_SETTINGS = {
+    **OWN_IDENTITY,
+    "NEWSLETTER_ORG_WEBSITE": "https://www.testisaatio.fi",
+    "NEWSLETTER_ORG_EMAIL": "info@testisaatio.fi",
+    "NEWSLETTER_REPLY_TO": "info@testisaatio.fi",
+    "NEWSLETTER_BASE_URL": "https://uutiskirje.testisaatio.fi",
+}
+
+
 def digest_env(workdir: Path, sink, feed: Path, **extra: str) -> dict[str, str]:
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")},
-        **OWN_IDENTITY,
+        **OWN_SETTINGS,
         "PYTHONPATH": str(ROOT),
         "NEWSLETTER_CONFIG": str(workdir / "newsletter.toml"),
         "NEWSLETTER_SMTP_HOST": sink.host,
@@ -136,13 +147,14 @@ def test_example_identity_stops_the_send_and_the_next_run_resumes(db, workdir, s
     feed = workdir / "feed.xml"
     write_feed(feed, [("Uusi hanke alkaa", datetime.now(UTC))])
     env = digest_env(workdir, smtp_sink, feed)
-    example = {k: v for k, v in env.items() if k not in OWN_IDENTITY}
+    example = {k: v for k, v in env.items() if k not in OWN_SETTINGS}
     code, _, err = finish(start_digest(workdir, example))
     assert code == 1
+    # The same refusal as `send` without --force (a digest has no --force).
     assert err.strip().splitlines()[-1] == (
-        "error: organisation.name, organisation.address, mail.from still hold the example"
-        " values from `newsletter init`: set your organisation's own in newsletter.toml"
-        " before sending"
+        "error: edition 1 is not sent: newsletter.toml still holds init's example values:"
+        " organisation.name, organisation.address, organisation.website, organisation.email,"
+        " mail.from, mail.reply_to, base_url (use --force to send anyway)"
     )
     assert "Traceback" not in err and smtp_sink.messages == []
     code, out, err = finish(start_digest(workdir, env))

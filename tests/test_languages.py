@@ -29,11 +29,14 @@ from newsletter.errors import NewsletterError
 
 BASE = datetime(2025, 8, 15, 9, 30, tzinfo=HELSINKI)
 READERS = {"fi": "maija@example.fi", "sv": "stina@example.fi", "en": "john@example.org"}
+# Per language: the text part's read-more line, the footer, and the lead story's label (the
+# designed edition links each story by its headline, so "Lue lisää" is in the text part only).
 CHROME = {
-    "fi": ("Lue lisää", "Saat tämän viestin, koska olet tilannut aiheen"),
-    "sv": ("Läs mer", "Du får detta meddelande eftersom du prenumererar"),
-    "en": ("Read more", "You receive this email because you subscribed"),
+    "fi": ("Lue lisää", "Saat tämän viestin, koska olet tilannut aiheen", "Pääjuttu"),
+    "sv": ("Läs mer", "Du får detta meddelande eftersom du prenumererar", "Huvudartikel"),
+    "en": ("Read more", "You receive this email because you subscribed", "Top story"),
 }
+STORY = r'<div lang="(\w+)" class="nl-(?:lead|story)'  # each story's block and its lang
 NAMES = {"fi": TOPIC, "sv": "Samhällspåverkan", "en": "Community impact"}
 
 
@@ -97,18 +100,18 @@ def test_finnish_only_articles_reach_each_reader_in_their_own_chrome(
     assert (report.sent, report.pending, report.failed) == (3, 0, 0)
 
     for lang, (message, html, text) in _received(smtp_sink).items():
-        read_more, footer = CHROME[lang]
+        read_more, footer, lead = CHROME[lang]
         assert re.search(rf'<html[^>]*\blang="{lang}"', html), lang
-        assert html.count(f">{read_more}</a>") == 3 and f"{read_more}: https://" in text
+        assert f">{lead} · " in html and f"{read_more}: https://" in text
         assert footer in html and footer in text
         assert NAMES[lang] in _subject(message)  # the default subject, in their language
         assert NAMES[lang] in str(message["List-Id"]) and f"{TOPIC_SLUG}." in message["List-Id"]
         # The articles are Finnish whatever the reader's language, and say so.
-        titles = re.findall(r'<h2 lang="(\w+)"', html)
+        titles = re.findall(STORY, html)
         assert titles == ["fi", "fi", "fi"], (lang, titles)
         assert 'lang="fi"' in html and "Keski-Suomi liittyi" in html
         for other in set(CHROME) - {lang}:
-            assert f">{CHROME[other][0]}</a>" not in html
+            assert f">{CHROME[other][2]} · " not in html
 
     counts = pipeline.language_counts(db, result.edition_id)
     assert counts == {
@@ -155,15 +158,15 @@ def test_swedish_readers_get_the_swedish_versions(db, settings, workdir, smtp_si
     _, sv_html, sv_text = got["sv"]
     assert "Mellersta Finland gick med" in sv_html and "En nyhet bara på svenska" in sv_text
     assert "Keski-Suomi liittyi" not in sv_html  # the translation replaced its original
-    assert re.findall(r'<h2 lang="(\w+)"', sv_html) == ["sv", "sv", "fi", "fi"]
+    assert re.findall(STORY, sv_html) == ["sv", "sv", "fi", "fi"]
     for lang in ("fi", "en"):
         _, html, _ = got[lang]
         assert "Keski-Suomi liittyi" in html
         assert "Mellersta Finland" not in html and "bara på svenska" not in html
     assert _subject(got["sv"][0]) == "Nyheter i augusti"
-    # The English variant has the plain (default-language) subject: its heading says so.
-    assert re.search(r'<h1 lang="fi"[^>]*>Elokuun uutiset</h1>', got["en"][1])
-    assert re.search(r"<h1 style[^>]*>Nyheter i augusti</h1>", sv_html)
+    # The English variant has the plain (default-language) subject.
+    assert _subject(got["en"][0]) == "Elokuun uutiset"
+    assert "<title>Nyheter i augusti</title>" in sv_html
 
     shown = editions.get(db, result.edition_id)
     assert shown.languages == ["fi", "en", "sv"]
@@ -191,8 +194,8 @@ def test_a_reader_of_a_language_without_a_variant_gets_the_main_one(
     mail = settings.with_overrides(smtp_host=smtp_sink.host, smtp_port=smtp_sink.port)
     pipeline.send(db, mail, result.edition_id)
     got = _received(smtp_sink)
-    assert 'lang="fi"' in got["en"][1][:300] and ">Lue lisää</a>" in got["en"][1]
-    assert ">Läs mer</a>" in got["sv"][1]
+    assert 'lang="fi"' in got["en"][1][:300] and ">Pääjuttu · " in got["en"][1]
+    assert ">Huvudartikel · " in got["sv"][1]
 
 
 def test_a_variant_with_only_other_languages_articles_shows_them(db, settings, workdir) -> None:
@@ -213,7 +216,7 @@ def test_a_variant_with_only_other_languages_articles_shows_them(db, settings, w
     built = _build(db, settings, workdir, topics=["ruotsi"], lang=["en", "sv", "fi"])
     assert [v.articles for v in built.variants] == [["https://www.example.fi/sv/a"]] * 3
     english = built.variants[1].html_path.read_text(encoding="utf-8")
-    assert '<h2 lang="sv"' in english and ">Read more</a>" in english
+    assert re.findall(STORY, english) == ["sv"] and ">Top story · " in english
 
 
 # --- stories and per-language values ------------------------------------------------------
@@ -362,7 +365,7 @@ def test_cli_build_show_preview_and_status_per_language(cli, db, settings, workd
     sv_text = cli.ok("preview", "1", "--lang", "sv", "--text").stdout
     assert "Läs mer: https://" in sv_text
     path = cli.ok("preview", "1", "--lang", "en", "--out", str(workdir / "p")).stdout.strip()
-    assert path.endswith("edition-1.en.html") and "Hello" in Path(path).read_text("utf-8")
+    assert path.endswith("preview-1.en.html") and "Hello" in Path(path).read_text("utf-8")
     missing = cli("preview", "1", "--lang", "de")
     assert missing.exit_code == 1 and "no de variant" in missing.stderr
     bad = cli("build", "--topic", TOPIC_SLUG, "--lang", "de")
@@ -372,7 +375,7 @@ def test_cli_build_show_preview_and_status_per_language(cli, db, settings, workd
     planned = json.loads(cli.ok("send", "1", "--dry-run", "--json").stdout)
     assert planned["recipients"] == 3 and planned["languages"] == {"en": 1, "fi": 1, "sv": 1}
     assert "by language: en 1, fi 1, sv 1" in cli.ok("send", "1", "--dry-run").stdout
-    asked = cli("send", "1", input="n\n")
+    asked = cli("send", "1", "--force", input="n\n")  # --force: the test config's example values
     assert "Variants:   fi: " in asked.stdout and "sv: Augusti" in asked.stdout
 
 
@@ -415,7 +418,7 @@ def test_a_test_copy_of_each_variant(cli, db, settings, workdir, smtp_sink) -> N
     cli.ok("send", "1", "--to", "staff@example.fi", "--lang", "sv", env=env)
     cli.ok("send", "1", "--to", "staff@example.fi", env=env)
     sv_copy, main_copy = (html_part(m.message) for m in smtp_sink.to("staff@example.fi"))
-    assert ">Läs mer</a>" in sv_copy and ">Lue lisää</a>" in main_copy
+    assert ">Huvudartikel · " in sv_copy and ">Pääjuttu · " in main_copy
     missing = cli("send", "1", "--to", "staff@example.fi", "--lang", "de", env=env)
     assert missing.exit_code == 1 and "no de variant" in missing.stderr
     alone = cli("send", "1", "--lang", "sv", env=env)

@@ -218,8 +218,9 @@ def test_send_refuses_the_example_identity_but_a_test_copy_only_warns(
     refused = cli("send", str(edition), "--yes", env=env)
     assert refused.exit_code == 1
     assert refused.stderr == (
-        "error: organisation.name, organisation.address, mail.from still hold the example values"
-        " from `newsletter init`: set your organisation's own in newsletter.toml before sending\n"
+        f"error: edition {edition} is not sent: newsletter.toml still holds init's example"
+        " values: organisation.name, organisation.address, organisation.website,"
+        " organisation.email, mail.from, mail.reply_to, base_url (use --force to send anyway)\n"
     )
     assert smtp_sink.messages == []
     assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
@@ -241,9 +242,11 @@ def _spawn_send(workdir: Path, sink, *args: str) -> pexpect.spawn:
         "NEWSLETTER_SMTP_PORT": str(sink.port),
         "COLUMNS": "200",
     }
+    # --force: the shared test config keeps init's example website and base URL.
+    sending = ("--force", *args)
     return pexpect.spawn(
         sys.executable,
-        ["-m", "newsletter", "--config", str(workdir / "newsletter.toml"), "send", *args],
+        ["-m", "newsletter", "--config", str(workdir / "newsletter.toml"), "send", *sending],
         cwd=str(workdir),
         env=env,
         encoding="utf-8",
@@ -303,7 +306,7 @@ def test_preview_open_without_a_browser_is_an_error_naming_the_file(
     result = cli("preview", str(edition), "--open")
     assert result.exit_code == 1
     assert result.stderr == (
-        f"error: no web browser found to open editions/edition-{edition}.html:"
+        f"error: no web browser found to open editions/preview-{edition}.html:"
         " open the file yourself\n"
     )
 

@@ -261,7 +261,7 @@ def test_a_second_send_is_refused_while_the_lock_is_held(db, mail_settings, smtp
 
     with pytest.raises(pipeline.EditionLocked, match="already being sent"):
         pipeline.send(db, mail_settings, edition)
-    result = cli("send", str(edition), "--yes", env=smtp_env(smtp_sink))
+    result = cli("send", str(edition), "--force", "--yes", env=smtp_env(smtp_sink))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: edition {edition} is already being sent")
     assert not smtp_sink.messages
@@ -325,14 +325,14 @@ def test_cli_dry_run_confirmation_json_and_status(db, smtp_sink, cli):
         "languages": {"fi": 12},
     }
 
-    refused = cli("send", str(edition), input="n\n", env=env)
+    refused = cli("send", str(edition), "--force", input="n\n", env=env)
     assert refused.exit_code == 1
     assert SUBJECT in refused.stdout and "Vaikuttavuus" in refused.stdout
     assert "Recipients: 12" in refused.stdout
     assert not smtp_sink.messages
     assert cli.ok("status", str(edition), "--json").stdout.count('"pending": 0') == 1
 
-    sent = cli.ok("send", str(edition), input="y\n", env=env)
+    sent = cli.ok("send", str(edition), "--force", input="y\n", env=env)
     assert "sent 12, failed 0, pending 0 of 12" in sent.stdout
     assert len(smtp_sink.messages) == 12
 
@@ -349,7 +349,7 @@ def test_cli_dry_run_confirmation_json_and_status(db, smtp_sink, cli):
         "complaints": 0,
         "languages": {"fi": {"total": 12, "sent": 12, "failed": 0, "pending": 0}},
     }
-    again = json.loads(cli.ok("send", str(edition), "--yes", "--json", env=env).stdout)
+    again = json.loads(cli.ok("send", str(edition), "--force", "--yes", "--json", env=env).stdout)
     assert again == status
     assert "sent 12" in cli.ok("status", str(edition)).stdout
 
@@ -446,7 +446,7 @@ def test_bad_send_option_values_are_usage_errors(db, smtp_sink, cli, option, val
     topic = make_topic(db)
     add_people(db, topic, 2)
     edition = make_edition(db, [topic])
-    result = cli("send", str(edition), "--yes", option, value, env=smtp_env(smtp_sink))
+    result = cli("send", str(edition), "--force", "--yes", option, value, env=smtp_env(smtp_sink))
     assert result.exit_code == 2
     assert f"Invalid value for '{option}'" in result.stderr
     assert not smtp_sink.messages
@@ -493,7 +493,7 @@ def test_plain_http_on_loopback_sends_with_a_warning(db, smtp_sink, cli):
 
     test_copy = cli.ok("send", str(edition), "--to", "toimitus@example.fi", env=env)
     assert "warning: base_url http://127.0.0.1:8080 is plain http on loopback" in test_copy.stderr
-    result = cli.ok("send", str(edition), "--yes", env=env)
+    result = cli.ok("send", str(edition), "--force", "--yes", env=env)
     assert "warning: base_url http://127.0.0.1:8080 is plain http on loopback" in result.stderr
     text, _html = parts(smtp_sink.to(email)[0].message)
     assert "Peru tilaus: http://127.0.0.1:8080/u/" in text
@@ -657,7 +657,7 @@ def test_cli_progress_bar_shows_counts_and_rate(db, smtp_sink, cli, monkeypatch)
     add_people(db, topic, 4)
     edition = make_edition(db, [topic])
     monkeypatch.setattr(send_command, "stderr_is_tty", lambda: True)
-    result = cli.ok("send", str(edition), "--yes", env=smtp_env(smtp_sink))
+    result = cli.ok("send", str(edition), "--force", "--yes", env=smtp_env(smtp_sink))
     assert "sending" in result.stderr and "4/4" in result.stderr
     assert "sent 4 failed 0" in result.stderr and "msg/s" in result.stderr
 

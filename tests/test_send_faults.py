@@ -123,7 +123,7 @@ def test_errors_pause_the_send_once_retries_are_used_up_and_retry_failed_finishe
     sink.fault = lambda server, envelope: "451 4.3.0 temporary local problem"
     env = {"NEWSLETTER_SMTP_HOST": sink.host, "NEWSLETTER_SMTP_PORT": str(sink.port)}
 
-    result = cli("send", str(edition), "--yes", "--max-errors", "3", env=env)
+    result = cli("send", str(edition), "--force", "--yes", "--max-errors", "3", env=env)
 
     assert result.exit_code == 1
     assert "paused after 3 errors in a row (last: 451 4.3.0 temporary local problem)" in (
@@ -141,10 +141,10 @@ def test_errors_pause_the_send_once_retries_are_used_up_and_retry_failed_finishe
     assert not sink.messages
 
     sink.fault = None
-    resumed = cli.ok("send", str(edition), "--yes", "--json", env=env)
+    resumed = cli.ok("send", str(edition), "--force", "--yes", "--json", env=env)
     assert json.loads(resumed.stdout)["failed"] == gave_up
     assert pipeline.status(db, edition)["status"] == "sent"  # nothing pending
-    again = cli.ok("send", str(edition), "--yes", "--retry-failed", "--json", env=env)
+    again = cli.ok("send", str(edition), "--force", "--yes", "--retry-failed", "--json", env=env)
     assert json.loads(again.stdout)["sent"] == 20
     assert len(sink.messages) == 20
 
@@ -163,7 +163,7 @@ def test_unreachable_server_is_a_clear_error_and_keeps_everything_pending(db, se
     assert db.execute("SELECT lock_owner FROM editions").fetchone()[0] is None
 
     env = {"NEWSLETTER_SMTP_HOST": "127.0.0.1", "NEWSLETTER_SMTP_PORT": str(port)}
-    result = cli("send", str(edition), "--yes", env=env)
+    result = cli("send", str(edition), "--force", "--yes", env=env)
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach SMTP server")
@@ -174,7 +174,7 @@ def test_unreachable_server_is_a_clear_error_and_keeps_everything_pending(db, se
     assert [row["attempts"] for row in rows] == [0] * 5  # an outage uses up no retries
     assert any("cannot reach" in (row["last_reply"] or "") for row in rows)
 
-    as_json = cli("send", str(edition), "--yes", "--json", env=env)
+    as_json = cli("send", str(edition), "--force", "--yes", "--json", env=env)
     assert as_json.exit_code == 1 and as_json.stderr.startswith("error: cannot reach")
     by_lang = {"languages": pipeline.language_counts(db, edition)}
     reported = {**pipeline.status(db, edition), **bounces.edition_counts(db, edition), **by_lang}

@@ -43,6 +43,7 @@ def start_send(workdir: Path, sink, edition: int, *extra: str) -> subprocess.Pop
             str(workdir / "newsletter.toml"),
             "send",
             str(edition),
+            "--force",  # the test settings are init's example values
             "--yes",
             "--concurrency",
             str(CONCURRENCY),

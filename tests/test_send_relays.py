@@ -41,7 +41,7 @@ def test_relay_refusal_keeps_everyone_pending_until_the_relay_is_fixed(db, sink,
     edition = make_edition(db, [topic])
     sink.rcpt_fault = lambda address: f"554 5.7.1 <{address}>: Relay access denied"
 
-    result = cli("send", str(edition), "--yes", "--json", env=_env(sink))
+    result = cli("send", str(edition), "--force", "--yes", "--json", env=_env(sink))
 
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
@@ -59,7 +59,7 @@ def test_relay_refusal_keeps_everyone_pending_until_the_relay_is_fixed(db, sink,
     assert all(subscribers.find(db, e)["status"] == "active" for e in emails)
 
     sink.rcpt_fault = None  # the relay is fixed
-    fixed = cli.ok("send", str(edition), "--yes", "--json", env=_env(sink))
+    fixed = cli.ok("send", str(edition), "--force", "--yes", "--json", env=_env(sink))
     assert json.loads(fixed.stdout)["sent"] == 40
     assert sorted(r for m in sink.messages for r in m.rcpt_tos) == emails
     assert pipeline.status(db, edition)["status"] == "sent"
@@ -171,7 +171,7 @@ def test_a_drip_feeding_server_ends_in_a_clear_error_with_rows_pending(db, setti
             "NEWSLETTER_SMTP_PORT": str(server.port),
             "NEWSLETTER_SMTP_DEADLINE": "1",
         }
-        result = cli("send", str(edition), "--yes", env=env)
+        result = cli("send", str(edition), "--force", "--yes", env=env)
     finally:
         server.close()
     assert result.exit_code == 1
@@ -212,7 +212,7 @@ def test_a_send_that_reached_nobody_is_never_called_sent(db, sink, cli):
     sink.fault = lambda server, env: "452 4.3.1 insufficient system storage"
     env = {**_env(sink), "NEWSLETTER_MAX_RETRIES": "2"}
 
-    result = cli("send", str(edition), "--yes", "--max-errors", "100", "--json", env=env)
+    result = cli("send", str(edition), "--force", "--yes", "--max-errors", "100", "--json", env=env)
 
     assert result.exit_code == 1
     counts = json.loads(result.stdout)
@@ -227,7 +227,7 @@ def test_a_send_that_reached_nobody_is_never_called_sent(db, sink, cli):
     assert cli("status", str(edition), "--json").stdout.count('"status": "paused"') == 1
 
     sink.fault = None
-    again = cli.ok("send", str(edition), "--yes", "--retry-failed", "--json", env=env)
+    again = cli.ok("send", str(edition), "--force", "--yes", "--retry-failed", "--json", env=env)
     assert json.loads(again.stdout)["sent"] == 6
     assert pipeline.status(db, edition)["status"] == "sent"
     assert sorted(r for m in sink.messages for r in m.rcpt_tos) == emails

@@ -29,7 +29,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("build", "Build an edition from a topic's new articles and store it as a draft."),
     "preview": (
         "build",
-        "Show an edition: the path of its HTML file, its text, or open it in the browser.",
+        "Show an edition as a sample subscriber gets it: its HTML file, its text, or a browser.",
+    ),
+    "check": (
+        "check",
+        "Check an edition before sending: size, links, alt texts, footer, settings, spam score.",
     ),
     "send": ("send", "Send an edition to its topic's subscribers; run it again to resume."),
     "status": (
@@ -44,6 +48,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "topics": ("topics", "Topics: each has its own newsletter."),
     "articles": ("articles", "Articles: import from feeds and files, list by topic."),
     "editions": ("build", "Stored editions: list, inspect and delete drafts."),
+    "templates": (
+        "templates",
+        "Email templates: the packaged defaults and your own (templates_dir).",
+    ),
     "subscribers": ("subscribers", "Subscribers, their topics and consent."),
     "unsubscribes": ("serve", "Unsubscribe requests that arrived by mail."),
     "bounces": ("bounces", "Bounces and complaints that arrive after a send."),

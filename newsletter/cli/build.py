@@ -13,6 +13,7 @@ from newsletter.cli.common import print_json, state, warn
 from newsletter.cli.output import limited, local_time, print_json_rows, print_table
 from newsletter.config import LANGUAGES
 from newsletter.content import editions, topics, variants
+from newsletter.delivery import checks
 from newsletter.errors import NewsletterError
 
 editions_app = typer.Typer(
@@ -132,6 +133,8 @@ def build(
         template=template,
         out=out,
     )
+    for message in result.warnings:
+        warn(message)
     for variant in result.variants:
         if variant.html_bytes > editions.SIZE_WARNING:
             warn(
@@ -164,23 +167,25 @@ def preview(
         typer.Option("--lang", help="The variant in this language (default: the main one)"),
     ] = None,
 ) -> None:
-    """Show an edition: the path of its HTML file, its text, or open it in the browser.
+    """Show an edition as a sample subscriber gets it: its HTML file, its text, or a browser.
 
     Example: newsletter preview 3 --lang sv --open
     """
-    edition = editions.get(state(ctx).db, edition_id)
+    current = state(ctx)
+    edition = editions.get(current.db, edition_id)
     if lang is not None and lang not in edition.languages:
         raise NewsletterError(
             f"edition {edition_id} has no {lang} variant (it has {', '.join(edition.languages)})"
         )
     variant = edition.variant(lang)
+    html, plain = checks.sample_copy(current.settings, variant.html, variant.text)
     if text:
-        typer.echo(variant.text, nl=False)
+        typer.echo(plain, nl=False)
         return
     # Written from the database: the file may be gone or belong to another checkout.
     main = variant.lang == edition.languages[0]
-    html_path, _ = editions.write_files(
-        out, edition.id, variant.html, variant.text, None if main else variant.lang
+    html_path, _ = editions.write_preview(
+        out, edition.id, html, plain, None if main else variant.lang
     )
     typer.echo(str(html_path))
     if open_ and not webbrowser.open(html_path.resolve().as_uri()):

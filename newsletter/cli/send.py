@@ -13,7 +13,7 @@ from sqlite_utils import Database
 from newsletter.audience import languages, subscribers
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
 from newsletter.cli.output import limited, local_time, print_json_rows, print_table
-from newsletter.delivery import bounces, pipeline, presend
+from newsletter.delivery import bounces, checks, pipeline
 from newsletter.mail import smtp
 
 if TYPE_CHECKING:
@@ -216,9 +216,18 @@ def send(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON: the final status, or the test copies")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Send despite what `newsletter check` marks STOPS (example values, no postal"
+            " address, clipped by Gmail); never without an unsubscribe link",
+        ),
+    ] = False,
 ) -> None:
     """Send an edition to its topic's subscribers; run it again to resume.
 
+    The blocking part of `newsletter check` runs first and refuses with the list.
     Temporary refusals (greylisting, 4xx) are retried in the same run with back-off; a
     refusal by the relay itself pauses the send with everyone still pending.
 
@@ -230,9 +239,10 @@ def send(
     if lang is not None and not to:
         raise typer.BadParameter("--lang chooses a test copy's variant: use it with --to")
     if to:
-        for line in presend.warnings(settings):
-            warn(line)
         _test_copies(ctx, edition, to, dry_run=dry_run, as_json=as_json, lang=lang)
+        # After the copies: an address refused above stays a one-line error.
+        for line in checks.test_copy_warnings(settings):
+            warn(line)
         return
     info = pipeline.load_edition(db, edition)
     reputation = bounces.last_edition_warning(db, edition)
@@ -248,7 +258,7 @@ def send(
         return
     if count == 0 and info.status == "draft":
         raise pipeline.no_recipients(info)
-    presend.check(db, settings, edition)
+    checks.before_send(db, settings, edition, force=force)
     numbers = pipeline.status(db, edition)
     if not yes:
         _confirm(info, settings, numbers, count, include_new)

@@ -9,7 +9,7 @@ import typer
 from newsletter.audience import subscribers
 from newsletter.cli.common import print_json, state
 from newsletter.cli.output import limited, print_json_rows, print_table
-from newsletter.content import topics
+from newsletter.content import archive, contacts, topics
 
 app = typer.Typer(
     help="Topics: each has its own newsletter.\n\nExample: newsletter topics list --json",
@@ -177,6 +177,86 @@ def remove(ctx: typer.Context, topic: TopicArgument) -> None:
     """
     found = topics.remove_topic(state(ctx).db, topic)
     typer.echo(f"topic {found.slug} removed (its articles keep their other topics)")
+
+
+@app.command("contact-add")
+def contact_add(
+    ctx: typer.Context,
+    topic: TopicArgument,
+    name: Annotated[str, typer.Option("--name", help="The person's name")],
+    title: Annotated[str, typer.Option("--title", help="Job title, e.g. Erityisasiantuntija")] = "",
+    title_en: Annotated[
+        str, typer.Option("--title-en", help="Job title in English, e.g. Senior Specialist")
+    ] = "",
+    email: Annotated[str, typer.Option("--email", help="Email address")] = "",
+    phone: Annotated[str, typer.Option("--phone", help="Phone number")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Add a contact person shown under the topic's stories ("Lisätietoja").
+
+    Example: newsletter topics contact-add yhteisovaikuttavuus --name "Mari Hirvonen"
+    --title Erityisasiantuntija --title-en "Senior Specialist" --email mari@example.fi
+    """
+    person = contacts.add(
+        state(ctx).db, topic, name=name, title=title, title_en=title_en, email=email, phone=phone
+    )
+    if as_json:
+        print_json(person.as_json())
+        return
+    typer.echo(f"contact {person.name} added to {topic}")
+
+
+@app.command("contacts")
+def contacts_list(
+    ctx: typer.Context,
+    topic: TopicArgument,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List the topic's contact people in the order editions show them.
+
+    Example: newsletter topics contacts yhteisovaikuttavuus
+    """
+    people = contacts.list_(state(ctx).db, topic)
+    if as_json:
+        print_json([p.as_json() for p in people])
+        return
+    print_table(
+        ["NAME", "TITLE", "TITLE (EN)", "EMAIL", "PHONE"],
+        people,
+        lambda p: (p.name, p.title, p.title_en, p.email, p.phone),
+        empty=f"{topic} has no contact people: add one with `newsletter topics contact-add`",
+    )
+
+
+@app.command("contact-remove")
+def contact_remove(
+    ctx: typer.Context,
+    topic: TopicArgument,
+    who: Annotated[str, typer.Argument(help="The contact's name or email")],
+) -> None:
+    """Remove a contact person from the topic (editions already built keep theirs).
+
+    Example: newsletter topics contact-remove yhteisovaikuttavuus mari@example.fi
+    """
+    person = contacts.remove(state(ctx).db, topic, who)
+    typer.echo(f"contact {person.name} removed from {topic}")
+
+
+@app.command("archive")
+def archive_cmd(
+    ctx: typer.Context,
+    topic: TopicArgument,
+    off: Annotated[
+        bool, typer.Option("--off", help="Keep the topic's editions out of the public archive")
+    ] = False,
+) -> None:
+    """List the topic's sent editions on its public archive page and Atom feed (or not).
+
+    Example: newsletter topics archive henkilosto --off
+    """
+    found = archive.set_archived(state(ctx).db, topic, not off)
+    where = "kept out of the archive" if off else "listed in the archive at /archive/" + found.slug
+    typer.echo(f"topic {found.slug}: {where}")
 
 
 def register(root: typer.Typer) -> None:

@@ -20,6 +20,7 @@ class BuildResult:
     html_bytes: int
     lang: str = ""  # the main variant's
     variants: list[VariantFiles] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def too_big(self) -> bool:
@@ -38,6 +39,7 @@ class BuildResult:
             "text": str(self.text_path),
             "html_bytes": self.html_bytes,
             "variants": [v.as_json() for v in self.variants],
+            "warnings": self.warnings,
         }
 
 
@@ -74,6 +76,7 @@ class Variant:
     html: str
     text: str
     article_ids: list[int]
+    web_html: str = ""  # the public web version: no personal link or hole in it
 
     @property
     def html_bytes(self) -> int:

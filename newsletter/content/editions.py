@@ -8,19 +8,17 @@ The stored HTML and text keep the per-recipient placeholders; the sender fills t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
 from newsletter import dates, i18n
-from newsletter.clock import from_iso, now, now_iso
+from newsletter.clock import now, now_iso
 from newsletter.config import Settings
+from newsletter.content import archive, article_views, contacts, contract, render
 from newsletter.content import articles as articles_mod
-from newsletter.content import render
 from newsletter.content import topics as topics_mod
 from newsletter.content import variants as variants_mod
 from newsletter.content.articles import Article
@@ -32,15 +30,23 @@ from newsletter.content.edition_records import (
     Variant,
     VariantFiles,
 )
+from newsletter.content.selection import select_articles
 from newsletter.content.topics import Topic
 from newsletter.content.variants import PerLanguage
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.mail import placeholders
 from newsletter.store.db import immediate
 
-__all__ = ["SIZE_WARNING", "BuildResult", "Edition", "EditionSummary", "Variant", "build"]
+__all__ = [
+    "SIZE_WARNING",
+    "BuildResult",
+    "Edition",
+    "EditionSummary",
+    "Variant",
+    "build",
+    "select_articles",
+]
 
-FIRST_EDITION_DAYS = 30
 PREHEADER_LIMIT = 140  # characters most clients show after the subject
 
 
@@ -59,94 +65,7 @@ def default_subject(topic_names: Sequence[str], lang: str, settings: Settings) -
 def make_preheader(intro: str | None, chosen: Sequence[Article]) -> str:
     """The inbox teaser: the intro's start, else the first titles."""
     source = " ".join((intro or "").split()) or " · ".join(a.title for a in chosen[:3])
-    return render.shorten(source, PREHEADER_LIMIT)
-
-
-# Statuses of an edition that has gone out (at least in part). A draft has not: it may be
-# rebuilt or deleted, so it must not move the next edition's window.
-OUT_STATUSES = ("sending", "paused", "sent")
-
-
-def previous_cutoff(db: Database, topic_id: int) -> tuple[int, datetime] | None:
-    """The topic's latest edition that has gone out, and the publication time of its newest
-    article.
-
-    Articles of the topic count first (a multi-topic edition may carry newer articles of
-    another topic); an edition without any falls back to its newest article of all.
-    """
-    marks = ", ".join("?" for _ in OUT_STATUSES)
-    row = db.execute(
-        "SELECT max(et.edition_id) FROM edition_topics et JOIN editions e ON e.id = et.edition_id"
-        f" WHERE et.topic_id = ? AND e.status IN ({marks})",
-        [topic_id, *OUT_STATUSES],
-    ).fetchone()
-    if row is None or row[0] is None:
-        return None
-    edition_id = row[0]
-    newest = db.execute(
-        "SELECT max(a.published) FROM edition_articles ea JOIN articles a ON a.id = ea.article_id"
-        " WHERE ea.edition_id = ? AND a.id IN"
-        " (SELECT article_id FROM article_topics WHERE topic_id = ?)",
-        [edition_id, topic_id],
-    ).fetchone()[0]
-    if newest is None:
-        newest = db.execute(
-            "SELECT max(a.published) FROM edition_articles ea"
-            " JOIN articles a ON a.id = ea.article_id WHERE ea.edition_id = ?",
-            [edition_id],
-        ).fetchone()[0]
-    return (edition_id, from_iso(newest)) if newest else None
-
-
-def _local(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
-
-
-def select_articles(
-    db: Database,
-    topics: Sequence[Topic],
-    *,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int | None,
-    tz: ZoneInfo,
-) -> tuple[list[Article], str]:
-    """The articles of an edition, newest first, and a description of the window used.
-
-    With an explicit ``since`` every topic shares it. Without, each topic starts after the
-    newest article of its latest edition that went out (so sent editions never repeat one,
-    while drafts can be rebuilt), or 30 days back.
-    """
-    found: dict[int, Article] = {}
-    described: list[str] = []
-    for topic in topics:
-        start, exclusive = since, False
-        if start is None:
-            previous = previous_cutoff(db, topic.id)
-            if previous is None:
-                start = now() - timedelta(days=FIRST_EDITION_DAYS)
-                described.append(
-                    f"{topic.slug}: published since {_local(start, tz)}, no edition sent yet"
-                )
-            else:
-                start, exclusive = previous[1], True
-                described.append(
-                    f"{topic.slug}: published after {_local(start, tz)},"
-                    f" the newest article of edition {previous[0]}, the latest one sent"
-                )
-            if until is not None and start >= until:
-                raise NewsletterError(
-                    f"--until ends before the window starts ({described[-1]}):"
-                    " choose --since as well"
-                )
-        for article in articles_mod.select(db, [topic.id], start, until, since_exclusive=exclusive):
-            found.setdefault(article.id, article)
-    chosen = sorted(found.values(), key=lambda a: (a.published, a.id), reverse=True)
-    if since is not None:
-        described = [f"published since {_local(since, tz)}"]
-    if until is not None:
-        described.append(f"before {_local(until, tz)}")
-    return (chosen[:limit] if limit is not None else chosen), "; ".join(described)
+    return article_views.shorten(source, PREHEADER_LIMIT)
 
 
 def _per_language(value: str | Sequence[str] | PerLanguage | None, option: str) -> PerLanguage:
@@ -229,18 +148,30 @@ def build(
         # Drawn now, after the content is fixed: nothing in it can know the marker. Every
         # variant of the edition shares it (the delivery log knows one per edition).
         holes = placeholders.Holes.new()
+        # The row comes first: the edition's number is in its web-version links.
+        edition_id = _insert_row(db, chosen_topics)
+        people = [c.as_json() for c in contacts.of_topics(db, [t.id for t in chosen_topics])]
+        public = archive.public_links(db, settings, edition_id, chosen_topics)
         made = [
-            _render_variant(settings, plan, variant_lang, found, chosen_topics, holes)
-            for variant_lang in plan.langs
+            _render_variant(
+                settings,
+                plan,
+                variant_lang,
+                found,
+                chosen_topics,
+                holes,
+                people,
+                _links_in(public, variant_lang, main=index == 0),
+            )
+            for index, variant_lang in enumerate(plan.langs)
         ]
-        main = made[0][0]
-        edition_id = _insert(db, made[0][1], [v for v, _, _ in made], chosen_topics)
-        db.execute("UPDATE editions SET hole_marker = ? WHERE id = ?", [holes.marker, edition_id])
+        _store(db, edition_id, made[0].template, [m.variant for m in made], holes)
         # Written inside the transaction: a file that cannot be written rolls the edition back.
         files = [
-            _write_variant(out, edition_id, variant, urls, index == 0)
-            for index, (variant, _, urls) in enumerate(made)
+            _write_variant(out, edition_id, m.variant, m.urls, index == 0)
+            for index, m in enumerate(made)
         ]
+    main = made[0].variant
     return BuildResult(
         edition_id=edition_id,
         topics=[t.slug for t in chosen_topics],
@@ -251,7 +182,25 @@ def build(
         html_bytes=files[0].html_bytes,
         lang=main.lang,
         variants=files,
+        warnings=[w for m in made for w in m.warnings],
     )
+
+
+@dataclass(frozen=True)
+class _Made:
+    """One rendered variant, the template's label, its article URLs and build warnings."""
+
+    variant: Variant
+    template: str
+    urls: list[str]
+    warnings: list[str]
+
+
+def _links_in(public: archive.EditionLinks, lang: str, *, main: bool) -> archive.EditionLinks:
+    """A variant's public links: its web version opens in its own language."""
+    if main or not public.web_url:
+        return public
+    return replace(public, web_url=f"{public.web_url}?lang={lang}")
 
 
 def _render_variant(
@@ -261,32 +210,49 @@ def _render_variant(
     found: Sequence[Article],
     chosen_topics: Sequence[Topic],
     holes: placeholders.Holes,
-) -> tuple[Variant, str, list[str]]:
-    """One language's variant, the template label and the URLs of its articles."""
+    people: Sequence[Mapping[str, str]],
+    public: archive.EditionLinks,
+) -> _Made:
+    """One language's variant: the email (with ``holes``) and its public web version."""
     default = settings.default_lang
     chosen = variants_mod.for_language(found, lang, default, plan.limit)
     names = [t.name_for(lang) for t in chosen_topics]
     subject, subject_lang = plan.subjects.get(lang, default)
     subject = subject.strip() if subject else default_subject(names, lang, settings)
     intro, intro_lang = plan.intros.get(lang, default)
-    preheader = make_preheader(intro, chosen)
+    shared = {
+        "lang": lang,
+        "subject": subject,
+        "preheader": make_preheader(intro, chosen),
+        "intro": intro,
+        "intro_lang": intro_lang,
+        "subject_lang": subject_lang,
+        "articles": chosen,
+        "topic_names": names,
+        "contacts": people,
+        "public": public,
+    }
     rendered, choice = render.render_edition(
-        settings,
-        lang=lang,
-        subject=subject,
-        preheader=preheader,
-        intro=intro,
-        intro_lang=intro_lang,
-        subject_lang=subject_lang,
-        articles=chosen,
-        topic_names=names,
-        template=plan.template,
-        holes=holes,
+        settings, template=plan.template, holes=holes, **shared
     )
+    web_html = render.render_web_version(settings, choice, **shared)
     variant = Variant(
-        lang, subject, preheader, intro or "", rendered.html, rendered.text, [a.id for a in chosen]
+        lang,
+        subject,
+        shared["preheader"],
+        intro or "",
+        rendered.html,
+        rendered.text,
+        [a.id for a in chosen],
+        web_html=web_html,
     )
-    return variant, choice.label, [a.url for a in chosen]
+    warnings = []
+    if contract.ignored_articles(rendered.html, chosen):
+        warnings.append(
+            f"template {choice.label} shows none of the {len(chosen)} articles in its HTML"
+            f" ({lang}; only the text part has them): loop over `articles` in the template"
+        )
+    return _Made(variant, choice.label, [a.url for a in chosen], warnings)
 
 
 def _write_variant(
@@ -305,23 +271,38 @@ def _write_variant(
     )
 
 
-def _insert(
-    db: Database, template: str, made: Sequence[Variant], chosen_topics: Sequence[Topic]
-) -> int:
-    main = made[0]
+def _insert_row(db: Database, chosen_topics: Sequence[Topic]) -> int:
+    """The draft's row and its topics; the rendering is stored right after (``_store``)."""
     stamp = now_iso()
     cursor = db.execute(
         "INSERT INTO editions (subject, preheader, lang, intro, template, html, text, status,"
-        " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
-        [main.subject, main.preheader, main.lang, main.intro, template, main.html, main.text,
-         stamp, stamp],
-    )  # fmt: skip
+        " created, updated) VALUES ('', '', '', '', '', '', '', 'draft', ?, ?)",
+        [stamp, stamp],
+    )
     edition_id = cursor.lastrowid
     assert edition_id is not None
     db.conn.executemany(
         "INSERT INTO edition_topics (edition_id, topic_id) VALUES (?, ?)",
         [(edition_id, t.id) for t in chosen_topics],
     )
+    return edition_id
+
+
+def _store(
+    db: Database,
+    edition_id: int,
+    template: str,
+    made: Sequence[Variant],
+    holes: placeholders.Holes,
+) -> None:
+    """The main variant into the edition's row, every variant into ``edition_variants``."""
+    main = made[0]
+    db.execute(
+        "UPDATE editions SET subject = ?, preheader = ?, lang = ?, intro = ?, template = ?,"
+        " html = ?, text = ?, web_html = ?, hole_marker = ? WHERE id = ?",
+        [main.subject, main.preheader, main.lang, main.intro, template, main.html, main.text,
+         main.web_html, holes.marker, edition_id],
+    )  # fmt: skip
     # Every article some variant shows, the main variant's first: what the next edition's
     # window starts after, and what ``editions show`` lists.
     shown = list(dict.fromkeys(i for variant in made for i in variant.article_ids))
@@ -331,14 +312,13 @@ def _insert(
     )
     db.conn.executemany(
         "INSERT INTO edition_variants (edition_id, lang, subject, preheader, intro, html, text,"
-        " article_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " article_ids, web_html) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (edition_id, v.lang, v.subject, v.preheader, v.intro, v.html, v.text,
-             json.dumps(v.article_ids))
+             json.dumps(v.article_ids), v.web_html)
             for v in made
         ],
     )  # fmt: skip
-    return edition_id
 
 
 def write_files(
@@ -351,6 +331,23 @@ def write_files(
         text_path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise NewsletterError(f"cannot write the edition to {out}: {exc.strerror}") from None
+    return html_path, text_path
+
+
+def write_preview(
+    out: Path, edition_id: int, html: str, text: str, lang: str | None = None
+) -> tuple[Path, Path]:
+    """``preview-<id>[.<lang>].html/.txt``: the edition (or a language variant) filled in for
+    a sample subscriber. Kept apart from ``edition-<id>.*``, which hold the placeholders the
+    sender fills."""
+    stem = f"preview-{edition_id}" + (f".{lang}" if lang else "")
+    html_path, text_path = out / f"{stem}.html", out / f"{stem}.txt"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(html, encoding="utf-8")
+        text_path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise NewsletterError(f"cannot write the preview to {out}: {exc.strerror}") from None
     return html_path, text_path
 
 
@@ -429,9 +426,9 @@ def get(db: Database, edition_id: int) -> Edition:
 def load_variants(db: Database, edition_id: int, main_lang: str) -> list[Variant]:
     """The edition's variants, the main one first (none for an edition built before them)."""
     found = [
-        Variant(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]))
+        Variant(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), web_html=r[7] or "")
         for r in db.execute(
-            "SELECT lang, subject, preheader, intro, html, text, article_ids"
+            "SELECT lang, subject, preheader, intro, html, text, article_ids, web_html"
             " FROM edition_variants WHERE edition_id = ? ORDER BY lang",
             [edition_id],
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,21 +18,30 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+import markupsafe
 
 import newsletter
 from newsletter import dates, i18n
+from newsletter.clock import now
 from newsletter.config import Settings
-from newsletter.content.articles import Article, is_web_address
-from newsletter.errors import NewsletterError
+from newsletter.content import contract, mjml_check
+from newsletter.content.archive import EditionLinks
+from newsletter.content.article_views import article_in_its_language
+from newsletter.content.articles import Article
+from newsletter.content.mjml_check import TemplateError
 from newsletter.mail import placeholders
 
 HTML_SUFFIX = ".mjml.j2"
 TEXT_SUFFIX = ".txt.j2"
 DEFAULT_EDITION = "edition"
 MESSAGE = "message"
-SUMMARY_LIMIT = 500  # characters; a card is a teaser, and Gmail clips long messages
-IMAGE_WIDTH = 552  # px: the 600 px body minus the card's side padding
 
+# A block whose css-class holds ``nl-lang-sv`` gets ``lang="sv"`` (MJML has no lang attribute);
+# not the copies MJML makes for Outlook's tables (``nl-lang-sv-outlook``).
+_LANG_CLASS = re.compile(
+    r'class="([^"]*?\bnl-lang-([a-z]{2,3}(?:-(?!outlook\b)[A-Za-z0-9]{1,8})?)\b(?!-outlook)[^"]*)"'
+)
+_MJML_RESET = re.compile(r"<style(\s[^>]*)?>(\s*#outlook a)")
 _MJML_POSITION = re.compile(r"at position (\d+):(\d+)")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -41,8 +51,7 @@ _IMAGE_CELL = re.compile(
 )
 
 
-class TemplateError(NewsletterError):
-    """A template is missing, does not compile, or produces invalid MJML."""
+__all__ = ["Rendered", "TemplateChoice", "TemplateError"]
 
 
 @dataclass(frozen=True)
@@ -83,12 +92,25 @@ def _autoescape(name: str | None) -> bool:
     return bool(name) and not str(name).endswith(TEXT_SUFFIX)
 
 
+# C0 controls (but tab and newlines) and DEL: text cannot show them, and MJML cannot parse a
+# document holding one (a stray backspace from a pasted title stopped the whole build).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(value: Any) -> Any:
+    """Jinja's ``finalize``: every printed value loses its control characters."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return _CONTROLS.sub("", value)
+    return value
+
+
 @functools.lru_cache(maxsize=16)
 def environment(search: tuple[Path, ...]) -> jinja2.Environment:
     """One Jinja environment per search path (compiled templates are cached inside it)."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(p) for p in search]),
         autoescape=_autoescape,
+        finalize=_printable,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -190,6 +212,10 @@ def inline_css(html: str) -> str:
 
     if html[:15].lower() == "<!doctype html>":
         html = "<!DOCTYPE html>" + html[15:]
+    # MJML's reset block (``table, td { border-collapse ... }``, ``p { margin ... }``) stays in
+    # the head as the official MJML leaves it: inlined into every cell it cost ~20 KB at 20
+    # stories, a fifth of Gmail's clip, for what every client reads from <style> anyway.
+    html = _MJML_RESET.sub(r'<style data-premailer="ignore"\1>\2', html, count=1)
     return Premailer(
         html,
         allow_network=False,
@@ -213,9 +239,16 @@ def fix_image_widths(html: str) -> str:
     return _IMAGE_CELL.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}", html)
 
 
+def mark_languages(html: str) -> str:
+    """``lang="xx"`` on every element whose class names ``nl-lang-xx``: screen readers then
+    read an article in its own language inside an edition in another."""
+    return _LANG_CLASS.sub(r'lang="\2" class="\1"', html)
+
+
 def to_html(choice: TemplateChoice, context: Mapping[str, Any]) -> str:
     source = render_template(choice, choice.html, context)
-    return fix_image_widths(inline_css(compile_mjml(source, template=choice.html)))
+    html = inline_css(compile_mjml(source, template=choice.html))
+    return mark_languages(fix_image_widths(html))
 
 
 def to_text(choice: TemplateChoice, context: Mapping[str, Any]) -> str:
@@ -244,50 +277,6 @@ def split_paragraphs(text: str | None) -> list[str]:
     return [" ".join(p.split()) for p in _PARAGRAPH_BREAK.split(text.strip()) if p.strip()]
 
 
-def shorten(text: str, limit: int = SUMMARY_LIMIT) -> str:
-    """Cut at a word boundary with an ellipsis; short text is returned unchanged."""
-    clean = " ".join(text.split())
-    if len(clean) <= limit:
-        return clean
-    cut = clean[:limit].rsplit(" ", 1)[0].rstrip(",.;:–-")
-    return cut + "…"
-
-
-def checked_link(url: str, title: str) -> str:
-    """An article's link, which must be http(s).
-
-    Feeds are outside input: a ``javascript:`` or ``data:`` link would run when staff click
-    it in ``preview --open``, and mail filters treat such links as phishing.
-    """
-    if not is_web_address(url.strip()):
-        raise NewsletterError(f"article {title!r}: its link {url!r} is not an http(s) address")
-    return url
-
-
-def article_view(article: Article, lang: str, settings: Settings) -> dict[str, Any]:
-    """What a card shows; HTML and text use the same values (same date format too).
-
-    The date and the buttons are in the edition's ``lang``; the article's own text keeps its
-    language (``article.lang``), which the card declares so screen readers switch voice.
-    """
-    strings = i18n.strings(lang)
-    alt = (article.image_alt or "").strip() or strings["image_alt_fallback"].format(
-        title=article.title
-    )
-    return {
-        "id": article.id,
-        "lang": article.language(settings.default_lang),
-        "title": article.title,
-        "url": checked_link(article.url, article.title),
-        "summary": shorten(article.summary or ""),
-        "date": dates.format_date(article.published, lang, settings.tz),
-        "category": article.category or "",
-        "image": article.image or "",
-        "image_alt": alt,
-        "image_width": IMAGE_WIDTH,
-    }
-
-
 def edition_context(
     settings: Settings,
     *,
@@ -300,9 +289,15 @@ def edition_context(
     holes: placeholders.Holes = placeholders.LEGACY,
     intro_lang: str | None = None,
     subject_lang: str | None = None,
+    contacts: Sequence[Mapping[str, str]] = (),
+    public: EditionLinks | None = None,
+    web_version: bool = False,
 ) -> dict[str, Any]:
+    """Every variable an edition template receives (docs/templates.md lists them)."""
     names = ", ".join(topic_names)
     strings = i18n.strings(lang)
+    public = public or EditionLinks()
+    views = [article_in_its_language(a, lang, settings) for a in articles]
     return {
         "lang": lang,
         "intro_lang": intro_lang or lang,
@@ -314,12 +309,21 @@ def edition_context(
         "heading": subject,
         "kicker": f"{strings['newsletter']}: {names}" if names else strings["newsletter"],
         "topics": names,
+        "edition_date": dates.format_date(now(), lang, settings.tz),
         "intro_paragraphs": split_paragraphs(intro),
-        "articles": [article_view(a, lang, settings) for a in articles],
-        "reason": strings["why_edition"].format(topics=names),
-        "unsubscribe_url": holes.unsubscribe_url,
-        "preferences_url": holes.preferences_url,
-        "name": holes.name,
+        "articles": views,
+        "lead": views[0] if views else None,
+        "more_articles": views[1:],
+        "contacts": [dict(c) for c in contacts],
+        "reason": strings["why_web" if web_version else "why_edition"].format(topics=names),
+        "web_version": web_version,
+        "web_url": public.web_url,
+        "archive_url": public.archive_url,
+        "subscribe_url": public.subscribe_url,
+        # A web version is public: no per-recipient hole, so no personal link or name.
+        "unsubscribe_url": "" if web_version else holes.unsubscribe_url,
+        "preferences_url": "" if web_version else holes.preferences_url,
+        "name": "" if web_version else holes.name,
     }
 
 
@@ -336,6 +340,8 @@ def render_edition(
     holes: placeholders.Holes = placeholders.LEGACY,
     intro_lang: str | None = None,
     subject_lang: str | None = None,
+    contacts: Sequence[Mapping[str, str]] = (),
+    public: EditionLinks | None = None,
 ) -> tuple[Rendered, TemplateChoice]:
     """The HTML and text of an edition, with ``holes`` for per-recipient values (pass a
     fresh ``Holes.new()`` for anything that is sent: see ``placeholders``).
@@ -343,6 +349,10 @@ def render_edition(
     ``lang`` is the variant's (headings, buttons, footer, dates); ``intro_lang`` and
     ``subject_lang`` the intro's and subject's when another (a default-language intro in a
     Swedish variant).
+
+    The template is checked first (its MJML, see ``mjml_check``) and its output must carry
+    the unsubscribe link; a template that ignores the articles gets a warning
+    (``EditionWarnings``) rather than an error.
     """
     choice = choose_template(settings, template, DEFAULT_EDITION)
     context = edition_context(
@@ -356,8 +366,58 @@ def render_edition(
         holes=holes,
         intro_lang=intro_lang,
         subject_lang=subject_lang,
+        contacts=contacts,
+        public=public,
     )
-    return Rendered(html=to_html(choice, context), text=to_text(choice, context)), choice
+    mjml_check.check_template(choice.search, choice.html)
+    rendered = Rendered(html=to_html(choice, context), text=to_text(choice, context))
+    contract.require_unsubscribe(
+        choice.label, rendered.html, _text_prints_unsubscribe(choice, context)
+    )
+    return rendered, choice
+
+
+def _text_prints_unsubscribe(choice: TemplateChoice, context: Mapping[str, Any]) -> bool:
+    """Whether the text template prints ``unsubscribe_url`` itself: rendered once more with a
+    random marker in its place (Jinja only, ~0.1 ms), which no article can contain."""
+    marker = "unsubscribe-" + secrets.token_hex(8)
+    return marker in render_template(choice, choice.text, {**context, "unsubscribe_url": marker})
+
+
+def render_web_version(
+    settings: Settings,
+    choice: TemplateChoice,
+    *,
+    lang: str,
+    subject: str,
+    preheader: str,
+    intro: str | None,
+    articles: Sequence[Article],
+    topic_names: Iterable[str],
+    contacts: Sequence[Mapping[str, str]] = (),
+    public: EditionLinks | None = None,
+    intro_lang: str | None = None,
+    subject_lang: str | None = None,
+) -> str:
+    """The public page of an edition: the same template with ``web_version`` true, so no
+    personal link or placeholder is in it (the footer offers sign-up and the archive)."""
+    context = edition_context(
+        settings,
+        lang=i18n.check_lang(lang),
+        subject=subject,
+        preheader=preheader,
+        intro=intro,
+        articles=articles,
+        topic_names=topic_names,
+        contacts=contacts,
+        public=public,
+        web_version=True,
+        intro_lang=intro_lang,
+        subject_lang=subject_lang,
+    )
+    html = to_html(choice, context)
+    # A user's template may print a per-recipient value regardless: blank it out.
+    return contract.HOLE.sub("", html)
 
 
 def render_message(
@@ -391,6 +451,12 @@ def render_message(
         "reason": reason,
         "unsubscribe_url": "",
         "preferences_url": "",
+        "web_version": False,
+        "web_url": "",
+        "archive_url": "",
+        "subscribe_url": "",
+        "topics": "",
     }
     choice = choose_template(settings, None, MESSAGE)
+    mjml_check.check_template(choice.search, choice.html)  # templates_dir may replace it
     return Rendered(html=to_html(choice, context), text=to_text(choice, context))

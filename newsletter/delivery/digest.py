@@ -28,9 +28,9 @@ from sqlite_utils import Database
 from newsletter.audience import subscribers
 from newsletter.clock import now_iso
 from newsletter.config import Settings
-from newsletter.content import editions, topics
+from newsletter.content import editions, selection, topics
 from newsletter.content.topics import slugify
-from newsletter.delivery import pipeline, presend
+from newsletter.delivery import checks, pipeline
 from newsletter.errors import NewsletterError
 
 Sender = Callable[[int], pipeline.SendReport]
@@ -145,7 +145,7 @@ def run(
             edition_id = _build(db, settings, found, out)
             result.action = "built and sent"
         result.edition = edition_id
-        presend.check(db, settings, edition_id)
+        checks.before_send(db, settings, edition_id)  # what `send` without --force refuses
         deliver = send or (lambda eid: pipeline.send(db, settings, eid))
         result.report = deliver(edition_id)
     return result
@@ -166,7 +166,9 @@ def _import(db: Database, settings: Settings, topic: str, result: DigestResult) 
 
 def _news(db: Database, settings: Settings, topic: topics.Topic) -> tuple[list, str]:
     """Articles newer than the topic's latest edition that went out (build's own window)."""
-    return editions.select_articles(db, [topic], since=None, until=None, limit=None, tz=settings.tz)
+    return selection.select_articles(
+        db, [topic], since=None, until=None, limit=None, tz=settings.tz
+    )
 
 
 def _build(db: Database, settings: Settings, topic: topics.Topic, out: Path) -> int:
@@ -216,7 +218,7 @@ def _plan(db: Database, settings: Settings, topic: str, result: DigestResult) ->
 def _would_pass(db: Database, settings: Settings, result: DigestResult) -> None:
     """A dry run reports what the pre-send check would refuse instead of stopping there."""
     try:
-        presend.check(db, settings, result.edition or 0)
+        checks.before_send(db, settings, result.edition)
     except NewsletterError as exc:
         result.action += ", but the pre-send check refuses"
         result.errors.append(str(exc))

@@ -373,3 +373,44 @@ def m142_delivery_language(db: Database) -> None:
     # The language whose variant a recipient gets, fixed with the delivery log; NULL for rows
     # fixed before variants existed (they get the edition's main variant).
     db.execute("ALTER TABLE deliveries ADD COLUMN lang TEXT")
+
+
+@migrations()
+def m150_topic_contacts(db: Database) -> None:
+    # The people an edition names under "Lisätietoja" / "Contact": configured per topic,
+    # shown in the order staff added them.
+    _script(
+        db,
+        """
+        CREATE TABLE topic_contacts (
+            id INTEGER PRIMARY KEY,
+            topic_id INTEGER NOT NULL REFERENCES topics (id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            title_en TEXT NOT NULL DEFAULT '',
+            email TEXT NOT NULL DEFAULT '',
+            phone TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL
+        );
+        CREATE INDEX topic_contacts_topic ON topic_contacts (topic_id, position);
+        """,
+    )
+
+
+@migrations()
+def m151_topic_archive(db: Database) -> None:
+    # 1: the topic's sent editions are listed on its public archive page and Atom feed.
+    db.execute("ALTER TABLE topics ADD COLUMN archived INTEGER NOT NULL DEFAULT 1")
+
+
+@migrations()
+def m152_edition_web_html(db: Database) -> None:
+    # The public web version of an edition: the same design, without personal links.
+    db.execute("ALTER TABLE editions ADD COLUMN web_html TEXT")
+
+
+@migrations()
+def m143_variant_web_html(db: Database) -> None:
+    # Each language variant's public web version (the editions row keeps the main one's).
+    db.execute("ALTER TABLE edition_variants ADD COLUMN web_html TEXT")

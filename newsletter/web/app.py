@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from newsletter.audience import confirmations
 from newsletter.config import Settings
 from newsletter.store.db import link_keys, open_db
+from newsletter.web import archive
 from newsletter.web.context import Web, message, web
 from newsletter.web.csrf import Csrf, origin_of
 from newsletter.web.hooks import hooks
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> Flask:
 
     app.register_blueprint(bp)
     app.register_blueprint(hooks)
+    app.register_blueprint(archive.bp)
     return app
 
 
@@ -85,19 +87,23 @@ def _install_hooks(app: Flask, settings: Settings, https: bool) -> None:
     @app.after_request
     def security_headers(response: Response) -> Response:
         headers = response.headers
-        headers["Content-Security-Policy"] = policy
+        # A view may loosen it for its own response (the web version of an edition).
+        headers["Content-Security-Policy"] = g.get("content_security_policy") or policy
         headers["X-Content-Type-Options"] = "nosniff"
         headers["Referrer-Policy"] = "no-referrer"
         headers["X-Frame-Options"] = "DENY"
         headers["Cross-Origin-Opener-Policy"] = "same-origin"
         if https:
             headers["Strict-Transport-Security"] = "max-age=31536000"
-        if request.endpoint != "static":
+        if g.get("public_page"):
+            # The archive and web versions are the same for everyone.
+            headers["Cache-Control"] = "public, max-age=300"
+        elif request.endpoint != "static":
             # Pages behind signed links are personal: no caches, no search engines.
             headers["Cache-Control"] = "no-store"
             headers["X-Robots-Tag"] = "noindex, nofollow"
         nonce = g.get("new_csrf_nonce")
-        if nonce:
+        if nonce and not g.get("public_page"):  # a shared cached page sets no cookie
             response.set_cookie(
                 web().csrf.cookie_name,
                 nonce,

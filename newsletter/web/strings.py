@@ -75,6 +75,32 @@ STRINGS: dict[str, dict[str, str]] = {
         "sv": "Vi kunde inte behandla begäran. Försök igen om en stund.",
         "en": "We could not handle the request. Please try again in a moment.",
     },
+    # Archive of past editions and their web versions
+    "archive_title": {
+        "fi": "Aiemmat uutiskirjeet: {topic}",
+        "sv": "Tidigare nyhetsbrev: {topic}",
+        "en": "Past newsletters: {topic}",
+    },
+    "archive_intro": {
+        "fi": "Tässä ovat aiheen {topic} uutiskirjeet, uusin ensin.",
+        "sv": "Här är nyhetsbreven om {topic}, det senaste först.",
+        "en": "These are the {topic} newsletters, newest first.",
+    },
+    "archive_empty": {
+        "fi": "Yhtään uutiskirjettä ei ole vielä lähetetty.",
+        "sv": "Inga nyhetsbrev har skickats ännu.",
+        "en": "No newsletter has been sent yet.",
+    },
+    "archive_feed": {
+        "fi": "Seuraa syötteenä (Atom)",
+        "sv": "Följ som flöde (Atom)",
+        "en": "Follow as a feed (Atom)",
+    },
+    "archive_subscribe": {
+        "fi": "Tilaa uutiskirje sähköpostiisi",
+        "sv": "Prenumerera på nyhetsbrevet per e-post",
+        "en": "Get the newsletter by email",
+    },
     # Sign-up
     "subscribe_title": {
         "fi": "Tilaa uutiskirje",

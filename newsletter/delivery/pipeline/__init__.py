@@ -5,7 +5,12 @@ workers -> results -> report; ``entry`` holds ``send`` and ``send_test``. Tunabl
 their module (``lock.HEARTBEAT_EVERY``, ``consent.CONSENT_FRESH``, ``planning.FIX_CHUNK``).
 """
 
-from newsletter.delivery.pipeline.entry import normalize_test_addresses, send, send_test
+from newsletter.delivery.pipeline.entry import (
+    normalize_test_addresses,
+    refuse_unsealed,
+    send,
+    send_test,
+)
 from newsletter.delivery.pipeline.jobs import Job, Progress, RateLimiter, Result, SendReport
 from newsletter.delivery.pipeline.lock import (
     EditionLocked,
@@ -44,6 +49,7 @@ __all__ = [
     "no_recipients",
     "normalize_test_addresses",
     "plan",
+    "refuse_unsealed",
     "release_lock",
     "requeue_failed",
     "retryable",

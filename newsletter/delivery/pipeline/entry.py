@@ -13,12 +13,29 @@ from newsletter.config import Settings
 from newsletter.delivery.pipeline.dispatcher import Dispatcher
 from newsletter.delivery.pipeline.jobs import Options, Progress, SendReport
 from newsletter.delivery.pipeline.lock import acquire_lock, release_lock
-from newsletter.delivery.pipeline.planning import edition_messages, load_edition, start
+from newsletter.delivery.pipeline.planning import (
+    Edition,
+    edition_messages,
+    load_edition,
+    start,
+)
 from newsletter.delivery.pipeline.report import requeue_failed
 from newsletter.delivery.pipeline.workers import render_for
 from newsletter.errors import NewsletterError
 from newsletter.mail import smtp
 from newsletter.store.db import token_key
+
+
+def refuse_unsealed(edition: Edition) -> None:
+    """A draft built before holes were sealed could have its personal links imitated by its
+    content: it is built again, never sent. One that already started going out is finished
+    as it began (its first recipients got the same)."""
+    if edition.hole_marker is None and edition.status == "draft":
+        raise NewsletterError(
+            f"edition {edition.id} was built by an earlier version whose personal links"
+            f" article text could imitate: build it again (`newsletter editions delete"
+            f" {edition.id}`, then `newsletter build`)"
+        )
 
 
 def send(
@@ -53,14 +70,7 @@ def send(
     # Before the lock and the delivery log: a refused base URL leaves nothing marked.
     links.check_base_url(settings)
     edition = load_edition(db, edition_id)
-    if edition.hole_marker is None and edition.status == "draft":
-        # Built before holes were sealed: its content could imitate them. One that already
-        # started going out is finished as it began (its first recipients got the same).
-        raise NewsletterError(
-            f"edition {edition_id} was built by an earlier version whose personal links"
-            f" article text could imitate: build it again (`newsletter editions delete"
-            f" {edition_id}`, then `newsletter build`)"
-        )
+    refuse_unsealed(edition)
     owner = uuid.uuid4().hex
     acquire_lock(db, edition.id, owner)
     try:
