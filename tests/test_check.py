@@ -80,19 +80,37 @@ def test_send_refuses_init_example_values_unless_forced(cli, db, smtp_sink, monk
     topic = make_topic(db)
     add_people(db, topic, 2)
     edition = make_edition(db, [topic])
-    for name in OWN_IDENTITY:  # every value as `init` wrote it, the identity too
-        monkeypatch.delenv(name)
     env = {"NEWSLETTER_SMTP_HOST": smtp_sink.host, "NEWSLETTER_SMTP_PORT": str(smtp_sink.port)}
+    # The cli fixture names its own sender; the rest (website, base_url ...) is init's.
     checked = cli("check", str(edition), "--json", "--no-spam", env=env)
     assert checked.exit_code == 1 and _codes(checked)["example_values"] == "force"
+    assert "example_identity" not in _codes(checked)
     refused = cli("send", str(edition), "--yes", env=env)
     assert refused.exit_code == 1
     line = refused.stderr.strip()
     assert len(line.splitlines()) == 1 and line.startswith(f"error: edition {edition} is not sent")
-    assert "organisation.name" in line and "base_url" in line and "--force" in line
+    assert "base_url" in line and "--force" in line
     assert smtp_sink.messages == [] and pipeline.status(db, edition)["status"] == "draft"
     cli.ok("send", str(edition), "--yes", "--force", env=env)
     assert len(smtp_sink.messages) == 2
+
+
+def test_init_example_sender_is_never_forced(cli, db, smtp_sink, monkeypatch) -> None:
+    topic = make_topic(db)
+    add_people(db, topic, 2)
+    edition = make_edition(db, [topic])
+    for name in OWN_IDENTITY:  # every value as `init` wrote it, the identity too
+        monkeypatch.delenv(name)
+    env = {"NEWSLETTER_SMTP_HOST": smtp_sink.host, "NEWSLETTER_SMTP_PORT": str(smtp_sink.port)}
+    checked = cli("check", str(edition), "--json", "--no-spam", env=env)
+    assert checked.exit_code == 1 and _codes(checked)["example_identity"] == "block"
+    for args in ((), ("--force",)):
+        refused = cli("send", str(edition), "--yes", *args, env=env)
+        assert refused.exit_code == 1, args
+        line = refused.stderr.strip()
+        assert len(line.splitlines()) == 1
+        assert "organisation.name" in line and "mail.from" in line
+    assert smtp_sink.messages == [] and pipeline.status(db, edition)["status"] == "draft"
 
 
 def test_send_refuses_a_missing_postal_address(
@@ -297,7 +315,10 @@ def test_before_send_is_one_call_for_every_sender(db, settings) -> None:
     edition = make_edition(db, [topic])
     with pytest.raises(checks.SendRefused) as refused:
         checks.before_send(db, settings, edition)
-    assert {f.code for f in refused.value.findings} == {"example_values"}
-    checks.before_send(db, settings, edition, force=True)  # overridable
+    assert {f.code for f in refused.value.findings} == {"example_identity", "example_values"}
+    with pytest.raises(checks.SendRefused):  # the example sender is never forced through
+        checks.before_send(db, settings, edition, force=True)
+    identity = {k: OWN_SETTINGS[k] for k in ("org_name", "org_address", "from_addr")}
+    checks.before_send(db, settings.with_overrides(**identity), edition, force=True)
     own = settings.with_overrides(**OWN_SETTINGS)
     checks.before_send(db, own, edition)

@@ -218,9 +218,10 @@ def test_send_refuses_the_example_identity_but_a_test_copy_only_warns(
     refused = cli("send", str(edition), "--yes", env=env)
     assert refused.exit_code == 1
     assert refused.stderr == (
-        f"error: edition {edition} is not sent: newsletter.toml still holds init's example"
-        " values: organisation.name, organisation.address, organisation.website,"
-        " organisation.email, mail.from, mail.reply_to, base_url (use --force to send anyway)\n"
+        f"error: edition {edition} is not sent: newsletter.toml still names init's example"
+        " sender: organisation.name, organisation.address, mail.from; newsletter.toml still"
+        " holds init's example values: organisation.website, organisation.email,"
+        " mail.reply_to, base_url\n"
     )
     assert smtp_sink.messages == []
     assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0

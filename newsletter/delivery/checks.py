@@ -176,17 +176,33 @@ def content_findings(html: str, text: str) -> list[Finding]:
     return found
 
 
+# The example values that say who is writing (the organisation, its postal address, From).
+IDENTITY_KEYS = ("organisation.name", "organisation.address", "mail.from")
+
+
 def settings_findings(settings: Settings) -> list[Finding]:
     """What the settings get wrong: init's examples, no postal address, DKIM, base URL."""
     found: list[Finding] = []
     examples = config.example_values_in_use(settings)
-    if examples:
+    # Who the mail says it is from is never a placeholder: no --force sends as "Esimerkkisäätiö".
+    identity = [key for key in examples if key in IDENTITY_KEYS]
+    others = [key for key in examples if key not in IDENTITY_KEYS]
+    if identity:
+        found.append(
+            Finding(
+                "example_identity",
+                BLOCK,
+                "newsletter.toml still names init's example sender: " + ", ".join(identity),
+                details=identity,
+            )
+        )
+    if others:
         found.append(
             Finding(
                 "example_values",
                 FORCE,
-                f"newsletter.toml still holds init's example values: {', '.join(examples)}",
-                details=examples,
+                f"newsletter.toml still holds init's example values: {', '.join(others)}",
+                details=others,
             )
         )
     if not settings.org_address.strip():
