@@ -393,6 +393,19 @@ def test_table_cells_cannot_break_lines_or_reach_the_terminal(cli, db) -> None:
     assert "Rivi kaksi\ufffd[31m punainen\ufffd" in out
 
 
+def test_a_very_long_cell_is_cut_and_pads_no_other_row(cli, db) -> None:
+    from newsletter.cli.output import CELL_WIDTH
+
+    topics.add_topic(db, "lyhyt", "Lyhyt")
+    topics.add_topic(db, "pitka", "Pitkä" * 600)  # 3000 characters
+    lines = cli.ok("topics", "list").stdout.splitlines()
+    assert all(len(line) < 3 * CELL_WIDTH + 40 for line in lines), max(map(len, lines))
+    (long_row,) = [line for line in lines if "pitka" in line]
+    assert "Pitkä" * 11 + "Pitk\u2026  " in long_row  # cut at the cap, and the cut shows
+    data = json.loads(cli.ok("topics", "list", "--json").stdout)
+    assert {"Pitkä" * 600} <= {row["name"] for row in data}  # JSON keeps it whole
+
+
 # --- properties of the output helpers ----------------------------------------------------------
 
 JSON_VALUES = st.recursive(
