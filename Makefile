@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chromium postfix dovecot spamassassin axe clean
+.PHONY: demo test lint bench chromium postfix dovecot spamassassin axe openssl clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,9 @@ demo: $(STAMP)
 ## test: lint, then the whole test suite (installs Debian chromium for the browser tests,
 ## postfix for its smtp-sink (the Postfix daemon is never started), dovecot for the
 ## bounce-mailbox tests, which start their own instance, spamassassin for the spam check,
-## and axe-core from npm into .test-tools/ for the accessibility tests)
-test: $(STAMP) chromium postfix dovecot spamassassin axe
+## axe-core from npm into .test-tools/ for the accessibility tests, and openssl for the
+## DKIM keys and TLS certificates the tests make)
+test: $(STAMP) chromium postfix dovecot spamassassin axe openssl
 	$(PY) -m ruff check newsletter tests bench
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
@@ -46,6 +47,9 @@ spamassassin:
 
 axe:
 	@sh scripts/ensure-axe-core.sh .test-tools/axe
+
+openssl:
+	@sh scripts/ensure-openssl.sh
 
 clean:
 	rm -rf $(VENV) demo-output editions test-artifacts .test-tools

@@ -177,6 +177,17 @@ CHROMIUM_ARGS = [
 ]
 
 
+def need_tool(name: str, why: str) -> str:
+    """The path of a command-line tool a test needs. Missing, it skips the test on a
+    developer's machine but fails it in CI (``CI=true``), where `make test` installs it."""
+    found = shutil.which(name)
+    if found:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{name} is not installed ({why}): `make test` installs it")
+    pytest.skip(f"{name} is not installed ({why})")
+
+
 def chromium_path() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:

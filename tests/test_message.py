@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from email import message_from_bytes, policy
 from html import escape as html_escape
 from pathlib import Path
 
 import pytest
+from conftest import need_tool
 
 from newsletter.config import Settings
 from newsletter.mail import message, placeholders
@@ -142,10 +142,10 @@ def test_message_ids_are_unique(settings: Settings) -> None:
     assert len(ids) == 500
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a DKIM key")
 def test_dkim_signature_verifies_and_covers_list_unsubscribe(
     settings: Settings, tmp_path: Path
 ) -> None:
+    need_tool("openssl", "it makes the DKIM key")
     import dkim
 
     key = tmp_path / "dkim.pem"

@@ -163,6 +163,46 @@ def test_quick_commands_do_not_load_heavy_modules(args: list[str], allowed: tupl
             assert name not in loaded, f"{' '.join(args)} loaded {name}"
 
 
+# What `status` must not load: the send pipeline, bounce processing, MIME, SMTP, rendering,
+# the subscriber core and sqlite-utils (it reads the file read-only with plain sqlite3).
+STATUS_NEVER = (
+    *HEAVY,
+    "sqlite_utils",
+    "mjml",
+    "newsletter.delivery.pipeline",
+    "newsletter.delivery.bounces",
+    "newsletter.delivery.checks",
+    "newsletter.mail.message",
+    "newsletter.mail.smtp",
+    "newsletter.content.render",
+    "newsletter.audience.subscribers",
+)
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"], ["--failed"]])
+def test_status_reads_counts_without_the_pipeline(db, workdir, extra: list[str]) -> None:
+    topic = make_topic(db)
+    add_people(db, topic, 2)
+    edition = make_edition(db, [topic])
+    db.close()  # the probe process opens the file itself, read-only
+    loaded = _modules_after("status", str(edition), *extra)
+    assert "newsletter.delivery.counts" in loaded and "typer" in loaded  # the probe worked
+    for name in STATUS_NEVER:
+        assert name not in loaded, f"status {' '.join(extra)} loaded {name}"
+
+
+def test_status_on_an_older_database_migrates_it_first(cli, db) -> None:
+    topic = make_topic(db)
+    edition = make_edition(db, [topic])
+    # As a database from before bounce reports: the quick read finds no such table.
+    db.execute("DROP TABLE bounce_reports")
+    db.execute("DROP INDEX deliveries_message_id")
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm130_bounce_reports'")
+    out = cli.ok("status", str(edition)).stdout
+    assert out.startswith(f"edition {edition}: draft; sent 0, failed 0, pending 0 of 0;")
+    assert "complaints 0" in out
+
+
 # --- config and init ----------------------------------------------------------------------------
 
 
@@ -352,6 +392,19 @@ def test_table_cells_cannot_break_lines_or_reach_the_terminal(cli, db) -> None:
     assert "\x1b" not in out and "\x07" not in out
     assert len(out.splitlines()) == 3  # header, the row, the caption
     assert "Rivi kaksi\ufffd[31m punainen\ufffd" in out
+
+
+def test_a_very_long_cell_is_cut_and_pads_no_other_row(cli, db) -> None:
+    from newsletter.cli.output import CELL_WIDTH
+
+    topics.add_topic(db, "lyhyt", "Lyhyt")
+    topics.add_topic(db, "pitka", "Pitkä" * 600)  # 3000 characters
+    lines = cli.ok("topics", "list").stdout.splitlines()
+    assert all(len(line) < 3 * CELL_WIDTH + 40 for line in lines), max(map(len, lines))
+    (long_row,) = [line for line in lines if "pitka" in line]
+    assert "Pitkä" * 11 + "Pitk\u2026  " in long_row  # cut at the cap, and the cut shows
+    data = json.loads(cli.ok("topics", "list", "--json").stdout)
+    assert {"Pitkä" * 600} <= {row["name"] for row in data}  # JSON keeps it whole
 
 
 # --- properties of the output helpers ----------------------------------------------------------

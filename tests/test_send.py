@@ -6,7 +6,6 @@ import base64
 import contextlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from email.utils import getaddresses, parseaddr
 from urllib.parse import unquote
 
 import pytest
+from conftest import need_tool
 from send_helpers import (
     HTML,
     SUBJECT,
@@ -543,8 +543,8 @@ def test_a_send_whose_lock_was_taken_over_stops(db, settings, smtp_sink, monkeyp
     assert db.execute("SELECT lock_owner FROM editions").fetchone()[0] == "newer-send"
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a DKIM key")
 def test_dkim_signatures_survive_the_trip_through_smtp(db, mail_settings, smtp_sink, tmp_path):
+    need_tool("openssl", "it makes the DKIM key")
     import dkim
 
     key = tmp_path / "dkim.pem"

@@ -37,7 +37,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "send": ("send", "Send an edition to its topic's subscribers; run it again to resume."),
     "status": (
-        "send",
+        "status",
         "Show how far an edition's send got (and, with --failed, who was not reached and why).",
     ),
     "digest": ("digest", "Import a topic's feeds, build and send an edition when there is news."),

@@ -52,7 +52,12 @@ def import_(
         f" {report.unmatched} about nobody on the list, {len(report.other)} not reports"
     )
     for other in report.other:
-        typer.echo(f"  not a report: {other['message']}: {other.get('subject', other['why'])}")
+        # The reason always; the subject when the message had one (a garbage file has none).
+        subject = other.get("subject") or ""
+        typer.echo(
+            f"  not a report: {other['message']}: {other['why']}"
+            + (f" (subject: {subject})" if subject else "")
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -19,6 +19,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 TABLE_BLOCK = 1000
+# The widest a table cell is shown: one very long value (a 3000-character name, a title) must
+# not pad every other row of its block to its width. ``--json`` keeps every value whole.
+CELL_WIDTH = 60
 
 
 def limited(rows: Iterable[Any], limit: int | None) -> Iterator[Any]:
@@ -109,6 +112,11 @@ def _cell(value: Any) -> str:
     )
 
 
+def _fit(text: str) -> str:
+    """A cell cut to ``CELL_WIDTH`` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= CELL_WIDTH else text[: CELL_WIDTH - 1] + "\u2026"
+
+
 def _bold(text: str) -> str:
     return f"\x1b[1m{text}\x1b[0m" if sys.stdout.isatty() else text
 
@@ -132,7 +140,7 @@ def print_table(
     out = sys.stdout
     count = 0
     iterator = iter(rows)
-    while block := [[_cell(v) for v in cells(row)] for row in islice(iterator, TABLE_BLOCK)]:
+    while block := [[_fit(_cell(v)) for v in cells(row)] for row in islice(iterator, TABLE_BLOCK)]:
         widths = [max(len(name), *(len(r[i]) for r in block)) for i, name in enumerate(names)]
         out.write(_bold(_line(names, widths, right)) + "\n")
         out.write("".join(_line(r, widths, right) + "\n" for r in block))

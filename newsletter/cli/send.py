@@ -1,4 +1,4 @@
-"""``newsletter send`` and ``newsletter status``: deliver an edition and see how far it got."""
+"""``newsletter send``: deliver an edition (``newsletter status`` shows how far it got)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ from sqlite_utils import Database
 
 from newsletter.audience import languages, subscribers
 from newsletter.cli.common import check_base_url, print_json, state, stderr_is_tty, warn
-from newsletter.cli.output import limited, local_time, print_json_rows, print_table
+from newsletter.cli.status import counts_line, status_json
 from newsletter.delivery import bounces, checks, pipeline
 from newsletter.mail import smtp
 
 if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
-
     from newsletter.config import Settings
 
 
@@ -63,22 +61,9 @@ def _progress_bar(total: int, done: int) -> tuple[AbstractContextManager, pipeli
     return bar, update
 
 
-def _counts_line(numbers: dict) -> str:
-    line = (
-        f"edition {numbers['edition']}: {numbers['status']}; sent {numbers['sent']},"
-        f" failed {numbers['failed']}, pending {numbers['pending']} of {numbers['total']}"
-    )
-    if "complaints" in numbers:
-        line += (
-            f"; hard bounces {numbers['hard_bounces']}, soft bounces"
-            f" {numbers['soft_bounces']}, complaints {numbers['complaints']}"
-        )
-    return line
-
-
 def _summary(report: pipeline.SendReport) -> str:
     return (
-        f"{_counts_line(report.as_dict())}"
+        f"{counts_line(report.as_dict())}"
         f" (this run: {report.sent_now} sent, {report.failed_now} failed)"
     )
 
@@ -281,7 +266,7 @@ def send(
             )
     except smtp.ConnectionFailed:
         if as_json:  # a script still gets the counts; the error line follows on stderr
-            print_json(_status_json(db, edition))
+            print_json(status_json(db, edition))
         raise
     if as_json:
         print_json(
@@ -299,72 +284,6 @@ def send(
         raise typer.Exit(1)
 
 
-def status(
-    ctx: typer.Context,
-    edition: Annotated[int, typer.Argument(help="Edition id")],
-    failed: Annotated[
-        bool, typer.Option("--failed", help="List the failed recipients with the reasons")
-    ] = False,
-    limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="With --failed: at most N people")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
-) -> None:
-    """Show how far an edition's send got (and, with --failed, who was not reached and why).
-
-    Example: newsletter status 3 --failed
-    """
-    current = state(ctx)
-    if failed:
-        _print_failures(current.db, current.settings.tz, edition, limit, as_json)
-        return
-    db = current.db
-    if as_json:
-        print_json(_status_json(db, edition))
-        return
-    numbers = {**pipeline.status(db, edition), **bounces.edition_counts(db, edition)}
-    by_lang = pipeline.language_counts(db, edition)
-    typer.echo(_counts_line(numbers))
-    if len(by_lang) > 1:
-        for lang, n in by_lang.items():
-            typer.echo(
-                f"  {lang}: sent {n['sent']}, failed {n['failed']}, pending {n['pending']}"
-                f" of {n['total']}"
-            )
-
-
-def _status_json(db: Database, edition: int) -> dict:
-    """The counts, and the same counts by the language of the variant each person gets."""
-    return {
-        **pipeline.status(db, edition),
-        **bounces.edition_counts(db, edition),
-        "languages": pipeline.language_counts(db, edition),
-    }
-
-
-def _print_failures(
-    db: Database, tz: ZoneInfo, edition: int, limit: int | None, as_json: bool
-) -> None:
-    rows = limited(pipeline.failures(db, edition), limit)
-    if as_json:
-        print_json_rows(rows)
-        return
-    print_table(
-        ["email", "reason", "server reply", ("attempts", "right"), "last try"],
-        rows,
-        lambda r: (
-            r["email"] or "(erased)",
-            r["reason"],
-            r["reply"] or "",
-            r["attempts"],
-            local_time(r["time"], tz),
-        ),
-        empty=f"edition {edition}: no failed recipients",
-        caption=lambda n: f"{n} failed" if limit is None else None,
-    )
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``send`` and ``status`` to the root app."""
+    """Add ``send`` to the root app (``status`` lives in cli/status.py: it starts light)."""
     app.command("send")(send)
-    app.command("status")(status)

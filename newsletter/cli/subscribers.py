@@ -177,6 +177,7 @@ def import_(
             " every topic and subscribes nobody)",
             param_hint="'--suppress'",
         )
+    _regular_file(file)
     st = state(ctx)
     found = topics.resolve_many(st.db, topic)
     progress = import_report.ImportProgress(file.name, show=stderr_is_tty() and not as_json)
@@ -222,6 +223,21 @@ def _export_to_stdout(db: Database, fmt: str, topic_id: int | None, status: str 
         raise typer.Exit(0) from None  # `export | head` is not an error
     finally:
         out.detach()
+
+
+def _regular_file(path: Path) -> None:
+    """Say truthfully why ``path`` cannot be imported: missing, a folder, or not a regular
+    file (``/dev/null``, a pipe or a socket has no rows to read and no size to report)."""
+    if path.is_file():
+        return
+    if path.is_dir():
+        raise NewsletterError(f"{path}: is a folder: give the CSV file inside it")
+    if path.exists():
+        raise NewsletterError(
+            f"{path}: not a regular file (a device, pipe or socket): save the list to a CSV"
+            " file and import that"
+        )
+    raise NewsletterError(f"{path}: no such file")
 
 
 def _private_file(path: Path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -22,6 +23,7 @@ from newsletter.content import articles as articles_mod
 from newsletter.content import topics as topics_mod
 from newsletter.content import variants as variants_mod
 from newsletter.content.articles import Article
+from newsletter.content.edition_files import file_paths, write_files, write_preview
 from newsletter.content.edition_records import (
     SIZE_WARNING,
     BuildResult,
@@ -44,16 +46,13 @@ __all__ = [
     "EditionSummary",
     "Variant",
     "build",
+    "file_paths",
     "select_articles",
+    "write_files",
+    "write_preview",
 ]
 
 PREHEADER_LIMIT = 140  # characters most clients show after the subject
-
-
-def file_paths(out: Path, edition_id: int, lang: str | None = None) -> tuple[Path, Path]:
-    """``edition-ID.html/.txt`` for the main variant, ``edition-ID.LANG.html/.txt`` else."""
-    stem = f"edition-{edition_id}" + (f".{lang}" if lang else "")
-    return out / f"{stem}.html", out / f"{stem}.txt"
 
 
 def default_subject(topic_names: Sequence[str], lang: str, settings: Settings) -> str:
@@ -113,6 +112,46 @@ def _plan(
     return _Plan(chosen, subjects, intros, limit, template)
 
 
+# How often a build renders again when another build or a send changed what it read while it
+# rendered; each round re-reads everything, so only a steady stream of changes exhausts it.
+BUILD_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """Everything a rendering depends on from the database, compared before it is stored."""
+
+    topics: list[Topic]
+    found: list[Article]
+    people: list[dict[str, str]]
+    public: archive.EditionLinks
+    edition_id: int  # the number the edition will get: its web-version links carry it
+
+
+def _read_inputs(
+    db: Database,
+    settings: Settings,
+    topics: list[str],
+    start: datetime | None,
+    end: datetime | None,
+) -> _Inputs:
+    chosen_topics = topics_mod.resolve_many(db, topics)
+    if not chosen_topics:
+        raise NewsletterError("choose at least one topic with --topic")
+    found, window = select_articles(
+        db, chosen_topics, since=start, until=end, limit=None, tz=settings.tz
+    )
+    if not found:
+        slugs = ", ".join(t.slug for t in chosen_topics)
+        raise NewsletterError(
+            f"no articles for {slugs} ({window}): import articles or choose --since"
+        )
+    edition_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM editions").fetchone()[0]
+    people = [c.as_json() for c in contacts.of_topics(db, [t.id for t in chosen_topics])]
+    public = archive.public_links(db, settings, edition_id, chosen_topics)
+    return _Inputs(chosen_topics, found, people, public, edition_id)
+
+
 def build(
     db: Database,
     settings: Settings,
@@ -128,49 +167,57 @@ def build(
     out: Path,
 ) -> BuildResult:
     """Select, render a variant per language in ``lang`` (default: the default language),
-    store as a draft edition and write ``edition-<id>[.<lang>].html/.txt``."""
+    store as a draft edition and write ``edition-<id>[.<lang>].html/.txt``.
+
+    Rendering (MJML and premailer for every variant) takes long, so it runs outside any
+    write transaction: one-click unsubscribes and sends must not wait behind it. The short
+    write transaction that stores the edition reads the inputs again; if another build took
+    the edition's number or a send moved the article window meanwhile, it renders again.
+    So the stored edition is exactly what a build at that moment would make, and two builds
+    at once never share a number or take articles that went out in between.
+    """
     plan = _plan(settings, lang, subject, intro, limit, template)
-    chosen_topics = topics_mod.resolve_many(db, topics)
-    if not chosen_topics:
-        raise NewsletterError("choose at least one topic with --topic")
     start, end = articles_mod.window(since, until, settings.tz)
-    # One write transaction from selection to insert: two builds at once must not both
-    # take the same "new" articles.
-    with immediate(db):
-        found, window = select_articles(
-            db, chosen_topics, since=start, until=end, limit=None, tz=settings.tz
-        )
-        if not found:
-            slugs = ", ".join(t.slug for t in chosen_topics)
-            raise NewsletterError(
-                f"no articles for {slugs} ({window}): import articles or choose --since"
-            )
+    for _attempt in range(BUILD_ATTEMPTS):
+        inputs = _read_inputs(db, settings, topics, start, end)
         # Drawn now, after the content is fixed: nothing in it can know the marker. Every
         # variant of the edition shares it (the delivery log knows one per edition).
         holes = placeholders.Holes.new()
-        # The row comes first: the edition's number is in its web-version links.
-        edition_id = _insert_row(db, chosen_topics)
-        people = [c.as_json() for c in contacts.of_topics(db, [t.id for t in chosen_topics])]
-        public = archive.public_links(db, settings, edition_id, chosen_topics)
         made = [
             _render_variant(
                 settings,
                 plan,
                 variant_lang,
-                found,
-                chosen_topics,
+                inputs.found,
+                inputs.topics,
                 holes,
-                people,
-                _links_in(public, variant_lang, main=index == 0),
+                inputs.people,
+                _links_in(inputs.public, variant_lang, main=index == 0),
             )
             for index, variant_lang in enumerate(plan.langs)
         ]
-        _store(db, edition_id, made[0].template, [m.variant for m in made], holes)
-        # Written inside the transaction: a file that cannot be written rolls the edition back.
-        files = [
-            _write_variant(out, edition_id, m.variant, m.urls, index == 0)
-            for index, m in enumerate(made)
-        ]
+        with immediate(db):
+            if _read_inputs(db, settings, topics, start, end) != inputs:
+                continue  # changed while rendering: render again from what is there now
+            edition_id = _insert_row(db, inputs.edition_id, inputs.topics)
+            _store(db, edition_id, made[0].template, [m.variant for m in made], holes)
+            # Written inside the transaction: a file that cannot be written rolls the
+            # edition back (writing is quick next to rendering).
+            files = [
+                _write_variant(out, edition_id, m.variant, m.urls, index == 0)
+                for index, m in enumerate(made)
+            ]
+        return _result(edition_id, inputs.topics, made, files)
+    raise NewsletterError(
+        "the topic's articles or editions kept changing while this edition was built"
+        " (other builds or sends running): try again"
+    )
+
+
+def _result(
+    edition_id: int, chosen_topics: Sequence[Topic], made: Sequence[_Made],
+    files: Sequence[VariantFiles],
+) -> BuildResult:  # fmt: skip
     main = made[0].variant
     return BuildResult(
         edition_id=edition_id,
@@ -181,7 +228,7 @@ def build(
         text_path=files[0].text_path,
         html_bytes=files[0].html_bytes,
         lang=main.lang,
-        variants=files,
+        variants=list(files),
         warnings=[w for m in made for w in m.warnings],
     )
 
@@ -271,16 +318,15 @@ def _write_variant(
     )
 
 
-def _insert_row(db: Database, chosen_topics: Sequence[Topic]) -> int:
-    """The draft's row and its topics; the rendering is stored right after (``_store``)."""
+def _insert_row(db: Database, edition_id: int, chosen_topics: Sequence[Topic]) -> int:
+    """The draft's row (with the number its links were rendered with) and its topics; the
+    rendering is stored right after (``_store``)."""
     stamp = now_iso()
-    cursor = db.execute(
-        "INSERT INTO editions (subject, preheader, lang, intro, template, html, text, status,"
-        " created, updated) VALUES ('', '', '', '', '', '', '', 'draft', ?, ?)",
-        [stamp, stamp],
+    db.execute(
+        "INSERT INTO editions (id, subject, preheader, lang, intro, template, html, text,"
+        " status, created, updated) VALUES (?, '', '', '', '', '', '', '', 'draft', ?, ?)",
+        [edition_id, stamp, stamp],
     )
-    edition_id = cursor.lastrowid
-    assert edition_id is not None
     db.conn.executemany(
         "INSERT INTO edition_topics (edition_id, topic_id) VALUES (?, ?)",
         [(edition_id, t.id) for t in chosen_topics],
@@ -319,36 +365,6 @@ def _store(
             for v in made
         ],
     )  # fmt: skip
-
-
-def write_files(
-    out: Path, edition_id: int, html: str, text: str, lang: str | None = None
-) -> tuple[Path, Path]:
-    html_path, text_path = file_paths(out, edition_id, lang)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(html, encoding="utf-8")
-        text_path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise NewsletterError(f"cannot write the edition to {out}: {exc.strerror}") from None
-    return html_path, text_path
-
-
-def write_preview(
-    out: Path, edition_id: int, html: str, text: str, lang: str | None = None
-) -> tuple[Path, Path]:
-    """``preview-<id>[.<lang>].html/.txt``: the edition (or a language variant) filled in for
-    a sample subscriber. Kept apart from ``edition-<id>.*``, which hold the placeholders the
-    sender fills."""
-    stem = f"preview-{edition_id}" + (f".{lang}" if lang else "")
-    html_path, text_path = out / f"{stem}.html", out / f"{stem}.txt"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(html, encoding="utf-8")
-        text_path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise NewsletterError(f"cannot write the preview to {out}: {exc.strerror}") from None
-    return html_path, text_path
 
 
 def delete(db: Database, edition_id: int, out: Path) -> None:

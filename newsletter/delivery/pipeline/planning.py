@@ -17,7 +17,7 @@ from newsletter.clock import now_iso
 from newsletter.config import Settings
 from newsletter.content import topics as topics_mod
 from newsletter.content.editions import Variant, load_variants
-from newsletter.delivery.pipeline.jobs import SendReport
+from newsletter.delivery import counts as counts_mod
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.mail import message, placeholders
 from newsletter.store.db import immediate
@@ -130,58 +130,12 @@ def no_recipients(edition: Edition) -> NewsletterError:
 # --- where a send stands -------------------------------------------------------------------
 
 
-def counts(db: Database, edition_id: int) -> dict[str, int]:
-    result = {"pending": 0, "sent": 0, "failed": 0}
-    for state, number in db.execute(
-        "SELECT status, COUNT(*) FROM deliveries WHERE edition_id = ? GROUP BY status",
-        [edition_id],
-    ):
-        result[state] = number
-    return result
-
-
-def status(db: Database, edition_id: int) -> dict:
-    """``{"edition", "status", "total", "sent", "failed", "pending"}`` for one edition."""
-    row = db.execute("SELECT status FROM editions WHERE id = ?", [edition_id]).fetchone()
-    if row is None:
-        raise NotFound(f"no edition {edition_id}")
-    return SendReport.from_counts(edition_id, row[0], counts(db, edition_id)).as_dict()
-
-
-def language_counts(db: Database, edition_id: int) -> dict[str, dict[str, int]]:
-    """``{lang: {"total", "sent", "failed", "pending"}}``: the counts by the language of the
-    variant each recipient gets (rows fixed before languages were kept count for the main
-    variant's)."""
-    row = db.execute("SELECT lang FROM editions WHERE id = ?", [edition_id]).fetchone()
-    if row is None:
-        raise NotFound(f"no edition {edition_id}")
-    main_lang = row[0]
-    found: dict[str, dict[str, int]] = {}
-    for lang, state, number in db.execute(
-        "SELECT COALESCE(lang, ?), status, COUNT(*) FROM deliveries WHERE edition_id = ?"
-        " GROUP BY 1, 2 ORDER BY 1",
-        [main_lang, edition_id],
-    ):
-        entry = found.setdefault(lang, {"total": 0, "sent": 0, "failed": 0, "pending": 0})
-        entry[state] = number
-        entry["total"] += number
-    return found
-
-
-def failures(db: Database, edition_id: int) -> Iterator[dict]:
-    """The edition's failed deliveries, by delivery id: who, why, and the server's last reply.
-
-    An erased person's row has no address any more (and its reply was cleared with them).
-    """
-    status(db, edition_id)  # NotFound for an unknown edition
-    rows = db.execute(
-        "SELECT s.email, d.reason, d.last_reply, d.attempts, d.updated FROM deliveries d"
-        " LEFT JOIN subscribers s ON s.id = d.subscriber_id"
-        " WHERE d.edition_id = ? AND d.status = 'failed' ORDER BY d.id",
-        [edition_id],
-    )
-    keys = ("email", "reason", "reply", "attempts", "time")
-    return (dict(zip(keys, row, strict=True)) for row in rows)
+# The read-only counts live in delivery/counts.py (``status`` loads them without the
+# pipeline); the pipeline's own names for them stay.
+counts = counts_mod.counts
+status = counts_mod.status
+language_counts = counts_mod.language_counts
+failures = counts_mod.failures
 
 
 # --- fixing the delivery log ---------------------------------------------------------------
