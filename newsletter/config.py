@@ -94,6 +94,9 @@ class Settings:
 
     # `newsletter digest`: the feeds of each topic, as (topic slug, (feed, ...)) pairs.
     digest_feeds: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Unattended, a digest refuses to send while the last edition bounced above 2% or drew
+    # complaints above 0.1% (where mailbox providers start to junk a sender); True sends.
+    digest_send_despite_bounces: bool = False
     # `newsletter serve`: where the access log goes: "-" is stderr, "" none, else a file.
     access_log: str = "-"
 
@@ -192,6 +195,11 @@ KEYS: tuple[_Key, ...] = (
     _Key("confirm_interval_minutes", "web.confirm_interval_minutes", "NEWSLETTER_CONFIRM_INTERVAL"),
     _Key("access_log", "web.access_log", "NEWSLETTER_ACCESS_LOG"),
     _Key("digest_feeds", "digest.feeds", "NEWSLETTER_DIGEST_FEEDS"),
+    _Key(
+        "digest_send_despite_bounces",
+        "digest.send_despite_bounces",
+        "NEWSLETTER_DIGEST_SEND_DESPITE_BOUNCES",
+    ),
     _Key("download_deadline", "intake.download_deadline", "NEWSLETTER_DOWNLOAD_DEADLINE"),
     _Key("max_download_mb", "intake.max_download_mb", "NEWSLETTER_MAX_DOWNLOAD_MB"),
     _Key("new_topics", "intake.new_topics", "NEWSLETTER_NEW_TOPICS"),
@@ -301,6 +309,8 @@ def _coerce(attr: str, raw: Any, where: str, base_dir: Path) -> Any:
     if attr == "digest_feeds":
         return _feeds(raw, where)
     try:
+        if kind == "bool":
+            return _boolean(raw)
         if "tuple" in kind:
             items = raw.split(",") if isinstance(raw, str) else list(raw)
             if not all(isinstance(item, str) for item in items):
@@ -328,7 +338,22 @@ def _coerce(attr: str, raw: Any, where: str, base_dir: Path) -> Any:
         raise ConfigError(f"{where}: expected {_KIND_NAMES.get(kind, kind)}, got {shown}") from None
 
 
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _boolean(raw: Any) -> bool:
+    """TOML's true/false; in the environment also yes/no, on/off, 1/0."""
+    if isinstance(raw, bool):
+        return raw
+    word = raw.strip().lower() if isinstance(raw, str) else None
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ValueError(raw)
+
+
 _KIND_NAMES = {
+    "bool": "true or false",
     "int": "a whole number",
     "float": "a number",
     "str": "text",

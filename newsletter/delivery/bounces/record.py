@@ -1,9 +1,15 @@
 """Matching a bounce or complaint report to a person and an edition, and acting on it.
 
 Matched by the VERP token of the envelope sender first (it names both and cannot be
-forged), else by our Message-ID through the delivery log, else by the reported address.
-Every report is stored once by its fingerprint, so reading a mailbox or receiving a
-webhook twice counts nothing twice.
+forged), else by our Message-ID through the delivery log. The bounce address is public
+(every message's Return-Path), so anyone can mail it a report naming any subscriber: a
+report from the mailbox that names a person only by address is acted on only when it is a
+hard bounce and VERP (``mail.bounce_address``) is off, for then a real bounce has nothing
+better; a complaint or soft bounce by address alone is left unmatched and listed. A
+provider's authenticated webhook is ``vouched``: the provider mailed that address, and
+its own message ids are not ours, so its reports are matched by address too. Every
+report is stored once by its fingerprint, so reading a mailbox or receiving a webhook
+twice counts nothing twice.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from newsletter.store.db import immediate
 
 # Outcomes of ``record``: the kind when it counted, else one of these.
 DUPLICATE = "duplicate"
-UNMATCHED = "unmatched"
+UNMATCHED = "unmatched"  # about nobody on the list
+ADDRESS_ONLY = "address only"  # names a subscriber by address alone: not acted on
 
 
 def _edition_exists(db: Database, edition_id: int | None) -> int | None:
@@ -33,7 +40,7 @@ def _edition_exists(db: Database, edition_id: int | None) -> int | None:
 
 
 def match(db: Database, keys: Sequence[bytes], report: Report) -> tuple[int, int | None] | None:
-    """(subscriber id, edition id or None) the report is about, or None."""
+    """(subscriber id, edition id or None) the report proves it is about, or None."""
     for address in report.envelope:
         found = links.read_bounce_address(keys, address)
         if found and subscribers.get(db, found[0]) is not None:
@@ -46,26 +53,46 @@ def match(db: Database, keys: Sequence[bytes], report: Report) -> tuple[int, int
         ).fetchone()
         if row:
             return row[0], row[1]
-    if report.recipient:
-        person = subscribers.find(db, report.recipient)
-        if person is not None:
-            last = db.execute(
-                "SELECT edition_id FROM deliveries WHERE subscriber_id = ? AND status = 'sent'"
-                " ORDER BY id DESC LIMIT 1",
-                [person["id"]],
-            ).fetchone()
-            return person["id"], last[0] if last else None
     return None
 
 
+def match_address(db: Database, report: Report) -> tuple[int, int | None] | None:
+    """(subscriber id, their last edition sent) by the address the report names, or None."""
+    person = subscribers.find(db, report.recipient) if report.recipient else None
+    if person is None:
+        return None
+    last = db.execute(
+        "SELECT edition_id FROM deliveries WHERE subscriber_id = ? AND status = 'sent'"
+        " ORDER BY id DESC LIMIT 1",
+        [person["id"]],
+    ).fetchone()
+    return person["id"], last[0] if last else None
+
+
+def may_match_address(settings: Settings, report: Report, vouched: bool) -> bool:
+    """May a report that proves nothing but an address be acted on? See the module doc."""
+    return vouched or (report.kind == "hard" and not settings.bounce_address)
+
+
 def record(
-    db: Database, settings: Settings, keys: Sequence[bytes], report: Report, source: str
+    db: Database,
+    settings: Settings,
+    keys: Sequence[bytes],
+    report: Report,
+    source: str,
+    vouched: bool = False,
 ) -> str:
-    """Store and apply one report: its kind when it counted, DUPLICATE or UNMATCHED."""
+    """Store and apply one report: its kind when it counted, else DUPLICATE, UNMATCHED or
+    ADDRESS_ONLY. ``vouched``: a provider authenticated it (a webhook)."""
     with immediate(db):
         found = match(db, keys, report)
         if found is None:
-            return UNMATCHED
+            by_address = match_address(db, report)
+            if by_address is None:
+                return UNMATCHED
+            if not may_match_address(settings, report, vouched):
+                return ADDRESS_ONLY
+            found = by_address
         subscriber_id, edition_id = found
         cursor = db.execute(
             "INSERT OR IGNORE INTO bounce_reports (fingerprint, kind, subscriber_id,"
