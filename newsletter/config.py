@@ -6,7 +6,6 @@ from the command line, and are hidden from ``repr`` so they cannot leak into log
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import tomllib
@@ -15,11 +14,12 @@ from dataclasses import dataclass, field, fields, replace
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.config_template import CONFIG_TEMPLATE
 from newsletter.errors import ConfigError
+from newsletter.private_files import ensure_folder, open_private
 
 LANGUAGES = ("fi", "sv", "en")
 SMTP_SECURITY = ("none", "starttls", "ssl")
@@ -94,6 +94,9 @@ class Settings:
 
     # `newsletter digest`: the feeds of each topic, as (topic slug, (feed, ...)) pairs.
     digest_feeds: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Unattended, a digest refuses to send while the last edition bounced above 2% or drew
+    # complaints above 0.1% (where mailbox providers start to junk a sender); True sends.
+    digest_send_despite_bounces: bool = False
     # `newsletter serve`: where the access log goes: "-" is stderr, "" none, else a file.
     access_log: str = "-"
 
@@ -192,6 +195,11 @@ KEYS: tuple[_Key, ...] = (
     _Key("confirm_interval_minutes", "web.confirm_interval_minutes", "NEWSLETTER_CONFIRM_INTERVAL"),
     _Key("access_log", "web.access_log", "NEWSLETTER_ACCESS_LOG"),
     _Key("digest_feeds", "digest.feeds", "NEWSLETTER_DIGEST_FEEDS"),
+    _Key(
+        "digest_send_despite_bounces",
+        "digest.send_despite_bounces",
+        "NEWSLETTER_DIGEST_SEND_DESPITE_BOUNCES",
+    ),
     _Key("download_deadline", "intake.download_deadline", "NEWSLETTER_DOWNLOAD_DEADLINE"),
     _Key("max_download_mb", "intake.max_download_mb", "NEWSLETTER_MAX_DOWNLOAD_MB"),
     _Key("new_topics", "intake.new_topics", "NEWSLETTER_NEW_TOPICS"),
@@ -301,6 +309,8 @@ def _coerce(attr: str, raw: Any, where: str, base_dir: Path) -> Any:
     if attr == "digest_feeds":
         return _feeds(raw, where)
     try:
+        if kind == "bool":
+            return _boolean(raw)
         if "tuple" in kind:
             items = raw.split(",") if isinstance(raw, str) else list(raw)
             if not all(isinstance(item, str) for item in items):
@@ -328,7 +338,22 @@ def _coerce(attr: str, raw: Any, where: str, base_dir: Path) -> Any:
         raise ConfigError(f"{where}: expected {_KIND_NAMES.get(kind, kind)}, got {shown}") from None
 
 
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _boolean(raw: Any) -> bool:
+    """TOML's true/false; in the environment also yes/no, on/off, 1/0."""
+    if isinstance(raw, bool):
+        return raw
+    word = raw.strip().lower() if isinstance(raw, str) else None
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ValueError(raw)
+
+
 _KIND_NAMES = {
+    "bool": "true or false",
     "int": "a whole number",
     "float": "a number",
     "str": "text",
@@ -431,39 +456,6 @@ def write_template(path: Path) -> None:
         raise ConfigError(f"{path} already exists; not overwriting it") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write: {exc.strerror}") from None
-
-
-def ensure_folder(folder: Path) -> None:
-    """Create ``folder`` (for the settings file or the database) unless it exists."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        # mkdir says "File exists" when a file stands where a folder should be.
-        raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder") from None
-
-
-PRIVATE_MODE = 0o600
-
-
-def open_private(path: Path) -> IO[str]:
-    """A new text file only its owner can read (0600 whatever the umask); FileExistsError
-    when something is already there (never follows a planted link)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, PRIVATE_MODE)
-    os.fchmod(fd, PRIVATE_MODE)  # the umask can only take bits away; this is explicit
-    return os.fdopen(fd, "w", encoding="utf-8", newline="")
-
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-def make_private(path: Path) -> None:
-    """Take group and world bits off an existing file of ours (an older version's 0644)."""
-    try:
-        info = path.stat()
-        if info.st_mode & 0o077 and info.st_uid == os.getuid():
-            path.chmod(info.st_mode & 0o700)
-    except OSError:
-        pass  # not ours or gone: the open that follows reports real problems
 
 
 def exposed_secret_warning(path: Path) -> str | None:

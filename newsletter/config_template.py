@@ -57,7 +57,8 @@ deadline = 120           # seconds for a whole login or message (NEWSLETTER_SMTP
 # imap_password = ""                # better in the environment: NEWSLETTER_IMAP_PASSWORD
 # imap_folder = "INBOX"             # NEWSLETTER_IMAP_FOLDER
 # imap_ca_file = "imap-ca.pem"      # trust this CA too (NEWSLETTER_IMAP_CA_FILE)
-# Amazon SES through SNS: the SNS signing certificate (PEM) and your topic
+# Amazon SES through SNS: the SNS signing certificate (PEM) and your topic, both needed
+# (the certificate signs every AWS account's topics; `serve` refuses it without the topic)
 # ses_certificate = "sns-signing.pem"   # NEWSLETTER_SES_CERTIFICATE
 # ses_topic_arn = "arn:aws:sns:eu-north-1:123456789012:ses-bounces"  # NEWSLETTER_SES_TOPIC_ARN
 # Postmark: the user name and password you put in the webhook URL
@@ -90,6 +91,9 @@ access_log = "-"
 # Feeds `newsletter digest --topic T` imports before it builds, by topic slug
 # (NEWSLETTER_DIGEST_FEEDS="topic=url url;topic2=url")
 # feeds = { yhteisovaikuttavuus = ["https://www.example.fi/feed/"] }
+# A digest sends nothing while the last edition bounced above 2% or drew complaints above
+# 0.1%; true sends anyway (NEWSLETTER_DIGEST_SEND_DESPITE_BOUNCES)
+send_despite_bounces = false
 
 [intake]
 download_deadline = 60   # seconds for a whole feed download (NEWSLETTER_DOWNLOAD_DEADLINE)

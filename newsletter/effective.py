@@ -56,6 +56,8 @@ def settings_in_force(
             shown = "set" if value else "unset"
         elif key.attr == "digest_feeds":
             shown = "; ".join(f"{slug}: {' '.join(feeds)}" for slug, feeds in value)
+        elif isinstance(value, bool):
+            shown = "true" if value else "false"  # as it is written in the file
         elif isinstance(value, tuple):
             shown = ", ".join(value)
         else:

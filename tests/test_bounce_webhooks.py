@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import socket
 import uuid
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from newsletter.audience import subscribers
 from newsletter.delivery import bounces
 from newsletter.delivery.bounces.webhooks import sns_string_to_sign
 from newsletter.store.db import token_key
+from newsletter.web import ratelimit
 
 TOPIC_ARN = "arn:aws:sns:eu-north-1:123456789012:ses-bounces"
 
@@ -285,3 +287,108 @@ def test_postmark_bounce_and_spam_complaint_with_basic_auth(world) -> None:
     assert set(
         subscribers.subscription_statuses(db, subscribers.find(db, people[1])["id"]).values()
     ) == {"unsubscribed"}
+
+
+def test_ses_certificate_without_topic_is_refused_per_request(db, settings, tmp_path) -> None:
+    # Every AWS account's topics are signed by the same regional SNS certificate: a
+    # stranger's own topic, replayed here, must not unsubscribe anyone.
+    topic = make_topic(db)
+    people = add_people(db, topic, 2)
+    make_edition(db, [topic])
+    signing, certificate = make_signing_pair(tmp_path, "sns")
+    configured = web_settings(settings, ses_certificate=certificate)  # no ses_topic_arn
+    strangers = "arn:aws:sns:eu-north-1:999999999999:attackers-topic"
+    with LiveServer(configured) as server:
+        client = Client(server.url)
+        for arn in (strangers, TOPIC_ARN):
+            body = sns(
+                signing, ses_complaint("x@attacker.example", people[0], "<a@x>"), TopicArn=arn
+            )
+            answer = _post(client, "/hooks/ses", body)
+            assert answer.status == 403 and json.loads(answer.body) == {"error": "refused"}
+    person = subscribers.find(db, people[0])
+    assert set(subscribers.subscription_statuses(db, person["id"]).values()) == {"confirmed"}
+    assert not subscribers.is_suppressed(db, people[0])
+
+
+def test_serve_refuses_an_ses_certificate_without_its_topic(cli, tmp_path) -> None:
+    _, certificate = make_signing_pair(tmp_path, "sns")
+    with socket.socket() as taken:  # were the check missing, serve would stop here instead
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
+            "NEWSLETTER_SES_CERTIFICATE": str(certificate),
+        }
+        result = cli("serve", "--port", str(port), env=env)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: bounces.ses_certificate is set but bounces.ses_topic_arn is not: set it to"
+        " the ARN of your SES notification topic (any AWS account's topic is signed by the"
+        " same certificate)"
+    )
+
+
+def test_malformed_posts_get_400_json_and_change_nothing(world) -> None:
+    db, people, client = world["db"], world["people"], world["client"]
+    good = _basic("postmark", "pm-hook-salasana")
+    bounce = {"RecordType": "Bounce", "ID": 7, "Email": people[0], "Type": "HardBounce"}
+    for changed in (
+        {"Type": ["HardBounce"]},
+        {"Email": [people[0]]},
+        {"Email": {"address": people[0]}},
+        {"ID": {"id": 7}},
+        {"ID": True},
+        {"RecordType": 1},
+        {"Description": ["x"]},
+    ):
+        answer = _post(client, "/hooks/postmark", {**bounce, **changed}, Authorization=good)
+        assert answer.status == 400, (changed, answer.body)
+        assert answer.headers["Content-Type"] == "application/json"
+        assert json.loads(answer.body) == {"error": "malformed"}
+    # Text that is no address is well-formed: it names nobody.
+    stranger = {**bounce, "Email": "not an address"}
+    answer = _post(client, "/hooks/postmark", stranger, Authorization=good)
+    assert answer.status == 200 and json.loads(answer.body)["unmatched"] == 1
+
+    verp = world["verp"][people[1]]
+    shapes = []
+    for change in (
+        lambda n: n.update(mail=[n["mail"]]),
+        lambda n: n["bounce"].update(bouncedRecipients=people[1]),
+        lambda n: n["bounce"]["bouncedRecipients"][0].update(emailAddress=[people[1]]),
+        lambda n: n["mail"].update(headers=[["Message-ID", "<m@x>"]]),
+        lambda n: n["mail"].update(commonHeaders="<m@x>"),
+        lambda n: n.update(notificationType=["Bounce"]),
+    ):
+        notification = ses_bounce(verp, people[1], "<m1@example.fi>")
+        change(notification)
+        shapes.append(sns(world["key"], notification))
+    shapes.append(sns(world["key"], "[1, 2]"))  # a Message that is JSON but no object
+    for body in shapes:
+        answer = _post(client, "/hooks/ses", body)
+        assert answer.status == 400, answer.body
+        assert json.loads(answer.body) == {"error": "malformed"}
+    assert db.execute("SELECT COUNT(*) FROM bounce_reports").fetchone()[0] == 0
+    assert all(subscribers.find(db, p)["status"] == "active" for p in people)
+
+
+def test_failed_webhook_logins_are_limited_per_client_network(world) -> None:
+    db, people, client = world["db"], world["people"], world["client"]
+    bounce = {"RecordType": "Bounce", "ID": 8, "Email": people[0], "Type": "HardBounce"}
+    for attempt in range(10):  # the README's "10 failed logins in an hour"
+        wrong = _basic("postmark", f"arvaus-{attempt}")
+        assert _post(client, "/hooks/postmark", bounce, Authorization=wrong).status == 401
+    # From now on this network's posts are not even checked: the right password too waits.
+    good = _basic("postmark", "pm-hook-salasana")
+    blocked = _post(client, "/hooks/postmark", bounce, Authorization=good)
+    assert blocked.status == 429 and blocked.headers["Retry-After"] == "3600"
+    assert "error" in json.loads(blocked.body)
+    forged_key, _ = make_signing_pair(world["tmp"], "attacker")
+    forged = sns(forged_key, ses_bounce(world["verp"][people[1]], people[1], "<m@x>"))
+    assert _post(client, "/hooks/ses", forged).status == 429
+    assert db.execute("SELECT COUNT(*) FROM bounce_reports").fetchone()[0] == 0
+    assert subscribers.find(db, people[0])["status"] == "active"
+    # Sign-ups are limited on their own: the failed logins did not use up their allowance.
+    assert ratelimit.allow_ip(db, "127.0.0.1", 1)

@@ -114,3 +114,56 @@ def test_cli_import_status_and_send_warning(db, sent, cli, tmp_path: Path) -> No
     result = cli("send", str(second), "--dry-run")
     assert "bounce rate 75.0% (above 2%)" in result.output
     assert "complaint rate 25.00% (above 0.1%)" in result.output
+
+
+def _statuses(db, address: str) -> set[str]:
+    return set(subscribers.subscription_statuses(db, subscribers.find(db, address)["id"]).values())
+
+
+def test_reports_naming_only_an_address_are_listed_not_acted_on(db, sent, cli, tmp_path) -> None:
+    # The bounce address is public (every Return-Path): anyone can mail it a complaint or a
+    # bounce about any subscriber. Without our VERP token or Message-ID nothing happens.
+    _settings, _, envelope = sent
+    people = sorted(envelope)
+    forged = [
+        fx.arf_complaint("bounces@example.fi", people[0], "<forged-1@attacker.example>"),
+        fx.arf_complaint("someone@attacker.example", people[1], "<forged-2@attacker.example>"),
+        fx.postfix_dsn("bounces@example.fi", people[2], "<forged-3@attacker.example>"),
+        fx.microsoft_dsn("bounces@example.fi", people[3], "<forged-4@x>", status="5.2.2"),
+    ]
+    box = _mbox(tmp_path / "forged.mbox", forged)
+    env = {"NEWSLETTER_BOUNCE_ADDRESS": "bounces@example.fi"}  # VERP on, as it was sent
+    data = json.loads(cli.ok("bounces", "import", str(box), "--json", env=env).stdout)
+    assert (data["hard_bounces"], data["soft_bounces"], data["complaints"]) == (0, 0, 0)
+    assert data["unmatched"] == 4
+    listed = data["unmatched_reports"]
+    assert [item["kind"] for item in listed] == ["complaint", "complaint", "hard", "soft"]
+    assert all("only by address" in item["why"] for item in listed)
+    for person in people[:4]:
+        assert subscribers.find(db, person)["status"] == "active"
+        assert _statuses(db, person) == {"confirmed"}
+        assert not subscribers.is_suppressed(db, person)
+    assert db.execute("SELECT COUNT(*) FROM bounce_reports").fetchone()[0] == 0
+    text = cli.ok("bounces", "import", str(box), env=env).stdout
+    assert text.count("  unmatched complaint: ") == 2 and "  unmatched hard: " in text
+    assert "4 about nobody on the list" in text
+
+
+def test_without_verp_only_a_hard_bounce_may_match_by_address(db, settings, tmp_path) -> None:
+    topic = make_topic(db)
+    bounced, complainer, delayed = add_people(db, topic, 3)
+    assert not settings.bounce_address
+    box = _mbox(
+        tmp_path / "plain.mbox",
+        [
+            fx.postfix_dsn("uutiskirje@example.fi", bounced, "<relay-rewrote@example.fi>"),
+            fx.arf_complaint("uutiskirje@example.fi", complainer, "<unknown@example.fi>"),
+            fx.microsoft_dsn("uutiskirje@example.fi", delayed, "<x@y>", status="5.2.2"),
+        ],
+    )
+    result = bounces.process(db, settings, bounces.from_mailbox(box), "mailbox")
+    assert (result.hard, result.complaints, result.soft, result.unmatched) == (1, 0, 0, 2)
+    assert [item["kind"] for item in result.address_only] == ["complaint", "soft"]
+    assert subscribers.find(db, bounced)["status"] == "bounced"
+    assert _statuses(db, complainer) == {"confirmed"}
+    assert not subscribers.is_suppressed(db, complainer)

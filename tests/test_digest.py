@@ -186,3 +186,42 @@ def test_a_run_while_another_holds_the_lock_does_nothing(db, workdir, smtp_sink,
     )
     assert smtp_sink.messages == []
     assert db.execute("SELECT COUNT(*) FROM articles").fetchone()[0] == 0
+
+
+def test_a_high_bounce_rate_stops_the_next_digest_unless_allowed(db, workdir, smtp_sink, cli):
+    setup(db)
+    feed = workdir / "feed.xml"
+    write_feed(feed, [("Uusi hanke alkaa", datetime.now(UTC) - timedelta(days=1))])
+    env = digest_env(workdir, smtp_sink, feed)
+    gone = "lukija00003@example.org"
+    smtp_sink.reply = lambda e: "550 5.1.1 no such user" if gone in e.rcpt_tos else None
+    first = cli("digest", "--topic", "Vaikuttavuus", env=env)
+    assert first.exit_code == 0, first.output
+    assert len(smtp_sink.messages) == PEOPLE - 1  # 1 of 12 bounced: 8.3%, above 2%
+
+    old_news = ("Uusi hanke alkaa", datetime.now(UTC) - timedelta(days=1))
+    write_feed(feed, [old_news, ("Viikon uutinen", datetime.now(UTC))])
+    # Unattended nobody reads a warning: the run stops before it builds, says why, exits 1.
+    refused = cli("digest", "--topic", "Vaikuttavuus", "--json", env=env)
+    assert refused.exit_code == 1
+    report = json.loads(refused.stdout)
+    assert report["action"].startswith("not sent: the last edition bounced")
+    assert report["edition"] is None and report["send"] is None
+    assert report["warnings"] == [
+        "the last edition (1) had a bounce rate 8.3% (above 2%): mailbox providers may start"
+        " to refuse or junk your mail; clean the list before sending more"
+    ]
+    assert f"warning: {report['warnings'][0]}" in refused.stderr
+    assert "digest.send_despite_bounces = true" in refused.stderr
+    dry = cli("digest", "--topic", "Vaikuttavuus", "--dry-run", env=env)
+    assert dry.exit_code == 1 and "would send nothing: the last edition bounced" in dry.stdout
+    assert db.execute("SELECT COUNT(*) FROM editions").fetchone()[0] == 1
+    assert len(smtp_sink.messages) == PEOPLE - 1
+
+    allowed = {**env, "NEWSLETTER_DIGEST_SEND_DESPITE_BOUNCES": "true"}
+    sent = cli("digest", "--topic", "Vaikuttavuus", "--json", env=allowed)
+    assert sent.exit_code == 0, sent.output
+    report = json.loads(sent.stdout)
+    assert report["action"] == "built and sent" and report["send"]["sent"] == PEOPLE - 1
+    assert "bounce rate 8.3% (above 2%)" in report["warnings"][0]
+    assert "warning: the last edition (1) had a bounce rate 8.3%" in sent.stderr

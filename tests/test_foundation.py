@@ -242,6 +242,8 @@ def sample_value(attr: str, kind: str, tmp_path: Path) -> tuple[object, object]:
         return SAMPLE_VALUES[attr], SAMPLE_VALUES[attr]
     if "Path" in kind:
         return str(tmp_path / attr), tmp_path / attr
+    if kind == "bool":
+        return True, True
     if kind == "int":
         return 11, 11
     if kind == "float":
@@ -311,6 +313,8 @@ def test_every_setting_is_read_from_the_file_and_overridden_by_its_variable(
             )
         elif "Path" in kind:
             raw, loaded = str(env_dir / key.attr), env_dir / key.attr
+        elif kind == "bool":
+            raw, loaded = "yes", True
         elif kind == "int":
             raw, loaded = "9", 9
         elif kind == "float":

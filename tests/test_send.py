@@ -678,3 +678,33 @@ def test_no_test_copy_goes_to_an_erased_bounced_or_blocklisted_address(db, smtp_
     assert not smtp_sink.messages
     cli.ok("send", str(edition), "--to", fine, env=env)
     assert [m.rcpt_tos for m in smtp_sink.messages] == [[fine]]
+
+
+def test_no_test_copy_goes_to_anyone_who_unsubscribed_or_complained(db, smtp_sink, cli):
+    from newsletter.delivery.bounces import record
+
+    topic = make_topic(db)
+    other = make_topic(db, "kulttuuri", "Kulttuuri")
+    left, complained, left_topic, elsewhere, fine = add_people(db, topic, 5)
+    subscribers.unsubscribe(db, subscribers.find(db, left)["id"], None, "one-click")
+    record.complaint(db, subscribers.find(db, complained)["id"], "test", {})
+    # Unsubscribed from this edition's topic, still reading another one.
+    subscribers.add(db, left_topic, topic_ids=[other], status="confirmed")
+    subscribers.unsubscribe(db, subscribers.find(db, left_topic)["id"], topic, "one-click")
+    # Left another topic but still reads this one: they get the copy.
+    subscribers.unsubscribe(db, subscribers.find(db, elsewhere)["id"], other, "one-click")
+    edition = make_edition(db, [topic])
+    env = smtp_env(smtp_sink)
+    refused = ((left, "unsubscribed"), (complained, "complained"), (left_topic, "unsubscribed"))
+    for address, why in refused:
+        for dry_run in ((), ("--dry-run",)):
+            result = cli("send", str(edition), "--to", address, *dry_run, env=env)
+            assert result.exit_code == 1, result.output
+            assert result.stderr.startswith(
+                f"error: {address} is {why} and is never mailed; no test copy was sent"
+            )
+    assert not smtp_sink.messages
+    staff = "staff@example.fi"  # nobody on the list: a copy to the team's own address
+    cli.ok("send", str(edition), "--to", elsewhere, "--to", fine, "--to", staff, env=env)
+    delivered = sorted(r for m in smtp_sink.messages for r in m.rcpt_tos)
+    assert delivered == sorted([elsewhere, fine, staff])

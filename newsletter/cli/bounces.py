@@ -33,7 +33,9 @@ def import_(
 
     Hard bounces count toward send.hard_bounce_limit, soft ones are counted, a complaint
     unsubscribes the person from everything. Reading the same mailbox again counts nothing
-    twice; messages that are neither are left alone and listed.
+    twice; messages that are neither are left alone and listed. A report is acted on when it
+    carries our VERP token or Message-ID; one naming only an address is listed as unmatched
+    (a hard bounce still counts when mail.bounce_address is not set).
 
     Example: newsletter bounces import ~/Maildir/.bounces --json
     """
@@ -58,6 +60,8 @@ def import_(
             f"  not a report: {other['message']}: {other['why']}"
             + (f" (subject: {subject})" if subject else "")
         )
+    for unmatched in report.address_only:
+        typer.echo(f"  unmatched {unmatched['kind']}: {unmatched['message']}: {unmatched['why']}")
 
 
 def register(app: typer.Typer) -> None:

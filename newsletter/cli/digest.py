@@ -70,6 +70,8 @@ def digest_command(
         print_json(result.as_json())
     else:
         typer.echo(_describe(result))
+    for line in result.warnings:
+        warn(line)
     for error in result.errors:
         warn(error)
     if result.report is not None and result.report.message:

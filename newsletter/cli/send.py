@@ -79,8 +79,8 @@ def _test_copies(
 ) -> None:
     db = state(ctx).db
     if dry_run:
-        pipeline.load_edition(db, edition)
-        addresses = pipeline.normalize_test_addresses(to)
+        info = pipeline.load_edition(db, edition)
+        addresses = pipeline.check_test_addresses(db, info, to)
         copies: list[tuple[str, str | None]] = [(address, None) for address in addresses]
     else:
         copies = list(pipeline.send_test(db, state(ctx).settings, edition, to, lang=lang))

@@ -49,11 +49,13 @@ def serve(
     Example: newsletter serve --host 127.0.0.1 --port 8080 --trusted-proxy 127.0.0.1
     """
     # Flask loads only for this command, so every other command starts faster.
+    from newsletter.delivery.bounces.webhooks import check_ses_settings
     from newsletter.web import make_server
 
     current = state(ctx)
     settings = current.settings
     check_base_url(settings)
+    check_ses_settings(settings)  # refused per request too; said here before serving
     current.note_link_key()  # a changed link key is said here, once, before serving
     log = _open_log(settings.access_log if access_log is None else access_log)
     server = make_server(

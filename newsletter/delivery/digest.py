@@ -7,7 +7,10 @@ run left, so running it again changes nothing once an edition has gone out:
 - an edition a digest built and did not finish (a crash, a paused send) is resumed first,
   never built twice;
 - with nothing new, nothing is built or sent;
-- two runs at once cannot interleave: the second finds the topic's lock taken and stops.
+- two runs at once cannot interleave: the second finds the topic's lock taken and stops;
+- while the last edition that went out bounced above 2% or drew complaints above 0.1%,
+  nothing is built or sent (``digest.send_despite_bounces`` sends anyway, with the warning):
+  nobody is at the terminal to read the warning `send` prints.
 
 The lock is an OS file lock beside the database (``flock``), held for the whole run and
 released by the kernel if the process dies, so a crashed run never blocks the next one. It
@@ -31,6 +34,7 @@ from newsletter.config import Settings
 from newsletter.content import editions, selection, topics
 from newsletter.content.topics import slugify
 from newsletter.delivery import checks, pipeline
+from newsletter.delivery.bounces.record import last_edition_warning
 from newsletter.errors import NewsletterError
 
 Sender = Callable[[int], pipeline.SendReport]
@@ -54,6 +58,7 @@ class DigestResult:
     edition: int | None = None
     report: pipeline.SendReport | None = None
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the last edition's bounce rate
 
     @property
     def incomplete(self) -> bool:
@@ -73,6 +78,7 @@ class DigestResult:
             "edition": self.edition,
             "send": self.report.as_dict() if self.report else None,
             "errors": self.errors,
+            "warnings": self.warnings,
         }
 
 
@@ -134,14 +140,18 @@ def run(
         found = topics.resolve(db, topic)
         result.topic = found.slug
         edition_id = unfinished_edition(db, found.id)
-        if edition_id is not None:
-            result.action = "resumed"
-        else:
+        if edition_id is None:
             chosen, _ = _news(db, settings, found)
             result.new_articles = len(chosen)
             if not chosen:
                 result.action = "nothing new"
                 return result
+        # Before building: a refused run leaves no draft behind for the next one.
+        if not _reputation_allows(db, settings, result, edition_id):
+            return result
+        if edition_id is not None:
+            result.action = "resumed"
+        else:
             edition_id = _build(db, settings, found, out)
             result.action = "built and sent"
         result.edition = edition_id
@@ -149,6 +159,28 @@ def run(
         deliver = send or (lambda eid: pipeline.send(db, settings, eid))
         result.report = deliver(edition_id)
     return result
+
+
+REFUSED = "the last edition bounced or drew complaints above the limits"
+
+
+def _reputation_allows(
+    db: Database, settings: Settings, result: DigestResult, edition_id: int | None
+) -> bool:
+    """Whether the last edition that went out (before ``edition_id``) lets an unattended
+    run send; its warning goes into ``result`` either way, the refusal into its errors."""
+    warning = last_edition_warning(db, edition_id or 0)  # 0: no edition has that id
+    if warning is None:
+        return True
+    result.warnings.append(warning)
+    if settings.digest_send_despite_bounces:
+        return True
+    result.action = f"would send nothing: {REFUSED}" if result.dry_run else f"not sent: {REFUSED}"
+    result.errors.append(
+        "digest sent nothing: clean the list (`newsletter status` of that edition), or set"
+        " digest.send_despite_bounces = true to send anyway"
+    )
+    return False
 
 
 def _import(db: Database, settings: Settings, topic: str, result: DigestResult) -> None:
@@ -204,13 +236,14 @@ def _plan(db: Database, settings: Settings, topic: str, result: DigestResult) ->
     if edition_id is not None:
         result.action, result.edition = "would resume", edition_id
         result.recipients = pipeline.plan(db, edition_id)[0]
-        _would_pass(db, settings, result)
+        if _reputation_allows(db, settings, result, edition_id):
+            _would_pass(db, settings, result)
         return result
     chosen, _ = _news(db, settings, found)
     result.new_articles = len(chosen)
     result.recipients = subscribers.count_recipients(db, [found.id])
     result.action = "would build and send" if chosen else "nothing new"
-    if chosen:
+    if chosen and _reputation_allows(db, settings, result, None):
         _would_pass(db, settings, result)
     return result
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from newsletter.config import PRIVATE_MODE, ensure_folder, make_private
 from newsletter.errors import NewsletterError
+from newsletter.private_files import PRIVATE_MODE, ensure_folder, make_private
 from newsletter.store.migrations import migrations
 
 # How long a connection waits for another one's write lock before "database is locked".

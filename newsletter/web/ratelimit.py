@@ -1,4 +1,5 @@
-"""Sign-up rate limits per address and per client network, kept in the database.
+"""Sign-up rate limits per address and per client network, and the limit on failed
+webhook authentication per client network, kept in the database.
 
 The database (not memory) holds the attempts so limits hold across waitress threads,
 several processes and restarts. Values are stored only as keyed hashes.
@@ -45,7 +46,7 @@ def attempt(
     if scope not in ("email", "ip"):
         raise ValueError(scope)
     moment = moment or now()
-    digest = keyed_hash(meta_key(db, "ratelimit_key"), f"{scope}:{value}")
+    digest = _digest(db, scope, value)
     with immediate(db):
         db.execute("DELETE FROM web_signup_attempts WHERE time < ?", [to_iso(moment - WINDOW)])
         db.execute(
@@ -59,9 +60,34 @@ def attempt(
     return count <= limit
 
 
+def _digest(db: Database, scope: str, value: str) -> str:
+    return keyed_hash(meta_key(db, "ratelimit_key"), f"{scope}:{value}")
+
+
 def allow_ip(db: Database, client_ip: str, limit: int) -> bool:
     return attempt(db, "ip", network_of(client_ip), limit)
 
 
 def allow_email(db: Database, address: str, limit: int) -> bool:
     return attempt(db, "email", email_key(address), limit)
+
+
+# Failed webhook logins (a wrong Postmark password, a forged SNS signature) one client
+# network may make in an hour before /hooks/* stops checking its posts at all: guessing the
+# password then costs hours per handful of tries. Postmark and SNS retry refused posts.
+HOOK_FAILURES_PER_HOUR = 10
+_HOOK = "hook-auth:"  # its own hashes in the per-network rows: sign-ups are not counted
+
+
+def hook_auth_blocked(db: Database, client_ip: str) -> bool:
+    """True once the client's network failed webhook authentication too often this hour."""
+    digest = _digest(db, "ip", _HOOK + network_of(client_ip))
+    count = db.execute(
+        "SELECT COUNT(*) FROM web_signup_attempts WHERE scope = 'ip' AND hash = ? AND time >= ?",
+        [digest, to_iso(now() - WINDOW)],
+    ).fetchone()[0]
+    return count >= HOOK_FAILURES_PER_HOUR
+
+
+def count_hook_auth_failure(db: Database, client_ip: str) -> None:
+    attempt(db, "ip", _HOOK + network_of(client_ip), HOOK_FAILURES_PER_HOUR)

@@ -1,9 +1,15 @@
 """Matching a bounce or complaint report to a person and an edition, and acting on it.
 
 Matched by the VERP token of the envelope sender first (it names both and cannot be
-forged), else by our Message-ID through the delivery log, else by the reported address.
-Every report is stored once by its fingerprint, so reading a mailbox or receiving a
-webhook twice counts nothing twice.
+forged), else by our Message-ID through the delivery log. The bounce address is public
+(every message's Return-Path), so anyone can mail it a report naming any subscriber: a
+report from the mailbox that names a person only by address is acted on only when it is a
+hard bounce and VERP (``mail.bounce_address``) is off, for then a real bounce has nothing
+better; a complaint or soft bounce by address alone is left unmatched and listed. A
+provider's authenticated webhook is ``vouched``: the provider mailed that address, and
+its own message ids are not ours, so its reports are matched by address too. Every
+report is stored once by its fingerprint, so reading a mailbox or receiving a webhook
+twice counts nothing twice.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from newsletter import links
 from newsletter.audience import subscribers
 from newsletter.clock import now_iso
 from newsletter.config import Settings
+from newsletter.delivery import counts
 from newsletter.delivery.bounces.reports import Report
 from newsletter.store.db import immediate
 
 # Outcomes of ``record``: the kind when it counted, else one of these.
 DUPLICATE = "duplicate"
-UNMATCHED = "unmatched"
+UNMATCHED = "unmatched"  # about nobody on the list
+ADDRESS_ONLY = "address only"  # names a subscriber by address alone: not acted on
 
 
 def _edition_exists(db: Database, edition_id: int | None) -> int | None:
@@ -33,7 +41,7 @@ def _edition_exists(db: Database, edition_id: int | None) -> int | None:
 
 
 def match(db: Database, keys: Sequence[bytes], report: Report) -> tuple[int, int | None] | None:
-    """(subscriber id, edition id or None) the report is about, or None."""
+    """(subscriber id, edition id or None) the report proves it is about, or None."""
     for address in report.envelope:
         found = links.read_bounce_address(keys, address)
         if found and subscribers.get(db, found[0]) is not None:
@@ -46,26 +54,46 @@ def match(db: Database, keys: Sequence[bytes], report: Report) -> tuple[int, int
         ).fetchone()
         if row:
             return row[0], row[1]
-    if report.recipient:
-        person = subscribers.find(db, report.recipient)
-        if person is not None:
-            last = db.execute(
-                "SELECT edition_id FROM deliveries WHERE subscriber_id = ? AND status = 'sent'"
-                " ORDER BY id DESC LIMIT 1",
-                [person["id"]],
-            ).fetchone()
-            return person["id"], last[0] if last else None
     return None
 
 
+def match_address(db: Database, report: Report) -> tuple[int, int | None] | None:
+    """(subscriber id, their last edition sent) by the address the report names, or None."""
+    person = subscribers.find(db, report.recipient) if report.recipient else None
+    if person is None:
+        return None
+    last = db.execute(
+        "SELECT edition_id FROM deliveries WHERE subscriber_id = ? AND status = 'sent'"
+        " ORDER BY id DESC LIMIT 1",
+        [person["id"]],
+    ).fetchone()
+    return person["id"], last[0] if last else None
+
+
+def may_match_address(settings: Settings, report: Report, vouched: bool) -> bool:
+    """May a report that proves nothing but an address be acted on? See the module doc."""
+    return vouched or (report.kind == "hard" and not settings.bounce_address)
+
+
 def record(
-    db: Database, settings: Settings, keys: Sequence[bytes], report: Report, source: str
+    db: Database,
+    settings: Settings,
+    keys: Sequence[bytes],
+    report: Report,
+    source: str,
+    vouched: bool = False,
 ) -> str:
-    """Store and apply one report: its kind when it counted, DUPLICATE or UNMATCHED."""
+    """Store and apply one report: its kind when it counted, else DUPLICATE, UNMATCHED or
+    ADDRESS_ONLY. ``vouched``: a provider authenticated it (a webhook)."""
     with immediate(db):
         found = match(db, keys, report)
         if found is None:
-            return UNMATCHED
+            by_address = match_address(db, report)
+            if by_address is None:
+                return UNMATCHED
+            if not may_match_address(settings, report, vouched):
+                return ADDRESS_ONLY
+            found = by_address
         subscriber_id, edition_id = found
         cursor = db.execute(
             "INSERT OR IGNORE INTO bounce_reports (fingerprint, kind, subscriber_id,"
@@ -120,23 +148,8 @@ def complaint(db: Database, subscriber_id: int, source: str, detail: dict) -> No
 
 
 def edition_counts(db: Database, edition_id: int) -> dict[str, int]:
-    """Bounces and complaints of one edition: refused during the send and reported after."""
-    result = {"hard_bounces": 0, "soft_bounces": 0, "complaints": 0}
-    names = {"hard": "hard_bounces", "soft": "soft_bounces", "complaint": "complaints"}
-    for kind, number in db.execute(
-        "SELECT kind, COUNT(DISTINCT subscriber_id) FROM bounce_reports WHERE edition_id = ?"
-        " GROUP BY kind",
-        [edition_id],
-    ):
-        result[names[kind]] = number
-    during = db.execute(
-        "SELECT COUNT(*) FROM deliveries d WHERE d.edition_id = ? AND d.reason = 'hard bounce'"
-        " AND NOT EXISTS (SELECT 1 FROM bounce_reports b WHERE b.edition_id = d.edition_id"
-        " AND b.kind = 'hard' AND b.subscriber_id = d.subscriber_id)",
-        [edition_id],
-    ).fetchone()[0]
-    result["hard_bounces"] += during
-    return result
+    """Bounces and complaints of one edition (the same counts ``status`` reads)."""
+    return counts.bounce_counts(db, edition_id)
 
 
 def last_edition_warning(db: Database, edition_id: int) -> str | None:

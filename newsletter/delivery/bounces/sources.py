@@ -29,6 +29,10 @@ from newsletter.errors import ConfigError, NewsletterError
 from newsletter.store.db import link_keys
 
 MAX_MESSAGE = 10 * 1024 * 1024  # octets: a report is small; a huge message is not read
+ADDRESS_ONLY_WHY = (
+    "names a subscriber only by address, without our VERP token or Message-ID:"
+    " anyone can send that, so it was not acted on"
+)
 
 
 @dataclass
@@ -45,7 +49,9 @@ class ImportReport:
     soft: int = 0
     complaints: int = 0
     duplicates: int = 0  # already counted before
-    unmatched: int = 0  # a report about nobody we mailed
+    unmatched: int = 0  # a report about nobody we mailed, or that proves too little
+    # The unmatched reports that name a subscriber by address alone, for a person to look at.
+    address_only: list[dict] = field(default_factory=list)
     other: list[dict] = field(default_factory=list)  # neither a DSN nor a complaint
 
     def as_dict(self) -> dict:
@@ -56,6 +62,7 @@ class ImportReport:
             "complaints": self.complaints,
             "duplicates": self.duplicates,
             "unmatched": self.unmatched,
+            "unmatched_reports": self.address_only,
             "not_reports": self.other,
         }
 
@@ -66,15 +73,22 @@ def process(
     items: Iterable[Incoming],
     source: str,
     progress: Callable[[int], None] | None = None,
+    vouched: bool = False,
 ) -> ImportReport:
+    """Record every report of ``items``; ``vouched`` when a provider authenticated them
+    (webhooks), which lets a report naming only an address count (see ``record``)."""
     keys = link_keys(db, settings.secret)
     result = ImportReport()
     for item in items:
         result.messages += 1
         reports = item.reports if item.reports is not None else _parse(item, result)
         for report in reports or []:
-            outcome = recording.record(db, settings, keys, report, source)
+            outcome = recording.record(db, settings, keys, report, source, vouched)
             _count(result, outcome)
+            if outcome == recording.ADDRESS_ONLY:
+                result.address_only.append(
+                    {"message": item.label, "kind": report.kind, "why": ADDRESS_ONLY_WHY}
+                )
         if progress:
             progress(1)
     return result

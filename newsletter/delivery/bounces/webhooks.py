@@ -3,7 +3,9 @@
 Neither is trusted unless it proves where it came from. An SNS message is signed by AWS:
 its signature is verified against the SNS signing certificate configured in
 ``bounces.ses_certificate`` (downloaded once from the ``SigningCertURL``; never fetched
-here, so a forged message cannot point us at a certificate of its own choosing). Postmark
+here, so a forged message cannot point us at a certificate of its own choosing), and it
+must come from the topic in ``bounces.ses_topic_arn``: the certificate signs every AWS
+account's topics, so without the topic a stranger's own topic would pass. Postmark
 posts with the HTTP basic-auth credentials put into the webhook URL. Every event is stored
 under the provider's own event id, so a retried webhook counts once.
 """
@@ -78,6 +80,18 @@ def sns_string_to_sign(message: dict) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
+def check_ses_settings(settings: Settings) -> None:
+    """Refuse a certificate without a topic: every AWS account's SNS messages are signed
+    with the same regional certificate, so the signature alone proves only "some SNS topic",
+    and anyone can publish an SES-shaped complaint to a topic of their own."""
+    if settings.ses_certificate is not None and not settings.ses_topic_arn:
+        raise WebhookRefused(
+            "bounces.ses_certificate is set but bounces.ses_topic_arn is not: set it to the"
+            " ARN of your SES notification topic (any AWS account's topic is signed by the"
+            " same certificate)"
+        )
+
+
 def verify_sns(settings: Settings, message: dict) -> None:
     """Raise WebhookRefused unless ``message`` is signed by the configured SNS certificate
     and comes from the configured topic."""
@@ -85,10 +99,11 @@ def verify_sns(settings: Settings, message: dict) -> None:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
+    check_ses_settings(settings)
     path = settings.ses_certificate
     if path is None:
         raise WebhookRefused("SES webhooks are off: set bounces.ses_certificate")
-    if settings.ses_topic_arn and message.get("TopicArn") != settings.ses_topic_arn:
+    if message.get("TopicArn") != settings.ses_topic_arn:
         raise WebhookRefused("not the configured SNS topic (bounces.ses_topic_arn)")
     algorithm = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(str(message.get("SignatureVersion")))
     if algorithm is None:
@@ -112,63 +127,74 @@ def ses_event(settings: Settings, body: bytes) -> Event:
     message = _json(body)
     verify_sns(settings, message)
     kind = message.get("Type")
+    label = _text(message, "MessageId")
     if kind == "SubscriptionConfirmation":
-        return Event("subscribe", [], str(message.get("MessageId")), str(message["SubscribeURL"]))
+        return Event("subscribe", [], label, _text(message, "SubscribeURL"))
     if kind != "Notification":
-        return Event("ignored", [], str(message.get("MessageId")))
-    notification = _json(str(message.get("Message", "")).encode())
-    return Event("reports", ses_reports(notification), str(message.get("MessageId")))
+        return Event("ignored", [], label)
+    notification = _json(_text(message, "Message").encode())
+    return Event("reports", ses_reports(notification), label)
 
 
 def ses_reports(notification: dict) -> list[Report]:
-    """Reports of one SES notification (``notificationType``) or event (``eventType``)."""
-    what = notification.get("notificationType") or notification.get("eventType")
-    mail = notification.get("mail") or {}
-    envelope = (str(mail.get("source", "")),)
-    message_id = str((mail.get("commonHeaders") or {}).get("messageId", "") or "")
-    for header in mail.get("headers") or []:
-        if str(header.get("name", "")).lower() == "message-id":
-            message_id = str(header.get("value", ""))
+    """Reports of one SES notification (``notificationType``) or event (``eventType``).
+
+    Every field is read with its type checked: a field of another shape is a 400, never a
+    crash, and never a value turned into text by ``str()``."""
+    what = _text(notification, "notificationType") or _text(notification, "eventType")
+    mail = _object(notification, "mail")
+    envelope = (_text(mail, "source"),)
+    message_id = _text(_object(mail, "commonHeaders"), "messageId")
+    for header in _objects(mail, "headers"):
+        if _text(header, "name").lower() == "message-id":
+            message_id = _text(header, "value")
     if what == "Bounce":
-        bounce = notification.get("bounce") or {}
-        permanent = bounce.get("bounceType") == "Permanent"
-        found = []
-        for person in bounce.get("bouncedRecipients") or []:
-            status = str(person.get("status", "") or "")
-            hard = permanent and (not status or is_recipient_failure(status))
-            recipient = str(person.get("emailAddress", ""))
-            found.append(
-                Report(
-                    kind="hard" if hard else "soft",
-                    recipient=recipient,
-                    status=status or str(bounce.get("bounceSubType", "")),
-                    detail=scrub(str(person.get("diagnosticCode", "") or "")),
-                    fingerprint=fingerprint("ses", str(bounce.get("feedbackId")), recipient),
-                    envelope=envelope,
-                    message_id=message_id,
-                )
-            )
-        return found
+        return _ses_bounces(_object(notification, "bounce"), envelope, message_id)
     if what == "Complaint":
-        complaint = notification.get("complaint") or {}
-        feedback = str(complaint.get("complaintFeedbackType", "abuse") or "abuse")
-        if feedback == "not-spam":
-            return []
-        return [
+        return _ses_complaints(_object(notification, "complaint"), envelope, message_id)
+    return []
+
+
+def _ses_bounces(bounce: dict, envelope: tuple[str, ...], message_id: str) -> list[Report]:
+    permanent = _text(bounce, "bounceType") == "Permanent"
+    found = []
+    for person in _objects(bounce, "bouncedRecipients"):
+        status = _text(person, "status")
+        hard = permanent and (not status or is_recipient_failure(status))
+        recipient = _text(person, "emailAddress")
+        found.append(
             Report(
-                kind="complaint",
-                recipient=str(person.get("emailAddress", "")),
-                status=feedback,
-                detail=scrub(str(complaint.get("userAgent", "") or "")),
-                fingerprint=fingerprint(
-                    "ses", str(complaint.get("feedbackId")), str(person.get("emailAddress"))
-                ),
+                kind="hard" if hard else "soft",
+                recipient=recipient,
+                status=status or _text(bounce, "bounceSubType"),
+                detail=scrub(_text(person, "diagnosticCode")),
+                fingerprint=fingerprint("ses", _text(bounce, "feedbackId"), recipient),
                 envelope=envelope,
                 message_id=message_id,
             )
-            for person in complaint.get("complainedRecipients") or []
-        ]
-    return []
+        )
+    return found
+
+
+def _ses_complaints(complaint: dict, envelope: tuple[str, ...], message_id: str) -> list[Report]:
+    feedback = _text(complaint, "complaintFeedbackType") or "abuse"
+    if feedback == "not-spam":
+        return []
+    found = []
+    for person in _objects(complaint, "complainedRecipients"):
+        recipient = _text(person, "emailAddress")
+        found.append(
+            Report(
+                kind="complaint",
+                recipient=recipient,
+                status=feedback,
+                detail=scrub(_text(complaint, "userAgent")),
+                fingerprint=fingerprint("ses", _text(complaint, "feedbackId"), recipient),
+                envelope=envelope,
+                message_id=message_id,
+            )
+        )
+    return found
 
 
 # --- Postmark -------------------------------------------------------------------------------
@@ -195,27 +221,70 @@ def check_basic_auth(settings: Settings, authorization: str | None) -> None:
 def postmark_event(settings: Settings, authorization: str | None, body: bytes) -> Event:
     check_basic_auth(settings, authorization)
     payload = _json(body)
-    record = payload.get("RecordType")
-    event_id = str(payload.get("ID", ""))
-    recipient = str(payload.get("Email", ""))
+    record = _text(payload, "RecordType")
+    event_id = _event_id(payload)
+    recipient = _text(payload, "Email")
+    bounce_type = _text(payload, "Type")
+    description = _text(payload, "Description")
     if not event_id or not recipient:
         return Event("ignored", [], event_id)
     if record == "SpamComplaint":
         kind = "complaint"
-    elif record == "Bounce" and payload.get("Type") in _POSTMARK_HARD:
+    elif record == "Bounce" and bounce_type in _POSTMARK_HARD:
         kind = "hard"
-    elif record == "Bounce" and payload.get("Type") in _POSTMARK_SOFT:
+    elif record == "Bounce" and bounce_type in _POSTMARK_SOFT:
         kind = "soft"
     else:
         return Event("ignored", [], event_id)
     report = Report(
         kind=kind,
         recipient=recipient,
-        status=str(payload.get("Type", "")),
-        detail=scrub(str(payload.get("Description", "") or "")),
+        status=bounce_type,
+        detail=scrub(description),
         fingerprint=fingerprint("postmark", event_id),
     )
     return Event("reports", [report], event_id)
+
+
+def _event_id(payload: dict) -> str:
+    """Postmark's ``ID``: a number (documented) or its text."""
+    value = payload.get("ID")
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise WebhookRefused("field 'ID' must be a number or text", 400)
+    return str(value)
+
+
+# --- payload fields -------------------------------------------------------------------------
+
+
+def _text(data: dict, name: str) -> str:
+    """A text field ('' when absent or null); anything else is refused with a 400."""
+    value = data.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise WebhookRefused(f"field {name!r} must be text", 400)
+    return value
+
+
+def _object(data: dict, name: str) -> dict:
+    value = data.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise WebhookRefused(f"field {name!r} must be an object", 400)
+    return value
+
+
+def _objects(data: dict, name: str) -> list[dict]:
+    value = data.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise WebhookRefused(f"field {name!r} must be a list of objects", 400)
+    return value
 
 
 def _json(body: bytes) -> dict:

@@ -6,6 +6,7 @@ their module (``lock.HEARTBEAT_EVERY``, ``consent.CONSENT_FRESH``, ``planning.FI
 """
 
 from newsletter.delivery.pipeline.entry import (
+    check_test_addresses,
     normalize_test_addresses,
     refuse_unsealed,
     send,
@@ -40,6 +41,7 @@ __all__ = [
     "Result",
     "SendReport",
     "acquire_lock",
+    "check_test_addresses",
     "counts",
     "edition_message",
     "failures",

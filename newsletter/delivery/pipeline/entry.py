@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlite_utils import Database
 
 from newsletter import links
-from newsletter.audience import subscribers
+from newsletter.audience import consent, subscribers
 from newsletter.config import Settings
 from newsletter.delivery.pipeline.dispatcher import Dispatcher
 from newsletter.delivery.pipeline.jobs import Options, Progress, SendReport
@@ -94,15 +94,41 @@ def normalize_test_addresses(addresses: Sequence[str]) -> list[str]:
     return [subscribers.normalize_email(address) for address in addresses]
 
 
-def _refuse_unmailable(db: Database, addresses: Sequence[str]) -> None:
-    """A test copy is still mail: never to an erased, bounced or blocklisted address."""
-    for address in addresses:
-        person = subscribers.find(db, address)
-        why = "erased" if subscribers.is_suppressed(db, address) else ""
-        if person is not None and person["status"] != "active":
-            why = person["status"]
+def why_no_test_copy(db: Database, address: str, topic_ids: Sequence[int]) -> str | None:
+    """Why ``address`` may not get a test copy of an edition of ``topic_ids``, or None.
+
+    A test copy is still mail: never to anyone the send itself would leave out for their
+    own opt-out. That is a person who is not active (bounced, blocklisted ...), a suppressed
+    address (erased, complained), one who unsubscribed from everything (no confirmed
+    subscription left), or one who unsubscribed from the edition's topics and is subscribed
+    to none of them. A staff address that is no subscriber gets its copy."""
+    person = subscribers.find(db, address)
+    suppression = subscribers.suppression_reason(db, address)
+    reason = consent.opt_out(None, person["status"] if person else None, suppression)
+    if reason == "suppressed" and suppression is not None:
+        # A complaint and a blocklist entry are kept as suppressions: say which.
+        reason = {"complaint": "complained", "blocklisted": "blocklisted"}.get(
+            suppression.partition(":")[0], reason
+        )
+    if reason is not None or person is None:
+        return reason
+    statuses = subscribers.subscription_statuses(db, person["id"])
+    if any(statuses.get(tid) == "confirmed" for tid in topic_ids):
+        return None
+    left_here = any(consent.opt_out(statuses.get(tid)) for tid in topic_ids)
+    left_all = "unsubscribed" in statuses.values() and "confirmed" not in statuses.values()
+    return "unsubscribed" if left_here or left_all else None
+
+
+def check_test_addresses(db: Database, edition: Edition, addresses: Sequence[str]) -> list[str]:
+    """The ``--to`` addresses, normalised; raises on the first that is no address or may
+    not be mailed (``why_no_test_copy``), so ``--dry-run`` refuses what a send would."""
+    checked = normalize_test_addresses(addresses)
+    for address in checked:
+        why = why_no_test_copy(db, address, edition.topic_ids)
         if why:
             raise NewsletterError(f"{address} is {why} and is never mailed; no test copy was sent")
+    return checked
 
 
 def send_test(
@@ -115,8 +141,7 @@ def send_test(
     """Send a ``[TEST]`` copy to each address; no delivery is recorded. (address, Message-ID)."""
     links.check_base_url(settings)
     edition = load_edition(db, edition_id)
-    checked = normalize_test_addresses(addresses)
-    _refuse_unmailable(db, checked)
+    checked = check_test_addresses(db, edition, addresses)
     # ``lang``'s variant, else the main one (what readers of the default language get).
     messages = edition_messages(db, settings, edition, test=True)
     if lang is not None and lang not in messages.by_lang:
