@@ -17,6 +17,21 @@ app = typer.Typer(
 )
 
 
+# The per-language options `topics add` and `topics edit` share.
+NameFi = Annotated[str | None, typer.Option("--name-fi", help="Name in Finnish")]
+NameSv = Annotated[str | None, typer.Option("--name-sv", help="Name in Swedish")]
+NameEn = Annotated[str | None, typer.Option("--name-en", help="Name in English")]
+DescriptionFi = Annotated[
+    str | None, typer.Option("--description-fi", help="Description in Finnish")
+]
+DescriptionSv = Annotated[
+    str | None, typer.Option("--description-sv", help="Description in Swedish")
+]
+DescriptionEn = Annotated[
+    str | None, typer.Option("--description-en", help="Description in English")
+]
+
+
 def _topic_json(topic: topics.Topic) -> dict:
     return {
         "slug": topic.slug,
@@ -56,18 +71,12 @@ def add(
     name: Annotated[
         str | None, typer.Option("--name", help="Display name (default: the first --name-L)")
     ] = None,
-    name_fi: Annotated[str | None, typer.Option("--name-fi", help="Name in Finnish")] = None,
-    name_sv: Annotated[str | None, typer.Option("--name-sv", help="Name in Swedish")] = None,
-    name_en: Annotated[str | None, typer.Option("--name-en", help="Name in English")] = None,
-    description_fi: Annotated[
-        str | None, typer.Option("--description-fi", help="Description in Finnish")
-    ] = None,
-    description_sv: Annotated[
-        str | None, typer.Option("--description-sv", help="Description in Swedish")
-    ] = None,
-    description_en: Annotated[
-        str | None, typer.Option("--description-en", help="Description in English")
-    ] = None,
+    name_fi: NameFi = None,
+    name_sv: NameSv = None,
+    name_en: NameEn = None,
+    description_fi: DescriptionFi = None,
+    description_sv: DescriptionSv = None,
+    description_en: DescriptionEn = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Create a topic (or rename one); readers see the name in their language.
@@ -84,18 +93,12 @@ def edit(
     ctx: typer.Context,
     topic: Annotated[str, typer.Argument(help="Topic slug or name")],
     name: Annotated[str | None, typer.Option("--name", help="Display name")] = None,
-    name_fi: Annotated[str | None, typer.Option("--name-fi", help="Name in Finnish")] = None,
-    name_sv: Annotated[str | None, typer.Option("--name-sv", help="Name in Swedish")] = None,
-    name_en: Annotated[str | None, typer.Option("--name-en", help="Name in English")] = None,
-    description_fi: Annotated[
-        str | None, typer.Option("--description-fi", help="Description in Finnish")
-    ] = None,
-    description_sv: Annotated[
-        str | None, typer.Option("--description-sv", help="Description in Swedish")
-    ] = None,
-    description_en: Annotated[
-        str | None, typer.Option("--description-en", help="Description in English")
-    ] = None,
+    name_fi: NameFi = None,
+    name_sv: NameSv = None,
+    name_en: NameEn = None,
+    description_fi: DescriptionFi = None,
+    description_sv: DescriptionSv = None,
+    description_en: DescriptionEn = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Change a topic's names or descriptions; an empty value ("") removes one.
