@@ -13,12 +13,15 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from newsletter.audience import import_undo
 from newsletter.clock import now_iso
 from newsletter.errors import InvalidEmail, NotFound
 from newsletter.store.db import immediate, keyed_hash, meta_get, meta_key
 
 STATUSES = ("active", "bounced", "blocklisted")
 SUBSCRIPTION_STATUSES = ("unconfirmed", "confirmed", "unsubscribed")
+# The consent-trail event of "unsubscribe from everything" (future topics included).
+UNSUBSCRIBE_ALL_EVENT = "unsubscribe-all"
 # The consent-trail event written when a subscription takes each status.
 SUBSCRIPTION_ACTIONS = {
     "unconfirmed": "subscribe",
@@ -188,6 +191,12 @@ def set_subscription(
                 [subscriber_id, topic_id, status, stamp, stamp],
             )
         record_event(db, subscriber_id, SUBSCRIPTION_ACTIONS[status], source, topic_id)
+        if status == "confirmed":
+            # Every caller that confirms is the person's own action or a consent-checked
+            # staff override, so an "unsubscribe from everything" ends here.
+            db.execute(
+                "UPDATE subscribers SET unsubscribed_all = NULL WHERE id = ?", [subscriber_id]
+            )
         if status != "unconfirmed":
             # A sign-up request is answered by a confirmation and void after an unsubscribe:
             # an older confirm link must not turn it on later.
@@ -294,7 +303,11 @@ def _update_details(
 
 
 def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: str) -> int:
-    """Unsubscribe from one topic, or from all when ``topic_id`` is None. Idempotent."""
+    """Unsubscribe from one topic, or from all when ``topic_id`` is None. Idempotent.
+
+    "All" also covers topics that do not exist yet: the person is marked
+    ``unsubscribed_all`` (see ``all_opted_out``) until their own confirmed action.
+    """
     changed = 0
     # It reads before it writes: take the write lock first, or a web request committing in
     # between makes the write fail at once ("database is locked"), whatever busy_timeout.
@@ -302,6 +315,13 @@ def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: 
         if topic_id is None:
             statuses = subscription_statuses(db, subscriber_id)
             topic_ids = [tid for tid, status in statuses.items() if status != "unsubscribed"]
+            cursor = db.execute(
+                "UPDATE subscribers SET unsubscribed_all = ?, updated = ?"
+                " WHERE id = ? AND unsubscribed_all IS NULL",
+                [now_iso(), now_iso(), subscriber_id],
+            )
+            if cursor.rowcount:  # the mark itself is not a topic: not counted
+                record_event(db, subscriber_id, UNSUBSCRIBE_ALL_EVENT, source)
         else:
             topic_ids = [topic_id]
         # With a named topic the row is written even when there was no subscription, so
@@ -310,6 +330,14 @@ def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: 
             if set_subscription(db, subscriber_id, tid, "unsubscribed", source):
                 changed += 1
     return changed
+
+
+def all_opted_out(db: Database, subscriber_id: int) -> bool:
+    """Did the person unsubscribe from everything (and not come back by their own action)?"""
+    row = db.execute(
+        "SELECT unsubscribed_all IS NOT NULL FROM subscribers WHERE id = ?", [subscriber_id]
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def set_status(db: Database, subscriber_id: int, status: str, source: str) -> None:
@@ -355,6 +383,24 @@ def erase(db: Database, email: str, source: str = "cli") -> bool:
     return flush_wal(db)
 
 
+# A subscription (``sub``) of a person (``s``) that may be mailed: confirmed, the person
+# active and not unsubscribed from everything, and not written by an import that is still
+# running (or whose process died before ``import_undo.recover`` undid it): an import is
+# all-or-nothing, so nobody it is adding is a recipient before it has finished.
+MAILABLE = (
+    "sub.status = 'confirmed' AND s.status = 'active' AND s.unsubscribed_all IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM import_undo u JOIN import_runs r ON r.id = u.import_id"
+    "  WHERE u.subscriber_id = sub.subscriber_id AND u.topic_id = sub.topic_id"
+    "  AND u.new = 'confirmed' AND r.status = 'running')"
+)
+
+
+def recover_imports(db: Database) -> list[str]:
+    """Undo what imports whose process died left half-applied (never a live one's); the
+    sources undone. Send, digest, serve and build call it first: cheap when none ran."""
+    return import_undo.recover(db)
+
+
 def sql_marks(values: Sequence[object]) -> str:
     return ", ".join("?" for _ in values)
 
@@ -364,8 +410,7 @@ def recipient_condition(topic_ids: Sequence[int]) -> tuple[str, list[object]]:
     is a recipient of the topics, with its parameters. ``recipients``, ``count_recipients``
     and the export all build on it, so there is one definition of who gets mailed."""
     return (
-        f"sub.topic_id IN ({sql_marks(topic_ids)})"
-        " AND sub.status = 'confirmed' AND s.status = 'active'",
+        f"sub.topic_id IN ({sql_marks(topic_ids)}) AND {MAILABLE}",
         list(topic_ids),
     )
 
@@ -434,7 +479,7 @@ def mailable(db: Database, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, i
         for row in db.execute(
             "SELECT sub.subscriber_id, sub.topic_id FROM subscriptions sub"
             " JOIN subscribers s ON s.id = sub.subscriber_id"
-            f" WHERE ({clause}) AND sub.status = 'confirmed' AND s.status = 'active'",
+            f" WHERE ({clause}) AND {MAILABLE}",
             params,
         ):
             ok.add((row[0], row[1]))
