@@ -315,13 +315,6 @@ def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: 
         if topic_id is None:
             statuses = subscription_statuses(db, subscriber_id)
             topic_ids = [tid for tid, status in statuses.items() if status != "unsubscribed"]
-            cursor = db.execute(
-                "UPDATE subscribers SET unsubscribed_all = ?, updated = ?"
-                " WHERE id = ? AND unsubscribed_all IS NULL",
-                [now_iso(), now_iso(), subscriber_id],
-            )
-            if cursor.rowcount:  # the mark itself is not a topic: not counted
-                record_event(db, subscriber_id, UNSUBSCRIBE_ALL_EVENT, source)
         else:
             topic_ids = [topic_id]
         # With a named topic the row is written even when there was no subscription, so
@@ -329,7 +322,21 @@ def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: 
         for tid in topic_ids:
             if set_subscription(db, subscriber_id, tid, "unsubscribed", source):
                 changed += 1
+        if topic_id is None:
+            _mark_unsubscribed_all(db, subscriber_id, source)
     return changed
+
+
+def _mark_unsubscribed_all(db: Database, subscriber_id: int, source: str) -> None:
+    # The mark is not a topic, so it is not counted in ``unsubscribe``'s changes.
+    stamp = now_iso()
+    cursor = db.execute(
+        "UPDATE subscribers SET unsubscribed_all = ?, updated = ?"
+        " WHERE id = ? AND unsubscribed_all IS NULL",
+        [stamp, stamp, subscriber_id],
+    )
+    if cursor.rowcount:
+        record_event(db, subscriber_id, UNSUBSCRIBE_ALL_EVENT, source)
 
 
 def all_opted_out(db: Database, subscriber_id: int) -> bool:
