@@ -33,7 +33,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from newsletter.audience import import_undo
+from newsletter.audience import import_undo, suppression_file
 from newsletter.audience.import_apply import REASONS, Batch, Plan, Writes, apply_record
 from newsletter.audience.import_columns import (
     Columns,
@@ -329,6 +329,9 @@ def import_file(
     ones go on the suppression list as a keyed hash only.
     """
     path = Path(path)
+    if suppress and suppression_file.is_hash_file(path):  # our own suppression export
+        listed, _new = suppression_file.read_back(db, path, dry_run=dry_run)
+        return ImportReport(suppressed=listed, left=Counter(suppression_list=listed))
     cols, rows = open_file(path, progress)
     report = ImportReport(confirmed=confirmed)
     report.columns = cols.used()
