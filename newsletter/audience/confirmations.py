@@ -161,7 +161,7 @@ def sign_up(
             )
             return SignUp(result.subscriber_id, bool(wanted))
         statuses = subscribers.subscription_statuses(db, row["id"])
-        all_out = subscribers.all_opted_out(db, row["id"])
+        all_out = consent.all_opted_out(db, row["id"])
         open_, requested = [], []
         for tid in wanted:
             if statuses.get(tid) == "confirmed":

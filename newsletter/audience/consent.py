@@ -91,6 +91,14 @@ def may_activate(
     return source in OWN_ACTIONS or source is Source.STAFF_OVERRIDE
 
 
+def all_opted_out(db: Database, subscriber_id: int) -> bool:
+    """Did the person unsubscribe from everything (and not come back by their own action)?"""
+    row = db.execute(
+        "SELECT unsubscribed_all IS NOT NULL FROM subscribers WHERE id = ?", [subscriber_id]
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def form_may_mail(person: str | None, suppression: str | None) -> bool:
     """May the public form mail this address a confirmation request?
 
@@ -167,7 +175,7 @@ def _check_staff_consent(
     undone: dict[int | None, str] = {}
     if row is None and suppression is not None:
         undone[None] = opt_out(None, None, suppression) or "suppressed"
-    all_out = row is not None and subscribers.all_opted_out(db, row["id"])
+    all_out = row is not None and all_opted_out(db, row["id"])
     for tid in topic_ids:
         state = {
             "subscription": statuses.get(tid),

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from newsletter.audience import import_undo
+# Send, digest, serve and build call it first: a dead import's half is undone (cheaply).
+from newsletter.audience.import_undo import recover as recover_imports  # noqa: F401
 from newsletter.clock import now_iso
 from newsletter.errors import InvalidEmail, NotFound
 from newsletter.store.db import immediate, keyed_hash, meta_get, meta_key
@@ -306,7 +307,7 @@ def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: 
     """Unsubscribe from one topic, or from all when ``topic_id`` is None. Idempotent.
 
     "All" also covers topics that do not exist yet: the person is marked
-    ``unsubscribed_all`` (see ``all_opted_out``) until their own confirmed action.
+    ``unsubscribed_all`` (``consent.all_opted_out``) until their own confirmed action.
     """
     changed = 0
     # It reads before it writes: take the write lock first, or a web request committing in
@@ -337,14 +338,6 @@ def _mark_unsubscribed_all(db: Database, subscriber_id: int, source: str) -> Non
     )
     if cursor.rowcount:
         record_event(db, subscriber_id, UNSUBSCRIBE_ALL_EVENT, source)
-
-
-def all_opted_out(db: Database, subscriber_id: int) -> bool:
-    """Did the person unsubscribe from everything (and not come back by their own action)?"""
-    row = db.execute(
-        "SELECT unsubscribed_all IS NOT NULL FROM subscribers WHERE id = ?", [subscriber_id]
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def set_status(db: Database, subscriber_id: int, status: str, source: str) -> None:
@@ -390,22 +383,15 @@ def erase(db: Database, email: str, source: str = "cli") -> bool:
     return flush_wal(db)
 
 
-# A subscription (``sub``) of a person (``s``) that may be mailed: confirmed, the person
-# active and not unsubscribed from everything, and not written by an import that is still
-# running (or whose process died before ``import_undo.recover`` undid it): an import is
-# all-or-nothing, so nobody it is adding is a recipient before it has finished.
+# A mailable subscription (``sub``) of a person (``s``): confirmed, the person active and
+# not unsubscribed from everything, not written by an import still marked running (an
+# import is all-or-nothing: nobody it adds is a recipient before it has finished).
 MAILABLE = (
     "sub.status = 'confirmed' AND s.status = 'active' AND s.unsubscribed_all IS NULL"
     " AND NOT EXISTS (SELECT 1 FROM import_undo u JOIN import_runs r ON r.id = u.import_id"
     "  WHERE u.subscriber_id = sub.subscriber_id AND u.topic_id = sub.topic_id"
     "  AND u.new = 'confirmed' AND r.status = 'running')"
 )
-
-
-def recover_imports(db: Database) -> list[str]:
-    """Undo what imports whose process died left half-applied (never a live one's); the
-    sources undone. Send, digest, serve and build call it first: cheap when none ran."""
-    return import_undo.recover(db)
 
 
 def sql_marks(values: Sequence[object]) -> str:
