@@ -641,9 +641,10 @@ def test_unsubscribe_one_topic_or_all(cli, db) -> None:
     }
     cli.ok("subscribers", "unsubscribe", "liisa@example.fi")
     assert set(subs(db, "liisa@example.fi").values()) == {"unsubscribed"}
-    assert events(db, "liisa@example.fi")[-2:] == [
+    assert events(db, "liisa@example.fi")[-3:] == [
         ("unsubscribe", "hyvinvointi", "cli"),
         ("unsubscribe", "yhteisovaikuttavuus", "cli"),
+        ("unsubscribe-all", None, "cli"),  # also the topics made later
     ]
     assert cli("subscribers", "unsubscribe", "nobody@example.fi").exit_code == 1
 
@@ -711,10 +712,12 @@ def test_show_json_is_everything_held(cli, db, workdir) -> None:
         "lang",
         "status",
         "created",
+        "unsubscribed_all",
         "attributes",
         "subscriptions",
         "events",
     ]
+    assert data["unsubscribed_all"] == data["events"][-1]["time"]
     assert (data["email"], data["name"], data["lang"], data["status"], data["attributes"]) == (
         "jyrki@example.fi",
         "Jyrki Mäkelä",
@@ -729,6 +732,7 @@ def test_show_json_is_everything_held(cli, db, workdir) -> None:
         ("create", None, "import:excel_fi_cp1252.csv"),
         ("subscribe", "yhteisovaikuttavuus", "import:excel_fi_cp1252.csv"),
         ("unsubscribe", "yhteisovaikuttavuus", "cli"),
+        ("unsubscribe-all", None, "cli"),
     ]
     assert all(set(e) == {"time", "action", "topic", "source"} for e in data["events"])
     assert data["created"] == data["events"][0]["time"]

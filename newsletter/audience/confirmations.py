@@ -161,6 +161,7 @@ def sign_up(
             )
             return SignUp(result.subscriber_id, bool(wanted))
         statuses = subscribers.subscription_statuses(db, row["id"])
+        all_out = consent.all_opted_out(db, row["id"])
         open_, requested = [], []
         for tid in wanted:
             if statuses.get(tid) == "confirmed":
@@ -169,6 +170,7 @@ def sign_up(
                 "subscription": statuses.get(tid),
                 "person": person,
                 "suppression": suppression,
+                "all_out": all_out,
             }
             if consent.may_activate(consent.Source.SIGNUP, **state):
                 open_.append(tid)

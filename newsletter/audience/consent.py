@@ -1,7 +1,8 @@
 """The consent rules, in one place: who may turn a subscription on, and who the public
 form may mail. ``docs/consent.md`` states them for people; this module is them for code.
 
-An opt-out is sticky. Once a person has unsubscribed from a topic, been erased, bounced,
+An opt-out is sticky. Once a person has unsubscribed from a topic (or from everything,
+which covers topics created later too), been erased, bounced,
 complained or been blocklisted, a subscription of theirs is turned back on only by their
 own confirmed action: the confirm link of a new double opt-in, or their preferences page
 (both reach them through their own mailbox). A sign-up by anyone else is only a request;
@@ -46,19 +47,24 @@ REQUEST_EVENT = "signup-request"
 
 
 def opt_out(
-    subscription: str | None, person: str | None = ACTIVE, suppression: str | None = None
+    subscription: str | None,
+    person: str | None = ACTIVE,
+    suppression: str | None = None,
+    all_out: bool = False,
 ) -> str | None:
     """Why a subscription is opted out, or None when nothing stands in its way.
 
     ``subscription`` is its status (None: none), ``person`` the subscriber's status (None:
     no row), ``suppression`` the reason of the address's suppression entry (None: none;
-    ``erased:...`` for an erasure, anything else for a blocklist or another tool's list).
+    ``erased:...`` for an erasure, anything else for a blocklist or another tool's list),
+    ``all_out`` whether the person unsubscribed from everything: that holds for every
+    topic, also one created after it.
     """
     if person is not None and person != ACTIVE:
         return person
     if suppression is not None:
         return "erased" if suppression.startswith("erased") else "suppressed"
-    if subscription == "unsubscribed":
+    if subscription == "unsubscribed" or all_out:
         return "unsubscribed"
     return None
 
@@ -69,6 +75,7 @@ def may_activate(
     subscription: str | None,
     person: str | None = ACTIVE,
     suppression: str | None = None,
+    all_out: bool = False,
 ) -> bool:
     """May ``source`` make this subscription unconfirmed or confirmed?
 
@@ -76,12 +83,20 @@ def may_activate(
     their import). After an opt-out only the person's own action or a staff override may,
     and never past a blocklist: `subscribers unblock` is the staff action for that.
     """
-    reason = opt_out(subscription, person, suppression)
+    reason = opt_out(subscription, person, suppression, all_out)
     if reason is None:
         return True
     if reason == "blocklisted":
         return source in OWN_ACTIONS
     return source in OWN_ACTIONS or source is Source.STAFF_OVERRIDE
+
+
+def all_opted_out(db: Database, subscriber_id: int) -> bool:
+    """Did the person unsubscribe from everything (and not come back by their own action)?"""
+    row = db.execute(
+        "SELECT unsubscribed_all IS NOT NULL FROM subscribers WHERE id = ?", [subscriber_id]
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def form_may_mail(person: str | None, suppression: str | None) -> bool:
@@ -160,8 +175,14 @@ def _check_staff_consent(
     undone: dict[int | None, str] = {}
     if row is None and suppression is not None:
         undone[None] = opt_out(None, None, suppression) or "suppressed"
+    all_out = row is not None and all_opted_out(db, row["id"])
     for tid in topic_ids:
-        state = {"subscription": statuses.get(tid), "person": person, "suppression": suppression}
+        state = {
+            "subscription": statuses.get(tid),
+            "person": person,
+            "suppression": suppression,
+            "all_out": all_out,
+        }
         if may_activate(Source.STAFF, **state):
             continue
         reason = opt_out(**state) or "opted out"

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from sqlite_utils import Database
 
+from newsletter.audience import suppression_file
 from newsletter.audience.subscribers import (
     STATUSES,
     SUBSCRIPTION_STATUSES,
@@ -26,7 +27,7 @@ HEADER = (
     "email", "name", "lang", "status", "topics", "unsubscribed_from", "attributes",
     "subscribed_at",
 )  # fmt: skip
-FORMATS = ("csv", "json", "excel")
+FORMATS = ("csv", "json", "excel", "suppressions")
 EXPORT_STATUSES = STATUSES + SUBSCRIPTION_STATUSES
 
 # The person's confirmed topics as slugs joined by ";" in slug order.
@@ -166,8 +167,12 @@ def write_export(
     status: str | None = None,
 ) -> None:
     if fmt not in FORMATS:
-        raise NewsletterError(f"unknown format {fmt!r}: use csv, excel or json")
-    if fmt == "json":
+        raise NewsletterError(f"unknown format {fmt!r}: use csv, excel, json or suppressions")
+    if fmt == "suppressions":
+        if topic_id is not None or status is not None:
+            raise NewsletterError("the suppression list is for every topic: no --topic, --status")
+        suppression_file.write(db, out)
+    elif fmt == "json":
         write_json(db, out, topic_id=topic_id, status=status)
     else:
         write_csv(db, out, topic_id=topic_id, status=status, excel=fmt == "excel")

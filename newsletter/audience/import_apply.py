@@ -58,6 +58,7 @@ class Batch:
     suppressed: dict[str, str]  # key -> reason
     subscriptions: dict[int, dict[int, str]]  # subscriber id -> {topic id: status}
     hashes: dict[str, str]  # key -> suppression hash
+    all_out: set[int] = field(default_factory=set)  # ids unsubscribed from everything
 
 
 @dataclass
@@ -197,7 +198,7 @@ def _update_person(
     refused = pending = False
     for tid in wanted:
         current = current_subs.get(tid)
-        if current == "unsubscribed":
+        if current == "unsubscribed" or sid in batch.all_out:
             refused = True  # they left: an import never brings them back
             continue
         if current is None or (current == "unconfirmed" and status == "confirmed"):

@@ -2,8 +2,9 @@
 
 An import is applied in many short transactions (so an opt-out never waits behind it);
 each one also writes, in the same transaction, what it changed and the value it replaced.
-If the import fails, is interrupted, or its process dies (the next import notices), the
-journal is played backwards. Each step only puts back a value that is still the one the
+If the import fails, is interrupted, or its process dies (the next import, send, digest,
+build or serve notices), the journal is played backwards; until then the recipient query
+skips what a running import journalled. Each step only puts back a value that is still the one the
 import wrote: whatever someone else changed meanwhile (an unsubscribe, a block) is kept.
 """
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from newsletter.audience import import_undo
+from newsletter.audience import import_undo, suppression_file
 from newsletter.audience.import_apply import REASONS, Batch, Plan, Writes, apply_record
 from newsletter.audience.import_columns import (
     Columns,
@@ -235,14 +235,13 @@ def _hash(keyed: hmac.HMAC, text: str) -> str:
 
 
 def _lookup(db: Database, keys: Sequence[str], hkey: hmac.HMAC) -> Batch:
-    existing = {
-        row[1]: (row[0], *row[2:])
-        for row in db.execute(
-            "SELECT id, email_key, name, lang, status, attributes FROM subscribers"
-            f" WHERE email_key IN ({sql_marks(keys)})",
-            list(keys),
-        )
-    }
+    rows = db.execute(
+        "SELECT id, email_key, name, lang, status, attributes, unsubscribed_all"
+        f" FROM subscribers WHERE email_key IN ({sql_marks(keys)})",
+        list(keys),
+    ).fetchall()
+    existing = {row[1]: (row[0], *row[2:6]) for row in rows}
+    all_out = {row[0] for row in rows if row[6] is not None}
     hashes = {_hash(hkey, key): key for key in keys}
     suppressed = {
         hashes[row[0]]: row[1]
@@ -260,7 +259,7 @@ def _lookup(db: Database, keys: Sequence[str], hkey: hmac.HMAC) -> Batch:
             ids,
         ):
             subscriptions.setdefault(sid, {})[tid] = status
-    return Batch(existing, suppressed, subscriptions, {v: k for k, v in hashes.items()})
+    return Batch(existing, suppressed, subscriptions, {v: k for k, v in hashes.items()}, all_out)
 
 
 def _topic_ids(db: Database, plan: Plan, chunk: list[tuple[Record, str | None]]) -> None:
@@ -330,6 +329,9 @@ def import_file(
     ones go on the suppression list as a keyed hash only.
     """
     path = Path(path)
+    if suppress and suppression_file.is_hash_file(path):  # our own suppression export
+        listed, _new = suppression_file.read_back(db, path, dry_run=dry_run)
+        return ImportReport(suppressed=listed, left=Counter(suppression_list=listed))
     cols, rows = open_file(path, progress)
     report = ImportReport(confirmed=confirmed)
     report.columns = cols.used()

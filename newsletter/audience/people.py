@@ -98,6 +98,8 @@ def profile(db: Database, email: str) -> dict:
         "lang": row["lang"],
         "status": row["status"],
         "created": row["created"],
+        # When they unsubscribed from everything, topics made later included (else None).
+        "unsubscribed_all": row["unsubscribed_all"],
         "attributes": attributes,
         "subscriptions": subscriptions,
         "events": events,

@@ -13,12 +13,16 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+# Send, digest, serve and build call it first: a dead import's half is undone (cheaply).
+from newsletter.audience.import_undo import recover as recover_imports  # noqa: F401
 from newsletter.clock import now_iso
 from newsletter.errors import InvalidEmail, NotFound
 from newsletter.store.db import immediate, keyed_hash, meta_get, meta_key
 
 STATUSES = ("active", "bounced", "blocklisted")
 SUBSCRIPTION_STATUSES = ("unconfirmed", "confirmed", "unsubscribed")
+# The consent-trail event of "unsubscribe from everything" (future topics included).
+UNSUBSCRIBE_ALL_EVENT = "unsubscribe-all"
 # The consent-trail event written when a subscription takes each status.
 SUBSCRIPTION_ACTIONS = {
     "unconfirmed": "subscribe",
@@ -188,6 +192,12 @@ def set_subscription(
                 [subscriber_id, topic_id, status, stamp, stamp],
             )
         record_event(db, subscriber_id, SUBSCRIPTION_ACTIONS[status], source, topic_id)
+        if status == "confirmed":
+            # Every caller that confirms is the person's own action or a consent-checked
+            # staff override, so an "unsubscribe from everything" ends here.
+            db.execute(
+                "UPDATE subscribers SET unsubscribed_all = NULL WHERE id = ?", [subscriber_id]
+            )
         if status != "unconfirmed":
             # A sign-up request is answered by a confirmation and void after an unsubscribe:
             # an older confirm link must not turn it on later.
@@ -294,7 +304,11 @@ def _update_details(
 
 
 def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: str) -> int:
-    """Unsubscribe from one topic, or from all when ``topic_id`` is None. Idempotent."""
+    """Unsubscribe from one topic, or from all when ``topic_id`` is None. Idempotent.
+
+    "All" also covers topics that do not exist yet: the person is marked
+    ``unsubscribed_all`` (``consent.all_opted_out``) until their own confirmed action.
+    """
     changed = 0
     # It reads before it writes: take the write lock first, or a web request committing in
     # between makes the write fail at once ("database is locked"), whatever busy_timeout.
@@ -309,7 +323,21 @@ def unsubscribe(db: Database, subscriber_id: int, topic_id: int | None, source: 
         for tid in topic_ids:
             if set_subscription(db, subscriber_id, tid, "unsubscribed", source):
                 changed += 1
+        if topic_id is None:
+            _mark_unsubscribed_all(db, subscriber_id, source)
     return changed
+
+
+def _mark_unsubscribed_all(db: Database, subscriber_id: int, source: str) -> None:
+    # The mark is not a topic, so it is not counted in ``unsubscribe``'s changes.
+    stamp = now_iso()
+    cursor = db.execute(
+        "UPDATE subscribers SET unsubscribed_all = ?, updated = ?"
+        " WHERE id = ? AND unsubscribed_all IS NULL",
+        [stamp, stamp, subscriber_id],
+    )
+    if cursor.rowcount:
+        record_event(db, subscriber_id, UNSUBSCRIBE_ALL_EVENT, source)
 
 
 def set_status(db: Database, subscriber_id: int, status: str, source: str) -> None:
@@ -355,6 +383,17 @@ def erase(db: Database, email: str, source: str = "cli") -> bool:
     return flush_wal(db)
 
 
+# A mailable subscription (``sub``) of a person (``s``): confirmed, the person active and
+# not unsubscribed from everything, not written by an import still marked running (an
+# import is all-or-nothing: nobody it adds is a recipient before it has finished).
+MAILABLE = (
+    "sub.status = 'confirmed' AND s.status = 'active' AND s.unsubscribed_all IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM import_undo u JOIN import_runs r ON r.id = u.import_id"
+    "  WHERE u.subscriber_id = sub.subscriber_id AND u.topic_id = sub.topic_id"
+    "  AND u.new = 'confirmed' AND r.status = 'running')"
+)
+
+
 def sql_marks(values: Sequence[object]) -> str:
     return ", ".join("?" for _ in values)
 
@@ -364,8 +403,7 @@ def recipient_condition(topic_ids: Sequence[int]) -> tuple[str, list[object]]:
     is a recipient of the topics, with its parameters. ``recipients``, ``count_recipients``
     and the export all build on it, so there is one definition of who gets mailed."""
     return (
-        f"sub.topic_id IN ({sql_marks(topic_ids)})"
-        " AND sub.status = 'confirmed' AND s.status = 'active'",
+        f"sub.topic_id IN ({sql_marks(topic_ids)}) AND {MAILABLE}",
         list(topic_ids),
     )
 
@@ -434,7 +472,7 @@ def mailable(db: Database, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, i
         for row in db.execute(
             "SELECT sub.subscriber_id, sub.topic_id FROM subscriptions sub"
             " JOIN subscribers s ON s.id = sub.subscriber_id"
-            f" WHERE ({clause}) AND sub.status = 'confirmed' AND s.status = 'active'",
+            f" WHERE ({clause}) AND {MAILABLE}",
             params,
         ):
             ok.add((row[0], row[1]))

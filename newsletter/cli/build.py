@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter.audience import languages
+from newsletter.audience import languages, subscribers
 from newsletter.cli.common import print_json, state, warn
 from newsletter.cli.output import limited, local_time, print_json_rows, print_table
 from newsletter.config import LANGUAGES
@@ -120,6 +120,7 @@ def build(
     Example: newsletter build --topic yhteisovaikuttavuus --since 14d --limit 8
     """
     current = state(ctx)
+    subscribers.recover_imports(current.db)  # a dead import's half is nobody's consent
     result = editions.build(
         current.db,
         current.settings,

@@ -229,6 +229,7 @@ def send(
         for line in checks.test_copy_warnings(settings):
             warn(line)
         return
+    subscribers.recover_imports(db)  # before the plan: a dead import's half is not consent
     info = pipeline.load_edition(db, edition)
     reputation = bounces.last_edition_warning(db, edition)
     if reputation:

@@ -270,7 +270,12 @@ def export_(
     ] = None,
     fmt: Annotated[
         str,
-        typer.Option("--format", callback=_choice(("csv", "json")), help="csv or json"),
+        typer.Option(
+            "--format",
+            callback=_choice(("csv", "json", "suppressions")),
+            help="csv, json, or suppressions (the keyed hashes that keep erased and blocked"
+            " people out, for `import --suppress` into a new database)",
+        ),
     ] = "csv",
     excel: Annotated[
         bool,
@@ -285,8 +290,8 @@ def export_(
 
     Example: newsletter subscribers export --topic vaikuttavuus --excel -o vaikuttavuus.csv
     """
-    if excel and fmt == "json":
-        raise typer.BadParameter("cannot be used with --format json", param_hint="'--excel'")
+    if excel and fmt != "csv":
+        raise typer.BadParameter(f"cannot be used with --format {fmt}", param_hint="'--excel'")
     fmt = "excel" if excel else fmt
     st = state(ctx)
     topic_id = topics.resolve(st.db, topic).id if topic else None

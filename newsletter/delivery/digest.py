@@ -128,6 +128,7 @@ def run(
 ) -> DigestResult:
     """One digest of ``topic``: see the module docstring. ``send`` (edition id -> report)
     delivers; by default ``pipeline.send`` with the configured rate and concurrency."""
+    subscribers.recover_imports(db)  # a dead import's half is nobody's consent
     slug = slugify(topic)
     if not slug:
         raise NewsletterError(f"topic {topic!r} has no letters or digits")

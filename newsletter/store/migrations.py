@@ -414,3 +414,17 @@ def m152_edition_web_html(db: Database) -> None:
 def m143_variant_web_html(db: Database) -> None:
     # Each language variant's public web version (the editions row keeps the main one's).
     db.execute("ALTER TABLE edition_variants ADD COLUMN web_html TEXT")
+
+
+@migrations()
+def m180_unsubscribed_all_and_running_imports(db: Database) -> None:
+    # When the person unsubscribed from everything (NULL: never, or they came back by their
+    # own confirmed action): it covers topics created later too. The index lets the
+    # recipient query skip what a still-running import journalled without a scan.
+    _script(
+        db,
+        """
+        ALTER TABLE subscribers ADD COLUMN unsubscribed_all TEXT;
+        CREATE INDEX import_undo_subscription ON import_undo (subscriber_id, topic_id);
+        """,
+    )

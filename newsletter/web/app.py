@@ -14,7 +14,7 @@ from flask import Flask, Response, g, request
 from sqlite_utils import Database
 from werkzeug.exceptions import HTTPException
 
-from newsletter.audience import confirmations
+from newsletter.audience import confirmations, subscribers
 from newsletter.config import Settings
 from newsletter.store.db import link_keys, open_db
 from newsletter.web import archive
@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> Flask:
         TRAP_HTTP_EXCEPTIONS=False,
     )
     first = open_db(settings.db)
+    subscribers.recover_imports(first)  # a dead import's half is nobody's consent
     keys = link_keys(first, settings.secret)
     key = keys[0]
     first.close()

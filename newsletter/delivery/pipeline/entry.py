@@ -58,6 +58,7 @@ def send(
     server cannot be reached at all (everything stays pending). ``retry_failed`` first
     requeues the failed rows whose failure was not about the address or consent.
     """
+    subscribers.recover_imports(db)  # a dead import's half is nobody's consent
     options = Options(
         rate=settings.rate if rate is None else rate,
         concurrency=settings.concurrency if concurrency is None else concurrency,
