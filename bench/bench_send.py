@@ -23,6 +23,7 @@ from pathlib import Path
 from newsletter import links
 from newsletter.config import Settings
 from newsletter.delivery import pipeline
+from newsletter.mail import placeholders
 from newsletter.mail.message import EditionMessage
 from newsletter.mail.message import list_id as make_list_id
 from newsletter.store.db import open_db, token_key
@@ -199,10 +200,15 @@ def make_db(path: Path, count: int) -> int:
                 " VALUES (?, 1, 'confirmed', ?, ?)",
                 [(i, stamp, stamp) for i in ids],
             )
+        # Holes sealed with the edition's own marker, as `build` stores them.
+        holes = placeholders.Holes.new()
+        sealed = {name: holes.hole(name) for name in placeholders.NAMES}
+        html, text = (placeholders.LEGACY.fill(body, sealed) for body in (edition_html(), TEXT))
         cursor = db.execute(
-            "INSERT INTO editions (subject, lang, template, html, text, created, updated)"
-            " VALUES ('Vaikuttavuus: syksyn hankkeet', 'fi', 'default', ?, ?, ?, ?)",
-            [edition_html(), TEXT, stamp, stamp],
+            "INSERT INTO editions (subject, lang, template, html, text, created, updated,"
+            " hole_marker) VALUES ('Vaikuttavuus: syksyn hankkeet', 'fi', 'default', ?, ?, ?, ?,"
+            " ?)",
+            [html, text, stamp, stamp, holes.marker],
         )
         edition = int(cursor.lastrowid)
         db.execute("INSERT INTO edition_topics VALUES (?, 1)", [edition])
