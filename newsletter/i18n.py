@@ -6,6 +6,7 @@ key, which a test checks, so a template can never show a key name instead of tex
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from newsletter.config import LANGUAGES
@@ -97,6 +98,23 @@ def check_lang(lang: str) -> str:
     if lang not in LANGUAGES:
         raise NewsletterError(f"unknown language {lang!r}: use one of {', '.join(LANGUAGES)}")
     return lang
+
+
+# Language names and codes people write (in sources, spreadsheets, other tools' exports), by
+# the language they mean.
+_LANGUAGE_WORDS = {
+    "fi": ("fi", "fin", "suomi", "finnish", "finska"),
+    "sv": ("sv", "swe", "svenska", "swedish", "ruotsi"),
+    "en": ("en", "eng", "english", "englanti", "engelska"),
+}
+_LANGUAGE_OF = {word: code for code, words in _LANGUAGE_WORDS.items() for word in words}
+
+
+def supported_language(raw: str) -> str | None:
+    """``fi``/``sv``/``en`` from a code or name as people write it (``FI``, ``sv-FI``,
+    ``sv_FI``, ``suomi``, ``Svenska``); None when it names none of them."""
+    text = raw.strip().casefold()
+    return _LANGUAGE_OF.get(text) or _LANGUAGE_OF.get(re.split(r"[-_]", text)[0])
 
 
 def language_code(raw: str | None) -> str | None:

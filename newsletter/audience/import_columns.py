@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from newsletter import i18n
 from newsletter.audience.import_read import AddressChecker
 from newsletter.audience.subscribers import clean_name, email_key
 from newsletter.errors import InvalidEmail, NewsletterError
@@ -30,11 +31,6 @@ NAME_HEADERS = {"name", "full name", "nimi", "koko nimi", "namn", "fullständigt
 FIRST_NAME_HEADERS = {"first name", "firstname", "fname", "etunimi", "förnamn"}
 LAST_NAME_HEADERS = {"last name", "lastname", "lname", "sukunimi", "efternamn"}
 LANG_HEADERS = {"lang", "language", "locale", "kieli", "språk", "sprak"}
-LANG_VALUES = {
-    "fi": "fi", "fin": "fi", "finnish": "fi", "suomi": "fi", "finska": "fi",
-    "sv": "sv", "swe": "sv", "swedish": "sv", "svenska": "sv", "ruotsi": "sv",
-    "en": "en", "eng": "en", "english": "en", "englanti": "en", "engelska": "en",
-}  # fmt: skip
 # The consent columns, by field. "status": listmonk, Sendy, this tool; "subscribed": Ghost
 # (true = gets mail); "disabled": Substack (true = gets none); "consent": Sendy's GDPR
 # (no = no recorded consent); "unsub"/"clean": Mailchimp's unsubscribed/cleaned exports.
@@ -181,10 +177,9 @@ def columns(header: list[str]) -> Columns:
 
 def parse_lang(raw: str) -> str | None:
     """``fi``/``sv``/``en`` from codes or names (``FI``, ``sv-FI``, ``suomi``); None if empty."""
-    text = raw.strip().casefold()
-    if not text:
+    if not raw.strip():
         return None
-    found = LANG_VALUES.get(text) or LANG_VALUES.get(re.split(r"[-_]", text)[0])
+    found = i18n.supported_language(raw)
     if found is None:
         raise InvalidEmail(f"unknown language {raw.strip()!r}: use fi, sv or en")
     return found

@@ -8,6 +8,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from newsletter import i18n
 from newsletter.config import LANGUAGES, Settings
 from newsletter.content.articles import ArticleIn, is_web_address
 from newsletter.content.intake.text import collapse, shorten
@@ -20,14 +21,6 @@ MAX_TITLE = 300  # characters; longer titles are shortened with a warning
 MAX_SUMMARY = 3000
 MAX_URL = 2048  # a longer link is refused: mail clients and servers cut such links
 MAX_RAW = 1_000_000  # characters of one field looked at, before markup is removed
-
-# Language names and codes people write, by the language they mean.
-_LANGUAGE_WORDS = {
-    "fi": ("fi", "fin", "suomi", "finnish", "finska"),
-    "sv": ("sv", "swe", "svenska", "swedish", "ruotsi"),
-    "en": ("en", "eng", "english", "englanti", "engelska"),
-}
-_LANGUAGE_OF = {word: code for code, words in _LANGUAGE_WORDS.items() for word in words}
 
 
 class ItemError(ValueError):
@@ -197,9 +190,8 @@ def language(value: object) -> tuple[str | None, str | None]:
     if value is None or not str(value).strip():
         return None, None
     text = collapse(str(value))[:40]
-    word = text.replace("_", "-").split("-")[0].casefold()
-    code = _LANGUAGE_OF.get(word) or _LANGUAGE_OF.get(text.casefold())
-    if code in LANGUAGES:
+    code = i18n.supported_language(text)
+    if code is not None:
         return code, None
     return None, f"language {text!r} is not one of {', '.join(LANGUAGES)}: default language used"
 
