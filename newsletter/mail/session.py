@@ -41,6 +41,105 @@ class Event:
     error: SmtpError | None = None
 
 
+class Wire:
+    """A logged-in socket in the loop's selector: non-blocking, with what is written queued
+    until the kernel takes it. Its errors are ``OSError``s for the session to sort."""
+
+    def __init__(self, sock: socket.socket, selector: selectors.BaseSelector, owner: object):
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            # A held dot is written on its own, just after the body: Nagle's algorithm would
+            # keep it back until the server's delayed ACK (tens of milliseconds).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.selector = selector
+        self.owner = owner
+        self._out = memoryview(b"")
+        self._writing = False  # registered for EVENT_WRITE
+        selector.register(sock, selectors.EVENT_READ, owner)
+
+    def write(self, data: bytes) -> None:
+        self._out = memoryview(bytes(self._out) + data) if self._out else memoryview(data)
+        self.flush()
+
+    def flush(self) -> None:
+        while self._out:
+            try:
+                sent = self.sock.send(self._out)
+            except _WOULD_BLOCK:
+                break
+            self._out = self._out[sent:]
+        if self._writing != bool(self._out):  # epoll_ctl only when the interest changes
+            self._writing = bool(self._out)
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._writing else 0)
+            self.selector.modify(self.sock, events, self.owner)
+
+    def read(self) -> bytes | None:
+        """What arrived (b"" when the server closed), None when nothing has yet."""
+        try:
+            data = self.sock.recv(65536)
+            if isinstance(self.sock, ssl.SSLSocket):
+                while data and self.sock.pending():  # decrypted octets the selector cannot see
+                    data += self.sock.recv(65536)
+        except _WOULD_BLOCK:
+            return None
+        return data
+
+    def close(self, goodbye: bytes = b"") -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(self.sock)
+        with contextlib.suppress(OSError):
+            if goodbye:
+                self.sock.send(goodbye)  # best effort: nobody waits for the answer
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class Limits:
+    """How long one transaction may take, per step and in all, and how much the server may
+    say in it; the wait for a held dot is ours, so it counts against neither."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.step = settings.smtp_timeout
+        self.whole = settings.smtp_deadline
+        self.max_reply = settings.smtp_max_reply
+        self.step_due = self.deadline = self.held_at = 0.0
+        self.received = 0
+
+    def start(self) -> None:
+        current = time.monotonic()
+        self.deadline, self.step_due = current + self.whole, current + self.step
+        self.held_at, self.received = 0.0, 0
+
+    def heard(self, octets: int) -> str:
+        """The server sent ``octets``; why the transaction must end, or ""."""
+        self.step_due = time.monotonic() + self.step
+        self.received += octets
+        if self.received > self.max_reply:
+            return f"sent more than {self.max_reply} octets of replies (smtp.max_reply)"
+        return ""
+
+    def hold(self) -> None:
+        if not self.held_at:
+            self.held_at = time.monotonic()
+
+    def resume(self) -> None:
+        if self.held_at:
+            current = time.monotonic()
+            self.deadline += current - self.held_at
+            self.step_due, self.held_at = current + self.step, 0.0
+
+    def passed(self, current: float) -> tuple[str, float]:
+        """("deadline" or "step", 0) for a limit passed, else ("", when the next one is due)."""
+        if self.held_at:
+            return "", 0.0
+        if current >= self.deadline:
+            return "deadline", 0.0
+        if current >= self.step_due:
+            return "step", 0.0
+        return "", min(self.deadline, self.step_due)
+
+
 class Session:
     """One connection: ``open`` (a login on its own thread), then ``send`` one transaction at
     a time; the outcome of each comes back as an ``Event`` from the loop's ``poll``."""
@@ -51,53 +150,26 @@ class Session:
         self.state = "closed"  # closed | opening | idle | busy
         self.pipelining = False
         self._login = smtp.Connection(settings)
-        self._sock: socket.socket | None = None
-        self._out = memoryview(b"")
+        self.where = self._login.where
+        self._wire: Wire | None = None
         self._replies = Replies()
         self._transaction: Transaction | None = None
-        self._step_due = 0.0
-        self._deadline = 0.0
-        self._received = 0
-        self._waiting_to_write = False
-        self._held_at = 0.0  # when all but the held dot was out
+        self._limits = Limits(settings)
 
     @property
-    def awaiting_dot(self) -> bool:
-        """All of the message but its held final dot is out (see ``release``)."""
-        return self._held_at != 0.0
-
-    @property
-    def where(self) -> str:
-        return self._login.where
+    def awaiting_dot(self) -> bool:  # all but the held final dot is out (see ``release``)
+        return self._limits.held_at != 0.0
 
     def open(self) -> None:
         assert self.state == "closed"
         self.state = "opening"
-        threading.Thread(target=self._log_in, daemon=True).start()
-
-    def _log_in(self) -> None:
-        try:
-            self._login.open()
-            self.pipelining = self._login.pipelining
-            sock = self._login.detach()
-        except SmtpError as exc:
-            self.loop.logged_in(self, None, exc)
-        except BaseException as exc:  # the loop must always hear back
-            self.loop.logged_in(self, None, smtp.ConnectionFailed(f"login failed: {exc!r}"))
-        else:
-            self.loop.logged_in(self, sock, None)
+        self._login = smtp.Connection(self.settings)  # an aborted one stays aborted
+        threading.Thread(target=_log_in, args=(self, self._login), daemon=True).start()
 
     def attach(self, sock: socket.socket) -> None:
         """From the loop's thread: the logged-in socket joins the loop."""
-        sock.setblocking(False)
-        with contextlib.suppress(OSError):
-            # A held dot is written on its own, just after the body: Nagle's algorithm would
-            # keep it back until the server's delayed ACK (tens of milliseconds).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock, self.state = sock, "idle"
-        self._waiting_to_write = False
+        self._wire, self.state = Wire(sock, self.loop.selector, self), "idle"
         self._replies = Replies()
-        self.loop.selector.register(sock, selectors.EVENT_READ, self)
 
     def send(self, sender: str, recipient: str, stuffed: bytes, *, hold: bool = False) -> None:
         """Start one transaction; ``stuffed`` is the dot-stuffed message with its final dot,
@@ -106,89 +178,57 @@ class Session:
         self._transaction = Transaction(
             sender, recipient, stuffed, pipelining=self.pipelining, where=self.where, hold=hold
         )
-        self._held_at = 0.0
         self.state = "busy"
-        current = time.monotonic()
-        self._deadline = current + self.settings.smtp_deadline
-        self._step_due = current + self.settings.smtp_timeout
-        self._received = 0
+        self._limits.start()
         self._write(self._transaction.first())
 
     def release(self) -> None:
         """The held final dot may go; the wait does not count against the step limits."""
-        transaction = self._transaction
-        if self.state != "busy" or transaction is None or not transaction.hold:
-            return
-        if self._held_at:
-            current = time.monotonic()
-            self._deadline += current - self._held_at
-            self._step_due = current + self.settings.smtp_timeout
-            self._held_at = 0.0
-        out = transaction.release()
-        if out:
-            self._write(out)
+        if self.state == "busy" and self._transaction is not None:
+            self._limits.resume()
+            self._write(self._transaction.release())
 
     def abort(self) -> None:
         """End at once: a transaction under way fails as stopped, a login is cut short."""
-        if self.state == "opening":
-            self._login.abort()
-        elif self.state == "busy":
-            self._finish(smtp.ConnectionFailed(f"stopped talking to SMTP server {self.where}"))
-        self.close(polite=False)
+        self._fail(smtp.ConnectionFailed(f"stopped talking to SMTP server {self.where}"))
 
     def close(self, *, polite: bool = True) -> None:
-        sock, self._sock = self._sock, None
+        if self.state == "opening":
+            self._login.abort()  # its socket is closed when the login reports back
+        wire, self._wire = self._wire, None
         polite = polite and self.state == "idle"  # mid-DATA a QUIT would be message text
         if self.state != "opening":
             self.state = "closed"
-        self._transaction, self._out = None, memoryview(b"")
-        if sock is None:
-            return
-        with contextlib.suppress(KeyError, ValueError):
-            self.loop.selector.unregister(sock)
-        if polite:
-            with contextlib.suppress(OSError):
-                sock.send(b"QUIT\r\n")  # best effort: nobody waits for the goodbye
-        with contextlib.suppress(OSError):
-            sock.close()
+        self._transaction = None
+        if wire is not None:
+            wire.close(b"QUIT\r\n" if polite else b"")
 
     # --- from the loop ---
 
     def readable(self) -> None:
-        assert self._sock is not None
+        assert self._wire is not None
         try:
-            data = self._recv(self._sock)
-        except _WOULD_BLOCK:
-            return
+            data = self._wire.read()
         except OSError as exc:
-            self._dropped(str(exc))
+            self._fail(dropped=str(exc))
+            return
+        if data is None:
             return
         if not data:
-            self._dropped("Connection unexpectedly closed")
+            self._fail(dropped="Connection unexpectedly closed")
             return
         if self.state != "busy":
             self.close(polite=False)  # an idle session's server spoke (a goodbye): done
             return
-        self._step_due = time.monotonic() + self.settings.smtp_timeout
-        self._received += len(data)
-        if self._received > self.settings.smtp_max_reply:
-            cap = self.settings.smtp_max_reply
-            self._too_slow(f"sent more than {cap} octets of replies (smtp.max_reply)")
+        if why := self._limits.heard(len(data)):
+            self._too_slow(why)
             return
         try:
             replies = self._replies.feed(data)
         except SmtpError as exc:
-            self._finish(exc)
-            self.close(polite=False)
+            self._fail(exc)
             return
         self._take(replies)
-
-    def _recv(self, sock: socket.socket) -> bytes:
-        data = sock.recv(65536)
-        if isinstance(sock, ssl.SSLSocket):
-            while data and sock.pending():  # decrypted octets the selector cannot see
-                data += sock.recv(65536)
-        return data
 
     def _take(self, replies: list[tuple[int, str]]) -> None:
         transaction = self._transaction
@@ -203,59 +243,44 @@ class Session:
                 return
             if out:
                 self._write(out)
-            if transaction.awaiting_dot and not self._held_at:
-                self._held_at = time.monotonic()
+            if transaction.awaiting_dot:
+                self._limits.hold()
 
     def writable(self) -> None:
-        self._flush()
+        self._write(b"")
 
     def check_time(self, current: float) -> float:
         """Fail a transaction past its limits; the time of its next limit (0: none)."""
-        if self.state != "busy":
-            return 0.0
-        if self._held_at:
-            return 0.0  # waiting for our own go-ahead (the held dot), not for the server
-        if current >= self._deadline:
-            limit = self.settings.smtp_deadline
-            self._too_slow(f"did not finish within {limit:g} s (smtp.deadline)")
-            return 0.0
-        if current >= self._step_due:
-            self._dropped("timed out")
-            return 0.0
-        return min(self._deadline, self._step_due)
+        passed, due = self._limits.passed(current) if self.state == "busy" else ("", 0.0)
+        if passed == "deadline":
+            self._too_slow(f"did not finish within {self._limits.whole:g} s (smtp.deadline)")
+        elif passed == "step":
+            self._fail(dropped="timed out")
+        return due
 
     # --- inside ---
 
     def _write(self, data: bytes) -> None:
-        self._out = memoryview(data) if not self._out else memoryview(bytes(self._out) + data)
-        self._flush()
+        if self._wire is None:
+            return
+        try:
+            self._wire.write(data) if data else self._wire.flush()
+        except OSError as exc:
+            self._fail(dropped=str(exc))
 
-    def _flush(self) -> None:
-        sock = self._sock
-        while self._out and sock is not None:
-            try:
-                sent = sock.send(self._out)
-            except _WOULD_BLOCK:
-                break
-            except OSError as exc:
-                self._dropped(str(exc))
-                return
-            self._out = self._out[sent:]
-        if sock is not None and self._waiting_to_write != bool(self._out):
-            self._waiting_to_write = bool(self._out)  # epoll_ctl only when it changes
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._out else 0)
-            self.loop.selector.modify(sock, events, self)
-
-    def _dropped(self, why: str) -> None:
+    def _fail(self, error: SmtpError | None = None, *, dropped: str = "") -> None:
+        """End the transaction under way with ``error`` (a dropped connection: with the
+        failure already known, else a temporary one), and close the session."""
         transaction = self._transaction
         if self.state == "busy" and transaction is not None:
-            known = transaction.known_failure
-            self._finish(known or TemporaryFailure(f"connection to {self.where} dropped: {why}"))
+            if dropped:
+                lost = TemporaryFailure(f"connection to {self.where} dropped: {dropped}")
+                error = transaction.known_failure or lost
+            self._finish(error)
         self.close(polite=False)
 
     def _too_slow(self, why: str) -> None:
-        self._finish(smtp.ConnectionFailed(f"SMTP server {self.where} {why}"))
-        self.close(polite=False)
+        self._fail(smtp.ConnectionFailed(f"SMTP server {self.where} {why}"))
 
     def _finish(self, error: SmtpError | None) -> None:
         transaction, self._transaction = self._transaction, None
@@ -263,6 +288,20 @@ class Session:
         self.state = "idle"
         reply = transaction.reply if error is None else ""
         self.loop.events.append(Event(self, reply=reply, error=error))
+
+
+def _log_in(session: Session, connection: smtp.Connection) -> None:
+    """On a thread of its own: connect, greet, STARTTLS, AUTH; the loop hears the outcome."""
+    try:
+        connection.open()
+        session.pipelining = connection.pipelining
+        sock = connection.detach()
+    except SmtpError as exc:
+        session.loop.logged_in(session, None, exc)
+    except BaseException as exc:  # the loop must always hear back
+        session.loop.logged_in(session, None, smtp.ConnectionFailed(f"login failed: {exc!r}"))
+    else:
+        session.loop.logged_in(session, sock, None)
 
 
 class Loop:
@@ -273,6 +312,8 @@ class Loop:
         self.events: list[Event] = []
         self._logins: queue.SimpleQueue[tuple[Session, socket.socket | None, SmtpError | None]]
         self._logins = queue.SimpleQueue()
+        self._closing = threading.Lock()
+        self._closed = False
         self._wake_in, self._wake_out = socket.socketpair()
         self._wake_in.setblocking(False)
         self.selector.register(self._wake_in, selectors.EVENT_READ, None)
@@ -281,7 +322,12 @@ class Loop:
         self, session: Session, sock: socket.socket | None, error: SmtpError | None
     ) -> None:
         """From a login thread: its outcome, for the loop's thread to take in."""
-        self._logins.put((session, sock, error))
+        with self._closing:
+            if self._closed:
+                if sock is not None:
+                    sock.close()  # the send ended while this login was under way
+                return
+            self._logins.put((session, sock, error))
         with contextlib.suppress(OSError):
             self._wake_out.send(b"!")
 
@@ -319,6 +365,12 @@ class Loop:
             self.events.append(Event(session, opened=True, error=error))
 
     def close(self) -> None:
+        with self._closing:
+            self._closed = True
+        while not self._logins.empty():
+            sock = self._logins.get_nowait()[1]
+            if sock is not None:
+                sock.close()
         self.selector.close()
         self._wake_in.close()
         self._wake_out.close()

@@ -43,6 +43,38 @@ def render_for(
     )
 
 
+class Letters:
+    """Each job's message: the edition addressed to the person, with their signed links and
+    bounce address, ready for DATA; or the result that says why there is none."""
+
+    def __init__(
+        self, settings: Settings, template: EditionMessages, key: bytes, edition_id: int
+    ) -> None:
+        self.settings = settings
+        self.template = template
+        self.key = key
+        self.edition_id = edition_id
+
+    def prepare(self, job: Job) -> tuple[str, str, bytes, str] | Result:
+        """(envelope sender, recipient, message, Message-ID), or the job's result."""
+        assert job.subscriber_id is not None
+        try:
+            data, message_id = render_for(
+                self.template.for_lang(job.lang), self.settings, self.key, job.email, job.name,
+                job.subscriber_id, job.topic_id,
+            )  # fmt: skip
+            recipient = smtp.envelope_address(job.email)
+        except smtp.PermanentFailure as exc:
+            return Result(job, error=exc)
+        except message.AddressError as exc:
+            return Result(job, invalid=str(exc))
+        except Exception as exc:  # the dispatcher must always get an answer
+            return Result(job, crash=exc)
+        # VERP: the bounce address names this person and edition (links.envelope_sender).
+        sender = links.envelope_sender(self.settings, self.key, job.subscriber_id, self.edition_id)
+        return sender, recipient, smtp.dot_stuffed(data) + b".\r\n", message_id
+
+
 class Lane:
     """One connection's share of the send: its slice, the job under way, and its number."""
 
@@ -68,9 +100,7 @@ class Lanes:
         self, settings: Settings, template: EditionMessages, key: bytes, edition_id: int
     ) -> None:
         self.settings = settings
-        self.template = template
-        self.key = key
-        self.edition_id = edition_id
+        self.letters = Letters(settings, template, key, edition_id)
         self.loop = Loop()
         self.lanes: list[Lane] = []
         self.ready: list[Result] = []
@@ -162,32 +192,13 @@ class Lanes:
             self._start(lane)
 
     def _start(self, lane: Lane) -> None:
-        job = lane.job
-        assert job is not None and job.subscriber_id is not None
-        try:
-            data, lane.message_id = self._render(job)
-            recipient = smtp.envelope_address(job.email)
-        except smtp.PermanentFailure as exc:
-            self._give(lane, Result(job, error=exc))
+        assert lane.job is not None
+        letter = self.letters.prepare(lane.job)
+        if isinstance(letter, Result):
+            self._give(lane, letter)
             return
-        except message.AddressError as exc:
-            self._give(lane, Result(job, invalid=str(exc)))
-            return
-        except Exception as exc:  # the dispatcher must always get an answer
-            self._give(lane, Result(job, crash=exc))
-            return
-        # VERP: the bounce address names this person and edition (links.envelope_sender).
-        sender = links.envelope_sender(self.settings, self.key, job.subscriber_id, self.edition_id)
+        sender, recipient, data, lane.message_id = letter
         lane.session.send(sender, recipient, data, hold=lane.unrecorded)
-
-    def _render(self, job: Job) -> tuple[bytes, str]:
-        """The edition addressed to one person, with their signed links, ready for DATA."""
-        assert job.subscriber_id is not None
-        data, message_id = render_for(
-            self.template.for_lang(job.lang), self.settings, self.key, job.email, job.name,
-            job.subscriber_id, job.topic_id,
-        )  # fmt: skip
-        return smtp.dot_stuffed(data) + b".\r\n", message_id
 
     def _event(self, event: Event) -> None:
         lane = next(lane for lane in self.lanes if lane.session is event.session)

@@ -74,24 +74,13 @@ class Recorder:
         self._stamp = ""
 
     def write(self, ready: Iterable[Result]) -> None:
-        """Record results, one transaction for all of them; the messages sent in one
-        statement (most results are those)."""
+        """Record results in one transaction; the messages sent in one statement."""
         with writing(self.db):
             self._stamp = now_iso()
             for result in ready:
                 self.record(result)
             sent, self._sent_rows = self._sent_rows, []
-            if sent:
-                cursor = self.db.conn.executemany(
-                    "UPDATE deliveries SET status = 'sent', attempts = attempts + 1,"
-                    " last_reply = ?, message_id = ?, reason = NULL, updated = ?"
-                    " WHERE id = ? AND status = 'pending'",
-                    sent,
-                )
-                # A row someone else closed meanwhile (an erasure) is not counted.
-                self.report.sent += cursor.rowcount
-                self.report.sent_now += cursor.rowcount
-                self.report.pending -= cursor.rowcount
+            self.report.count_sent(mark_sent(self.db, sent) if sent else 0)
 
     def close_refused(self, refused: dict[int, str]) -> None:
         """Close rows whose person may no longer be mailed, with the reason."""
@@ -203,6 +192,17 @@ class Recorder:
         delay = self.options.retry_base * (2 ** (job.attempts - 1))
         due = time.monotonic() + delay * (0.5 + random.random() / 2)
         heapq.heappush(self.retries, (due, job))
+
+
+def mark_sent(db: Database, rows: list[tuple[str, str, str, int]]) -> int:
+    """Turn rows (reply, Message-ID, time, id) ``sent``; how many were still pending (a row
+    someone else closed meanwhile, an erasure, is neither changed nor counted)."""
+    cursor = db.conn.executemany(
+        "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, last_reply = ?,"
+        " message_id = ?, reason = NULL, updated = ? WHERE id = ? AND status = 'pending'",
+        rows,
+    )
+    return cursor.rowcount
 
 
 def settle_suspects(run: Recorder, *, keep_young: bool = False) -> None:
