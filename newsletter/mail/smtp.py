@@ -16,7 +16,6 @@ answering one byte every few seconds cannot hold a send for hours.
 from __future__ import annotations
 
 import contextlib
-import re
 import smtplib
 import socket
 import ssl
@@ -28,6 +27,7 @@ from functools import cache
 from newsletter.config import Settings
 from newsletter.links import is_loopback
 from newsletter.mail import message
+from newsletter.mail.dots import END, dot_stuffed
 from newsletter.mail.transaction import (
     ConnectionFailed,
     PermanentFailure,
@@ -223,7 +223,7 @@ class Connection:
         assert smtp is not None
         self._budget.start()
         transaction = Transaction(
-            sender, recipient, dot_stuffed(data) + b".\r\n",
+            sender, recipient, dot_stuffed(data) + END,
             pipelining=bool(smtp.has_extn("pipelining")), where=self.where,
         )  # fmt: skip
         try:
@@ -331,23 +331,6 @@ def refuse_clear_text_login(settings: Settings) -> None:
         f"refusing to send the SMTP password to {settings.smtp_host}:{settings.smtp_port}"
         " without TLS: set smtp.security to starttls or ssl"
     )
-
-
-# A line that starts with a dot. One compiled search finds it in a 50 KB message several
-# times faster than ``bytes.replace`` or ``in`` (CPython's two-byte search is slow on text
-# with a line break every 76 octets), and most messages have no such line at all.
-_DOT_LINE = re.compile(rb"\n\.")
-
-
-def dot_stuffed(data: bytes) -> bytes:
-    """The message as DATA carries it (RFC 5321 4.5.2), ending in CRLF, without the final dot."""
-    if _DOT_LINE.search(data) is not None:
-        data = _DOT_LINE.sub(b"\n..", data)
-    if data.startswith(b"."):
-        data = b"." + data
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data
 
 
 def _quietly_close(smtp: smtplib.SMTP, polite: bool = False) -> None:

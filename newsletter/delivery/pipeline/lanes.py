@@ -31,15 +31,19 @@ def render_for(
     name: str,
     subscriber_id: int,
     topic_id: int,
+    *,
+    stuffed: bool = False,
 ) -> tuple[bytes, str]:
     """The edition addressed to one person, with their signed unsubscribe and preferences
-    links: (bytes of the message, Message-ID)."""
-    return template.render(
+    links: (bytes of the message, Message-ID); ``stuffed``: as DATA carries it."""
+    unsubscribe, preferences, mailto = links.recipient_links(settings, key, subscriber_id, topic_id)
+    render = template.render_stuffed if stuffed else template.render
+    return render(
         to_email=email,
         to_name=name,
-        unsubscribe_url=links.unsubscribe_url(settings, key, subscriber_id, topic_id),
-        preferences_url=links.preferences_url(settings, key, subscriber_id),
-        unsubscribe_mailto=links.unsubscribe_mailto(settings, key, subscriber_id, topic_id),
+        unsubscribe_url=unsubscribe,
+        preferences_url=preferences,
+        unsubscribe_mailto=mailto,
     )
 
 
@@ -61,7 +65,7 @@ class Letters:
         try:
             data, message_id = render_for(
                 self.template.for_lang(job.lang), self.settings, self.key, job.email, job.name,
-                job.subscriber_id, job.topic_id,
+                job.subscriber_id, job.topic_id, stuffed=True,
             )  # fmt: skip
             recipient = smtp.envelope_address(job.email)
         except smtp.PermanentFailure as exc:
@@ -72,7 +76,7 @@ class Letters:
             return Result(job, crash=exc)
         # VERP: the bounce address names this person and edition (links.envelope_sender).
         sender = links.envelope_sender(self.settings, self.key, job.subscriber_id, self.edition_id)
-        return sender, recipient, smtp.dot_stuffed(data) + b".\r\n", message_id
+        return sender, recipient, data, message_id
 
 
 class Lane:
