@@ -10,7 +10,7 @@ import time
 import pytest
 from pipelining_server import PipeliningServer
 from send_helpers import add_people, delivery_rows, make_edition, make_topic
-from test_smtp_deadline import RawServer, drip_after_data
+from test_smtp_deadline import RawServer, _lines, drip_after_data
 
 from newsletter.delivery import pipeline
 from newsletter.delivery.pipeline import planning
@@ -146,3 +146,46 @@ def test_replies_without_end_are_cut_at_the_cap(db, settings):
     finally:
         server.close()
     assert {row["status"] for row in delivery_rows(db, edition)} == {"pending"}
+
+
+def early_verdict(conn, stop):
+    """Says 250 to each message as soon as its body starts, before its final dot."""
+    conn.sendall(b"220 ok\r\n")
+    in_data = False
+    for line in _lines(conn):
+        if in_data:
+            in_data = line != b"."
+            if line.startswith(b"Subject:"):
+                conn.sendall(b"250 2.0.0 too early\r\n")
+            continue
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            conn.sendall(b"250-early.example\r\n250 PIPELINING\r\n")
+        elif verb == b"DATA":
+            in_data = True
+            conn.sendall(b"354 go on\r\n")
+        elif verb == b"QUIT":
+            return
+        else:
+            conn.sendall(b"250 ok\r\n")
+
+
+def test_a_reply_while_the_dot_is_held_is_not_a_delivery(db, settings):
+    server = RawServer(early_verdict)
+    try:
+        topic = make_topic(db)
+        add_people(db, topic, 2)
+        edition = make_edition(db, [topic])
+        lanes, jobs = lanes_for(db, on(settings, server.port), edition)
+        lanes.hire(1)
+        try:
+            lanes.hand(lanes.lanes[0], jobs)
+            results = poll_until(lanes, 2)
+        finally:
+            lanes.close()
+    finally:
+        server.close()
+    # The first message went whole, with its dot (the server's early word aside); the
+    # second was held at its dot when the 250 came: that 250 cannot be its delivery.
+    second = next(r for r in results if r.job.delivery_id == jobs[1].delivery_id)
+    assert not second.reply and isinstance(second.error, smtp.TemporaryFailure)

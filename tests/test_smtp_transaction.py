@@ -163,3 +163,21 @@ def test_an_endless_reply_line_is_refused():
     with pytest.raises(TemporaryFailure, match="longer than"):
         for _ in range(10):
             parser.feed(b"250-" + b"x" * 1000)
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+@pytest.mark.parametrize("code", [250, 354, 451, 554])
+def test_a_reply_before_the_held_dot_is_out_of_step(pipelining, code):
+    # The server has the body but not its end: nothing it says now can be the verdict on
+    # the message, and RSET would only be more message text.
+    transaction = Transaction(
+        "a@example.fi", "b@example.org", BODY, pipelining=pipelining, where="x", hold=True
+    )
+    transaction.first()
+    transaction.feed(250, "ok")  # MAIL FROM
+    transaction.feed(250, "ok")  # RCPT TO
+    assert transaction.feed(354, "go") == BODY[:-3] and transaction.awaiting_dot
+    assert transaction.feed(code, "too early") is None
+    assert not transaction.reply and transaction.error is not None
+    assert transaction.close_session
+    assert transaction.release() == b""  # the dot never goes: the message is dropped

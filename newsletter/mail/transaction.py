@@ -57,6 +57,16 @@ def failure(code: int, text: str, stage: str, *, recipient_refused: bool = False
     )
 
 
+def _before_the_dot(code: int, text: str) -> SmtpError:
+    """A reply while the final dot is still held answers no command: it cannot accept the
+    message, and an RSET now would be message text. The session ends without the dot, so
+    the server drops the message; a refusal keeps its class, anything else is temporary."""
+    if code >= 400:
+        return failure(code, text, "DATA")
+    early = f"DATA: {code} {text} before the end of the message"
+    return TemporaryFailure(early, code=code, reply=early)
+
+
 class Replies:
     """Complete SMTP replies out of the octets a server sends: (code, text) each, the text of
     a multi-line reply joined by newlines, as smtplib gives it."""
@@ -112,9 +122,8 @@ class Transaction:
         self._dot_owed = False
         self.pipelining = pipelining
         self.where = where
-        self.reply = ""
+        self.reply, self.close_session = "", False
         self.error: SmtpError | None = None
-        self.close_session = False
         self._expect: list[str] = []  # the commands whose replies are still owed, in order
         self._group: list[tuple[int, str]] = []
         self._after_reset: SmtpError | None = None
@@ -150,6 +159,8 @@ class Transaction:
             if self.pipelining and stage != "message":
                 label = "SMTP session"
             return self._end(failure(code, text, label), close=True)
+        if self._dot_owed:  # not the verdict on the message: the session must end
+            return self._end(_before_the_dot(code, text), close=True)
         handler = getattr(self, "_on_" + stage.replace(" ", "_").lower())
         return handler(code, text)
 
@@ -231,6 +242,6 @@ class Transaction:
         return b"RSET\r\n"
 
     def _end(self, error: SmtpError, *, close: bool) -> bytes | None:
-        self._expect, self.error = [], error
+        self._expect, self.error, self._dot_owed = [], error, False  # a held dot never goes
         self.close_session = close or self.close_session
         return None
