@@ -181,3 +181,15 @@ def test_a_reply_before_the_held_dot_is_out_of_step(pipelining, code):
     assert not transaction.reply and transaction.error is not None
     assert transaction.close_session
     assert transaction.release() == b""  # the dot never goes: the message is dropped
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_reply_that_fits_no_command_is_temporary_and_ends_the_session(pipelining):
+    # A 250 where the 354 belongs (a stray reply shifted the rest): the server is out of
+    # step, which says nothing against the recipient: no hard bounce, no RSET into it.
+    writes, transaction = run(pipelining, [250, 250, 250])
+    assert isinstance(transaction.error, TemporaryFailure)
+    assert transaction.close_session and b"RSET" not in b"".join(writes)
+    _, shifted = run(pipelining, [250, 354] if not pipelining else [250, 354, 354])
+    assert isinstance(shifted.error, TemporaryFailure)
+    assert not getattr(shifted.error, "hard_bounce", False)

@@ -47,10 +47,12 @@ def text_of(reply: bytes | str) -> str:
 
 
 def failure(code: int, text: str, stage: str, *, recipient_refused: bool = False) -> SmtpError:
-    """The error for a refusal at ``stage``: 4xx (and nonsense) temporary, 5xx permanent;
-    ``hard_bounce`` only when the server refused the recipient itself."""
+    """The error for a refusal at ``stage``: 5xx permanent (``hard_bounce`` only when the
+    server refused the recipient itself); 4xx temporary, and so is a reply that does not
+    fit the command (a 250 where 354 belongs, nonsense): the server is out of step, which
+    says nothing against the message."""
     line = f"{code} {text}"
-    if 400 <= code < 500 or code < 200:
+    if code < 500:
         return TemporaryFailure(f"{stage}: {line}", code=code, reply=line)
     return PermanentFailure(
         f"{stage}: {line}", code=code, reply=line, hard_bounce=recipient_refused
@@ -237,7 +239,9 @@ class Transaction:
             )
         return failure(code, text, "MAIL FROM")
 
-    def _reset(self, error: SmtpError) -> bytes:
+    def _reset(self, error: SmtpError) -> bytes | None:
+        if error.code is not None and error.code < 400:
+            return self._end(error, close=True)  # out of step: an RSET would not help
         self._expect, self._after_reset = ["RSET"], error
         return b"RSET\r\n"
 

@@ -2,8 +2,8 @@
 the lanes' results, one transaction for all results that are ready.
 
 One thread (the caller's) runs it all: the lanes' SMTP sessions on one event loop, and all
-database writes. Each of the ``concurrency`` lanes has its own SMTP connection and sends
-the next message of its slice only once the result of the one before is written, so at
+database writes. Each of the ``concurrency`` lanes has its own SMTP connection and lets the
+final dot of its next message go only once the result of the one before is written, so at
 most ``concurrency`` accepted messages are ever without their result in the database: a
 hard kill can make at most that many people receive a second copy on resume.
 """
