@@ -51,8 +51,25 @@ def check_base_url(settings: Settings) -> str | None:
     )
 
 
+# The fixed start of each Settings' links: its base URL and its mailto up to the token. A
+# Settings is frozen, so they never change; the entry keeps the object, so its id is not
+# reused while the entry lives. A process has few Settings (tests make many: kept small).
+_PREFIXES: dict[int, tuple[Settings, str, str]] = {}
+
+
+def _prefixes(settings: Settings) -> tuple[str, str]:
+    entry = _PREFIXES.get(id(settings))
+    if entry is None or entry[0] is not settings:
+        mailto = f"mailto:{unsubscribe_mailbox(settings)}?subject={quote('unsubscribe ')}"
+        entry = (settings, settings.base_url.rstrip("/"), mailto)
+        if len(_PREFIXES) >= 32:
+            _PREFIXES.clear()
+        _PREFIXES[id(settings)] = entry
+    return entry[1], entry[2]
+
+
 def _base(settings: Settings) -> str:
-    return settings.base_url.rstrip("/")
+    return _prefixes(settings)[0]
 
 
 def unsubscribe_token(key: bytes, subscriber_id: int, topic_id: int) -> str:
@@ -101,7 +118,22 @@ def unsubscribe_mailbox(settings: Settings) -> str:
 def unsubscribe_mailto(settings: Settings, key: bytes, subscriber_id: int, topic_id: int) -> str:
     """``mailto:`` for List-Unsubscribe; the subject carries the same signed token."""
     token = unsubscribe_token(key, subscriber_id, topic_id)
-    return f"mailto:{unsubscribe_mailbox(settings)}?subject={quote('unsubscribe ' + token)}"
+    return _prefixes(settings)[1] + quote(token)
+
+
+def recipient_links(
+    settings: Settings, key: bytes, subscriber_id: int, topic_id: int
+) -> tuple[str, str, str]:
+    """(unsubscribe URL, preferences URL, unsubscribe mailto) of one recipient of one topic's
+    edition: what the three functions give, with the unsubscribe token made once."""
+    base, mailto = _prefixes(settings)
+    unsubscribe = unsubscribe_token(key, subscriber_id, topic_id)
+    # A token is base 36, "_", "-", "." and URL-safe base64: nothing ``quote`` changes.
+    return (
+        f"{base}/u/{unsubscribe}",
+        f"{base}/p/{preferences_token(key, subscriber_id)}",
+        mailto + unsubscribe,
+    )
 
 
 def bounce_token(key: bytes, subscriber_id: int, edition_id: int) -> str:

@@ -3,12 +3,15 @@ files only their owner can read (issue 11 items 1 and 6)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import mailbox
 import os
 import stat
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given
@@ -18,6 +21,7 @@ from web_helpers import Client, LiveServer, web_settings
 
 from newsletter import links, tokens
 from newsletter.audience import subscribers
+from newsletter.config import Settings
 from newsletter.content import topics
 from newsletter.errors import InvalidToken
 from newsletter.store.db import link_keys, open_db, token_key
@@ -99,6 +103,99 @@ def test_tokens_mailed_in_the_old_format_still_verify() -> None:
         data = links.read_confirm(TEST_KEY, token)
         assert data.values == (sid,) and data.expires_at == 4_102_444_800
         assert tokens.make(TEST_KEY, links.CONFIRM, sid, expires_at=4_102_444_800) == token
+
+
+# --- the links of one recipient at once (issue 17) ------------------------------------------
+
+SETTINGS_VARIANTS = st.builds(
+    lambda base, slash, mailbox: Settings(
+        base_url=base + slash,
+        from_addr="Säätiö <uutiskirje@example.fi>",
+        unsubscribe_mailto=mailbox,
+    ),
+    st.sampled_from(
+        ["https://uutiskirje.example.fi", "https://example.fi/uutiset", "http://127.0.0.1:8080"]
+    ),
+    st.sampled_from(["", "/", "//"]),
+    st.sampled_from(["", "peru@example.fi"]),
+)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(
+    settings=SETTINGS_VARIANTS,
+    key=st.binary(min_size=1, max_size=130),
+    subscriber_id=IDS,
+    topic_id=IDS,
+)
+def test_recipient_links_are_the_three_links_one_by_one(settings, key, subscriber_id, topic_id):
+    together = links.recipient_links(settings, key, subscriber_id, topic_id)
+    assert together == (
+        links.unsubscribe_url(settings, key, subscriber_id, topic_id),
+        links.preferences_url(settings, key, subscriber_id),
+        links.unsubscribe_mailto(settings, key, subscriber_id, topic_id),
+    )
+    unsubscribe, preferences, mailto = together
+    base = settings.base_url.rstrip("/")
+    token = links.unsubscribe_token(key, subscriber_id, topic_id)
+    assert unsubscribe == f"{base}/u/{token}"
+    assert preferences == f"{base}/p/{links.preferences_token(key, subscriber_id)}"
+    mailbox = settings.unsubscribe_mailto or "unsubscribe@example.fi"
+    assert mailto == f"mailto:{mailbox}?subject={quote('unsubscribe ' + token)}"
+    assert links.read_unsubscribe(key, unsubscribe.rpartition("/")[2]) == (subscriber_id, topic_id)
+    assert links.read_unsubscribe(key, mailto.rpartition("%20")[2]) == (subscriber_id, topic_id)
+
+
+def test_links_follow_each_settings_object_even_when_many_come_and_go() -> None:
+    """The per-Settings prefixes are cached by object: a new Settings (another base URL or
+    mailbox) gets its own links, also after the cache was emptied for room."""
+    made = []
+    for number in range(100):
+        settings = Settings(
+            base_url=f"https://n{number}.example.fi/", unsubscribe_mailto=f"u{number}@x.fi"
+        )
+        made.append(settings)
+        unsubscribe, _, mailto = links.recipient_links(settings, KEY, 1, 2)
+        assert unsubscribe.startswith(f"https://n{number}.example.fi/u/")
+        assert mailto.startswith(f"mailto:u{number}@x.fi?subject=")
+    for number, settings in enumerate(made):
+        assert links.preferences_url(settings, KEY, 1).startswith(
+            f"https://n{number}.example.fi/p/"
+        )
+        changed = settings.with_overrides(base_url="https://muu.example.fi")
+        assert links.unsubscribe_url(changed, KEY, 1, 2).startswith("https://muu.example.fi/u/")
+
+
+def _plain_b36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    if number < 0:
+        return "_" + _plain_b36(-number)
+    text = digits[number % 36]
+    while number >= 36:
+        number //= 36
+        text = digits[number % 36] + text
+    return text
+
+
+@hsettings(max_examples=500)
+@given(number=st.one_of(IDS, st.integers(0, 36**3).map(lambda n: n * 36**2)))
+def test_ids_are_written_in_base_36_as_always(number: int) -> None:
+    assert tokens._b36(number) == _plain_b36(number)
+
+
+@hsettings(max_examples=300)
+@given(
+    key=st.one_of(st.binary(max_size=200), st.just(b"k" * 64), st.just(b"k" * 65)),
+    purpose=st.sampled_from([links.UNSUBSCRIBE, links.PREFERENCES, links.CONFIRM, links.BOUNCE]),
+    body=st.text(max_size=80),
+)
+def test_the_mac_is_hmac_sha256_of_the_purpose_and_body(key, purpose, body):
+    """The MAC, computed from precomputed key pads, is the RFC 2104 HMAC the tokens always
+    carried: keys shorter than, as long as and longer than SHA-256's 64-octet block."""
+    digest = hmac.new(key, f"{purpose}:{body}".encode(), hashlib.sha256).digest()
+    expected = base64.urlsafe_b64encode(digest[:12]).decode().rstrip("=")
+    assert tokens._mac(key, purpose, body) == expected
+    assert tokens._mac(bytearray(key), purpose, body) == expected
 
 
 def _with_id(db, subscriber_id: int, email: str, topic_id: int) -> int:

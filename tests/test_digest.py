@@ -152,7 +152,7 @@ def test_example_identity_stops_the_send_and_the_next_run_resumes(db, workdir, s
     assert code == 1
     # The same refusal as `send` without --force (a digest has no --force).
     assert err.strip().splitlines()[-1] == (
-"error: edition 1 is not sent: newsletter.toml still names init's example sender:"
+        "error: edition 1 is not sent: newsletter.toml still names init's example sender:"
         " organisation.name, organisation.address, mail.from; newsletter.toml still holds"
         " init's example values: organisation.website, organisation.email, mail.reply_to,"
         " base_url"

@@ -6,12 +6,16 @@ import subprocess
 from email import message_from_bytes, policy
 from html import escape as html_escape
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from conftest import need_tool
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from newsletter.config import Settings
-from newsletter.mail import message, placeholders
+from newsletter.mail import dots, message, placeholders, smtp
 
 HTML = (
     "<!DOCTYPE html><html lang='fi'><body><p>Hei %%NAME%%!</p>"
@@ -247,3 +251,121 @@ def test_body_encoded_in_pieces_decodes_to_the_filled_body(settings: Settings, b
     body_bytes = data.split(b"\r\n\r\n", 1)[1]
     assert max(len(line) for line in body_bytes.split(b"\r\n")) <= 78
     assert b"\n" not in body_bytes.replace(b"\r\n", b"")
+
+
+# --- render_stuffed: the message as DATA carries it (issue 17) -----------------------------
+
+SEALED = placeholders.Holes.new()
+# Bodies with dots where lines (and quoted-printable's soft-wrapped lines) start; values with
+# dots, line breaks and what HTML escapes.
+BODY_TEXT = st.lists(st.sampled_from([*"ab. .\n.\r\n=ä😀%\t", "x" * 70]), max_size=40).map("".join)
+URLISH = st.lists(st.sampled_from([*"ab.:/?&=%\"'<> \r\n\t", "x" * 80]), max_size=12).map("".join)
+
+
+def _body(parts: list[str], holes: placeholders.Holes) -> str:
+    names = {"<n>": holes.name, "<u>": holes.unsubscribe_url, "<p>": holes.preferences_url}
+    return "".join(names.get(part, part) for part in parts)
+
+
+BODIES = st.lists(st.one_of(BODY_TEXT, st.sampled_from(["<n>", "<u>", "<p>"])), max_size=12)
+FIXED = {
+    "make_message_id": lambda domain: f"<fixed@{domain}>",
+    "_date": lambda: "Thu, 01 Jan 2026 00:00:00 GMT",
+}
+
+
+def _both(edition: message.EditionMessage, **values) -> tuple[bytes, bytes]:
+    """(render_stuffed, smtp.dot_stuffed(render) + ".\\r\\n") with Message-ID and Date fixed."""
+    with (
+        mock.patch.object(message, "make_message_id", FIXED["make_message_id"]),
+        mock.patch.object(message, "_date", FIXED["_date"]),
+    ):
+        stuffed, stuffed_id = edition.render_stuffed(**values)
+        data, data_id = edition.render(**values)
+    assert stuffed_id == data_id
+    return stuffed, smtp.dot_stuffed(data) + b".\r\n"
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    html_parts=BODIES,
+    text_parts=BODIES,
+    holes=st.sampled_from([SEALED, placeholders.LEGACY, placeholders.NO_HOLES]),
+    is_list=st.booleans(),
+    # RFC 5322 lets a field name start with a dot: the head is checked per message too.
+    extra=st.sampled_from([None, {".Dotted": "v"}]),
+    name=st.one_of(st.text(max_size=40), URLISH),
+    unsubscribe=URLISH,
+    preferences=URLISH,
+    mailto=URLISH,
+)
+def test_render_stuffed_is_render_dot_stuffed(
+    html_parts, text_parts, holes, is_list, extra, name, unsubscribe, preferences, mailto
+) -> None:
+    settings = Settings(from_addr="Säätiö <uutiskirje@example.fi>", reply_to="info@example.fi")
+    edition = message.EditionMessage(
+        settings,
+        subject=".Aihe",
+        html=_body(html_parts, holes),
+        text=_body(text_parts, holes),
+        list_id=message.list_id(settings, ["t"]) if is_list else None,
+        extra_headers=extra,
+        holes=holes,
+    )
+    stuffed, expected = _both(
+        edition,
+        to_email="maija@example.fi",
+        to_name=name,
+        unsubscribe_url="https://x.fi/u/" + unsubscribe,
+        preferences_url=preferences,
+        unsubscribe_mailto=mailto,
+    )
+    assert stuffed == expected
+    assert stuffed.endswith(b"\r\n.\r\n") and b"\n.\r\n" not in stuffed[:-3]
+
+
+@hsettings(max_examples=300)
+@given(
+    st.binary(max_size=300) | st.lists(st.sampled_from([b".", b"\r\n", b"\n", b"a"])).map(b"".join)
+)
+def test_the_stuffing_rule_is_the_senders(data: bytes) -> None:
+    assert dots.dot_stuffed(data) == smtp.dot_stuffed(data)
+
+
+def test_render_stuffed_searches_only_this_recipients_pieces(settings: Settings) -> None:
+    """The edition's own pieces were stuffed when it was built: per message only the
+    headers and the filled-in values are looked at, not the ~50 KB body."""
+    edition = _edition(settings)
+    seen: list[int] = []
+    real = dots.stuffed_lines
+
+    def counting(chunk: bytes) -> bytes:
+        seen.append(len(chunk))
+        return real(chunk)
+
+    with mock.patch.object(dots, "stuffed_lines", counting):
+        stuffed, _ = edition.render_stuffed(
+            to_email="Maija.Meikalainen@example.fi",
+            to_name=".Maija",
+            unsubscribe_url=UNSUB,
+            preferences_url="https://uutiskirje.example.fi/p/abc",
+        )
+    # The name begins a quoted-printable line (every value does): its dot was doubled.
+    assert len(stuffed) > 50_000 and b"\r\n..Maija=\r\n" in stuffed
+    assert seen and max(seen) < 2_000
+
+
+def test_a_signed_message_is_signed_then_stuffed_whole(settings: Settings, tmp_path: Path) -> None:
+    need_tool("openssl", "it makes the DKIM key")
+    import dkim
+
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    signed = settings.with_overrides(
+        dkim_selector="news", dkim_domain="example.fi", dkim_key_file=key
+    )
+    edition = _edition(signed)
+    values = {"to_email": "a@example.fi", "to_name": ".Åsa", "unsubscribe_url": UNSUB}
+    with mock.patch.object(dkim, "time", mock.Mock(time=lambda: 1_767_225_600)):
+        stuffed, expected = _both(edition, **values)
+    assert stuffed.startswith(b"DKIM-Signature:") and stuffed == expected

@@ -1,2 +1,2 @@
-"""Delivery: the resumable send pipeline (delivery log, lock, dispatcher, workers, report)
+"""Delivery: the resumable send pipeline (delivery log, lock, dispatcher, lanes, report)
 and mail that comes back (mailto unsubscribes; bounces)."""

@@ -16,11 +16,12 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from email.header import Header
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import formatdate, parseaddr
+from functools import lru_cache
 
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
-from newsletter.mail import placeholders
+from newsletter.mail import dots, placeholders, words
 
 CRLF = "\r\n"
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
@@ -30,7 +31,8 @@ MAX_NAME = 200  # characters of a display name
 MAX_PLAIN_HEADER = 900  # characters; leaves room for the name within SMTP's 998
 MAX_LINE = 998  # octets of a header line without CR LF (RFC 5322 section 2.1.1)
 MAX_ADDRESS = 254  # octets of an address (RFC 5321's path limit less the brackets)
-_WORD_LINE = 76  # where encoded words are folded (RFC 2047 section 2)
+_ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058
+_WORD_LINE = words.LINE  # where encoded words are folded (RFC 2047 section 2)
 # What DKIM must cover: From plus everything a forwarder could alter to change the meaning,
 # including the one-click unsubscribe pair (RFC 8058 section 4).
 DKIM_HEADERS = (
@@ -54,6 +56,10 @@ class AddressError(NewsletterError):
 
 def one_line(value: str) -> str:
     """A header value on one line: CR, LF and NUL become spaces, runs collapse."""
+    # Printable text has no white space but " " (the rest is a control or a separator):
+    # most values, every URL we make, are on one line as they are.
+    if value.isprintable() and "  " not in value and value[:1] != " " and value[-1:] != " ":
+        return value
     return " ".join(_UNSAFE_IN_HEADER.sub(" ", value).split())
 
 
@@ -79,7 +85,7 @@ def ascii_address(address: str) -> str:
     if not local.isascii():
         raise AddressError(f"non-ASCII local part needs SMTPUTF8, not supported: {address!r}")
     try:
-        domain = domain.encode("idna").decode("ascii")
+        domain = _idna(domain)
     except UnicodeError:
         raise AddressError(f"invalid domain in {address!r}") from None
     # An address cannot be folded: past SMTP's own limit no server would take it anyway.
@@ -88,25 +94,50 @@ def ascii_address(address: str) -> str:
     return f"{local}@{domain}"
 
 
+# email.utils.formataddr's quoting of an ASCII display name, without its per-call checks.
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+_ESCAPES = re.compile(r'[\\"]')
+
+
+def quoted(name: str) -> str:
+    """An ASCII display name as ``formataddr`` writes it: bare, or quoted when it has specials."""
+    if _SPECIALS.search(name) is None:
+        return name
+    return '"' + _ESCAPES.sub(r"\\\g<0>", name) + '"'
+
+
+@lru_cache(maxsize=4096)
+def _idna(domain: str) -> str:
+    # A list's recipients share few domains, and the codec costs microseconds a message.
+    return domain.encode("idna").decode("ascii")
+
+
 def phrase(name: str) -> str:
     """A display name for an address header, foldable wherever it may get long.
 
-    ASCII names are quoted by ``formataddr``; any other name becomes RFC 2047 encoded words
-    of at most 76 octets, one per folded line, so no name of any script or length can push
-    a header line past 998 octets.
+    ASCII names are quoted as ``formataddr`` quotes them; any other name becomes RFC 2047
+    encoded words of at most 75 characters, one per folded line, so no name of any script or
+    length can push a header line past 998 octets. So does an ASCII name with "=?" in it: a
+    reader would decode one that looks like an encoded word and show something else.
     """
-    name = one_line(name)[:MAX_NAME]
-    if not name:
+    return _phrase(one_line(name))
+
+
+def _phrase(line: str) -> str:
+    line = line[:MAX_NAME]
+    if not line:
         return ""
-    if name.isascii():
-        return formataddr((name, "x@x"))[: -len(" <x@x>")]
-    # header_name leaves room on the first line for the longest name we write it after.
-    return Header(name, "utf-8", header_name="Reply-To").encode(linesep=CRLF, maxlinelen=_WORD_LINE)
+    if line.isascii() and "=?" not in line:
+        return quoted(line)
+    return words.encoded(line)
 
 
 def format_address(name: str, address: str) -> str:
     """``Name <address>`` with the name encoded and folded as needed; one address only."""
-    shown = phrase(name)
+    return _address(_phrase(one_line(name)), address)
+
+
+def _address(shown: str, address: str) -> str:
     plain = ascii_address(address)
     if not shown:
         return plain
@@ -119,6 +150,19 @@ def format_address(name: str, address: str) -> str:
 def make_message_id(domain: str) -> str:
     # Time plus 64 random bits: unique without a host-name lookup per message.
     return f"<{time.time_ns():x}.{secrets.token_hex(8)}@{domain}>"
+
+
+_last_date = (-1, "")
+
+
+def _date() -> str:
+    """The Date header's value now, formatted once a second (its finest unit)."""
+    global _last_date
+    second = int(time.time())
+    last = _last_date  # one tuple, so threads that race here see a matching pair
+    if last[0] != second:
+        last = _last_date = (second, formatdate(second, usegmt=True))
+    return last[1]
 
 
 def list_id(
@@ -145,6 +189,12 @@ def _normalise(text: str) -> str:
     return body if body.endswith(CRLF) else body + CRLF
 
 
+# Text quoted-printable keeps as it is, on one short line: printable ASCII but "=", no space
+# at the end, no dot at the start (a line of a lone dot is encoded, and none needs stuffing).
+_PLAIN_VALUE = re.compile(r"[!-\-/-<>-~](?:[ !-<>-~]{0,68}[!-<>-~])?")
+_HTML_SPECIAL = re.compile(r"[&<>\"']")  # what html.escape(quote=True) changes
+
+
 def _qp(text: str) -> bytes:
     """Quoted-printable for one CRLF-normalised piece of a body; joinable with the next.
 
@@ -166,7 +216,9 @@ class _EncodedBody:
     """A body encoded once, with holes where the per-recipient placeholders go.
 
     Encoding the whole 40-90 KB body for every recipient was most of a message's cost;
-    now only the short filled-in values are encoded per message.
+    now only the short filled-in values are encoded per message. ``_qp`` ends every piece
+    in CRLF, so every piece and every value begins a line: each is dot-stuffed on its own,
+    the fixed pieces once here, and they join into the stuffed whole.
     """
 
     def __init__(self, body: str, holes: placeholders.Holes) -> None:
@@ -176,11 +228,22 @@ class _EncodedBody:
             self._pieces += [_qp(body[position : match.start()]), match.group(1)]
             position = match.end()
         self._pieces.append(_qp(body[position:]))
+        assert all(not p or p.endswith(b"\n") for p in self._pieces if isinstance(p, bytes))
+        self._stuffed = [p if isinstance(p, str) else dots.stuffed_lines(p) for p in self._pieces]
+        self.names = frozenset(p for p in self._pieces if isinstance(p, str))
 
-    def fill(self, values: Mapping[str, str]) -> bytes:
-        return b"".join(
-            piece if isinstance(piece, bytes) else _qp(values[piece]) for piece in self._pieces
-        )
+    def fill(self, encoded: Mapping[str, bytes], *, stuffed: bool = False) -> list[bytes]:
+        """The body's chunks, ``encoded[name]`` in each hole (stuffed like the pieces)."""
+        pieces = self._stuffed if stuffed else self._pieces
+        return [encoded[p] if isinstance(p, str) else p for p in pieces]
+
+
+def _value(text: str, stuffed: bool) -> bytes:
+    """One filled-in value, encoded (and dot-stuffed) like the pieces around it."""
+    if _PLAIN_VALUE.fullmatch(text):  # most values (URLs, names): QP leaves them as they are
+        return text.encode("ascii") + b"=\r\n"
+    encoded = _qp(text)
+    return dots.stuffed_lines(encoded) if stuffed else encoded
 
 
 class Signer:
@@ -222,9 +285,10 @@ class EditionMessage:
 
     ``holes`` are the edition's own (``placeholders.Holes``): text that merely looks like a
     hole, from an article or a name, is sent as text. ``render`` fills the holes
-    (HTML-escaped in the HTML part), writes the
-    per-recipient headers, and returns the bytes to hand to SMTP plus the Message-ID.
-    Without ``list_id`` it is a one-off message (no List-* headers), e.g. a confirmation.
+    (HTML-escaped in the HTML part), writes the per-recipient headers, and returns the
+    bytes to hand to SMTP plus the Message-ID; ``render_stuffed`` returns them as DATA
+    carries them. Without ``list_id`` it is a one-off message (no List-* headers), e.g. a
+    confirmation.
     """
 
     def __init__(
@@ -241,7 +305,7 @@ class EditionMessage:
         self.domain = settings.sender_domain
         self._html = _EncodedBody(_normalise(html), holes)
         self._text = _EncodedBody(_normalise(text), holes)
-        self._boundary = f"=_nl_{secrets.token_hex(12)}"  # "=" never occurs in QP bodies
+        boundary = f"=_nl_{secrets.token_hex(12)}"  # "=" never occurs in QP bodies
         self._signer = signer_for(settings)
         fixed = [
             ("From", format_address(*_name_and_address(settings.from_addr))),
@@ -260,6 +324,19 @@ class EditionMessage:
             _check_lines(name, value)
         self._fixed = "".join(f"{name}: {value}{CRLF}" for name, value in fixed)
         self._is_list = list_id is not None
+        self._mime = (
+            f"MIME-Version: 1.0{CRLF}"
+            f'Content-Type: multipart/alternative; boundary="{boundary}"{CRLF}{CRLF}'
+        )
+        self._plain_head, self._html_head = (
+            (
+                f"{lead}--{boundary}{CRLF}"
+                f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
+                f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}"
+            ).encode("ascii")
+            for lead, subtype in (("", "plain"), (CRLF, "html"))
+        )
+        self._end = f"{CRLF}--{boundary}--{CRLF}".encode("ascii")
 
     def render(
         self,
@@ -271,59 +348,91 @@ class EditionMessage:
         unsubscribe_mailto: str = "",
     ) -> tuple[bytes, str]:
         message_id = make_message_id(self.domain)
-        values = {
-            "UNSUBSCRIBE_URL": unsubscribe_url,
-            "PREFERENCES_URL": preferences_url,
-            "NAME": one_line(to_name),
-        }
-        headers = [
-            self._fixed,
-            f"To: {format_address(to_name, to_email)}{CRLF}",
-            f"Date: {formatdate(localtime=False, usegmt=True)}{CRLF}",
-            f"Message-ID: {message_id}{CRLF}",
-        ]
-        if self._is_list:
-            if not unsubscribe_url:
-                raise ValueError("a list message needs its unsubscribe URL")
-            targets = [f"<{one_line(unsubscribe_url)}>"]
-            if unsubscribe_mailto:
-                targets.append(f"<{one_line(unsubscribe_mailto)}>")
-            # Written by hand: a URL is never folded (that would break one-click), only the
-            # gap between the two targets is, when both together would pass 998 octets.
-            joined = ", ".join(targets)
-            if len(joined) + len("List-Unsubscribe: ") > MAX_LINE:
-                joined = f",{CRLF} ".join(targets)
-            _check_lines("List-Unsubscribe", joined)
-            headers.append(f"List-Unsubscribe: {joined}{CRLF}")
-            headers.append(f"List-Unsubscribe-Post: List-Unsubscribe=One-Click{CRLF}")
-        headers.append(
-            f"MIME-Version: 1.0{CRLF}"
-            f'Content-Type: multipart/alternative; boundary="{self._boundary}"{CRLF}{CRLF}'
+        chunks = self._chunks(
+            message_id, to_email, to_name, unsubscribe_url, preferences_url, unsubscribe_mailto
         )
-        escaped = {key: html.escape(value, quote=True) for key, value in values.items()}
-        text_part = self._text.fill(values)
-        html_part = self._html.fill(escaped)
-        data = b"".join(
-            (
-                "".join(headers).encode("ascii"),
-                self._part_head("plain"),
-                text_part,
-                self._part_head("html"),
-                html_part,
-                f"{CRLF}--{self._boundary}--{CRLF}".encode("ascii"),
-            )
-        )
+        data = b"".join(chunks)
         if self._signer is not None:
             data = self._signer.sign(data)
         return data, message_id
 
-    def _part_head(self, subtype: str) -> bytes:
-        lead = "" if subtype == "plain" else CRLF
-        return (
-            f"{lead}--{self._boundary}{CRLF}"
-            f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
-            f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}"
-        ).encode("ascii")
+    def render_stuffed(
+        self,
+        *,
+        to_email: str,
+        to_name: str = "",
+        unsubscribe_url: str = "",
+        preferences_url: str = "",
+        unsubscribe_mailto: str = "",
+    ) -> tuple[bytes, str]:
+        """What ``render`` makes, as DATA carries it (``dots.dot_stuffed(data) + dots.END``),
+        without searching the whole body again: only the values and headers of this message
+        are. A DKIM signature covers the unstuffed message, so a signed one is stuffed whole."""
+        recipient = (to_email, to_name, unsubscribe_url, preferences_url, unsubscribe_mailto)
+        message_id = make_message_id(self.domain)
+        if self._signer is not None:
+            data = self._signer.sign(b"".join(self._chunks(message_id, *recipient)))
+            return dots.dot_stuffed(data) + dots.END, message_id
+        chunks = self._chunks(message_id, *recipient, stuffed=True)
+        chunks.append(dots.END)
+        return b"".join(chunks), message_id
+
+    def _chunks(
+        self,
+        message_id: str,
+        to_email: str,
+        to_name: str,
+        unsubscribe_url: str,
+        preferences_url: str,
+        unsubscribe_mailto: str,
+        *,
+        stuffed: bool = False,
+    ) -> list[bytes]:
+        name = one_line(to_name)
+        head = [self._fixed, f"To: {_address(_phrase(name), to_email)}{CRLF}"]
+        head.append(f"Date: {_date()}{CRLF}Message-ID: {message_id}{CRLF}")
+        if self._is_list:
+            head.append(_list_unsubscribe(unsubscribe_url, unsubscribe_mailto))
+        head.append(self._mime)
+        encoded_head = "".join(head).encode("ascii")
+        text: dict[str, bytes] = {}
+        html_values: dict[str, bytes] = {}
+        for key, value in (
+            ("UNSUBSCRIBE_URL", unsubscribe_url),
+            ("PREFERENCES_URL", preferences_url),
+            ("NAME", name),
+        ):
+            text[key] = _value(value, stuffed)
+            # Most values (every URL we make) read the same escaped: one encoding serves both.
+            if _HTML_SPECIAL.search(value) is None:
+                html_values[key] = text[key]
+            else:
+                html_values[key] = _value(html.escape(value, quote=True), stuffed)
+        return [
+            dots.stuffed_lines(encoded_head) if stuffed else encoded_head,
+            self._plain_head,
+            *self._text.fill(text, stuffed=stuffed),
+            self._html_head,
+            *self._html.fill(html_values, stuffed=stuffed),
+            self._end,
+        ]
+
+
+def _list_unsubscribe(unsubscribe_url: str, unsubscribe_mailto: str) -> str:
+    if not unsubscribe_url:
+        raise ValueError("a list message needs its unsubscribe URL")
+    targets = [f"<{one_line(unsubscribe_url)}>"]
+    if unsubscribe_mailto:
+        targets.append(f"<{one_line(unsubscribe_mailto)}>")
+    # Written by hand: a URL is never folded (that would break one-click), only the gap
+    # between the two targets is, when both together would pass 998 octets.
+    joined = ", ".join(targets)
+    if len(joined) + len("List-Unsubscribe: ") > MAX_LINE:
+        joined = f",{CRLF} ".join(targets)
+        _check_lines("List-Unsubscribe", joined)
+    elif not joined.isascii():  # one line of at most 998 characters, but maybe more octets
+        _check_lines("List-Unsubscribe", joined)
+    return f"List-Unsubscribe: {joined}{CRLF}List-Unsubscribe-Post: {_ONE_CLICK}{CRLF}"
 
 
 def _check_lines(name: str, value: str) -> None:

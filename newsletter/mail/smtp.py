@@ -16,7 +16,6 @@ answering one byte every few seconds cannot hold a send for hours.
 from __future__ import annotations
 
 import contextlib
-import re
 import smtplib
 import socket
 import ssl
@@ -24,35 +23,29 @@ import threading
 import time
 from collections.abc import Sequence
 from functools import cache
-from typing import NoReturn
 
 from newsletter.config import Settings
-from newsletter.errors import NewsletterError
 from newsletter.links import is_loopback
 from newsletter.mail import message
+from newsletter.mail.dots import END, dot_stuffed
+from newsletter.mail.transaction import (
+    ConnectionFailed,
+    PermanentFailure,
+    SmtpError,
+    TemporaryFailure,
+    Transaction,
+    text_of,
+)
 
-
-class SmtpError(NewsletterError):
-    def __init__(self, message: str, *, code: int | None = None, reply: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.reply = reply or message
-
-
-class TemporaryFailure(SmtpError):
-    pass
-
-
-class PermanentFailure(SmtpError):
-    def __init__(
-        self, message: str, *, code: int | None = None, reply: str = "", hard_bounce: bool = False
-    ) -> None:
-        super().__init__(message, code=code, reply=reply)
-        self.hard_bounce = hard_bounce
-
-
-class ConnectionFailed(SmtpError):
-    pass
+__all__ = [
+    "Connection",
+    "ConnectionFailed",
+    "PermanentFailure",
+    "SmtpError",
+    "TemporaryFailure",
+    "dot_stuffed",
+    "send_one",
+]
 
 
 class _Expired(TimeoutError):
@@ -162,11 +155,6 @@ def _helo_name(fallback: str) -> str:
     return name if "." in name else fallback
 
 
-def _text(reply: bytes | str) -> str:
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    return " ".join(text.split())
-
-
 def tls_context(settings: Settings) -> ssl.SSLContext:
     """Certificate and host-name checks on; an extra CA file for private relays."""
     context = ssl.create_default_context()
@@ -234,55 +222,45 @@ class Connection:
         smtp = self._smtp
         assert smtp is not None
         self._budget.start()
+        transaction = Transaction(
+            sender, recipient, dot_stuffed(data) + END,
+            pipelining=bool(smtp.has_extn("pipelining")), where=self.where,
+        )  # fmt: skip
         try:
-            if smtp.has_extn("pipelining"):
-                return _send_pipelined(self, smtp, sender, recipient, data)
-            code, reply = _command(smtp, f"MAIL FROM:<{sender}>")
-            if code != 250:
-                self._refused_sender(sender, code, reply)
-            code, reply = _command(smtp, f"RCPT TO:<{recipient}>")
-            if code not in (250, 251):
-                self._reset()
-                self._fail(code, reply, "RCPT TO", recipient_refused=True)
-            code, reply = _data(smtp, data)
-            if code != 250:
-                self._reset()
-                self._fail(code, reply, "DATA")
-            return f"{code} {_text(reply)}"
+            out = transaction.first()
+            while out is not None:
+                if out:
+                    smtp.send(out)
+                code, reply = smtp.getreply()
+                out = transaction.feed(code, reply.decode("utf-8", "replace"))
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             if self._budget.why:
                 raise self._too_slow() from None
             self.close()
+            if transaction.known_failure is not None:
+                raise transaction.known_failure from None
             raise TemporaryFailure(f"connection to {self.where} dropped: {exc}") from None
-
-    def _refused_sender(self, sender: str, code: int, reply: bytes) -> NoReturn:
-        self._reset()
-        if code >= 500:
-            raise ConnectionFailed(
-                f"SMTP server {self.where} refused the sender {sender}: {code} {_text(reply)}",
-                code=code,
-            )
-        self._fail(code, reply, "MAIL FROM")
-
-    def _fail(
-        self, code: int, reply: bytes | str, stage: str, *, recipient_refused: bool = False
-    ) -> NoReturn:
-        text = f"{code} {_text(reply)}"
-        if code == 421:  # the server is closing this session
+        if transaction.close_session:
             self.close()
-        if 400 <= code < 500 or code < 200:
-            raise TemporaryFailure(f"{stage}: {text}", code=code, reply=text)
-        raise PermanentFailure(
-            f"{stage}: {text}", code=code, reply=text, hard_bounce=recipient_refused
-        )
+        if transaction.error is not None:
+            raise transaction.error
+        return transaction.reply
 
-    def _reset(self) -> None:
-        if self._smtp is None:
-            return
-        try:
-            self._smtp.rset()
-        except (smtplib.SMTPException, OSError):
-            self.close()
+    @property
+    def pipelining(self) -> bool:
+        """The open session's server offers PIPELINING (RFC 2920)."""
+        return self._smtp is not None and bool(self._smtp.has_extn("pipelining"))
+
+    def detach(self) -> socket.socket:
+        """The open session's socket, handed over (after ``open``): this object forgets it."""
+        smtp, self._smtp = self._smtp, None
+        assert smtp is not None and smtp.sock is not None
+        reader = smtp.file
+        if isinstance(reader, _Reader) and reader.buffer:
+            _quietly_close(smtp)
+            raise ConnectionFailed(f"SMTP server {self.where} spoke out of turn")
+        sock, smtp.sock, smtp.file = smtp.sock, None, None
+        return sock
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None
@@ -327,7 +305,7 @@ def _session_error(exc: BaseException, where: str, username: str) -> ConnectionF
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return ConnectionFailed(
             f"SMTP server {where} refused the login for {username!r}:"
-            f" {exc.smtp_code} {_text(exc.smtp_error)}",
+            f" {exc.smtp_code} {text_of(exc.smtp_error)}",
             code=exc.smtp_code,
         )
     if isinstance(exc, smtplib.SMTPNotSupportedError):
@@ -336,7 +314,7 @@ def _session_error(exc: BaseException, where: str, username: str) -> ConnectionF
         return ConnectionFailed(f"TLS with SMTP server {where} failed: {exc}")
     if isinstance(exc, smtplib.SMTPResponseException):
         return ConnectionFailed(
-            f"SMTP server {where} refused the session: {exc.smtp_code} {_text(exc.smtp_error)}",
+            f"SMTP server {where} refused the session: {exc.smtp_code} {text_of(exc.smtp_error)}",
             code=exc.smtp_code,
         )
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
@@ -353,86 +331,6 @@ def refuse_clear_text_login(settings: Settings) -> None:
         f"refusing to send the SMTP password to {settings.smtp_host}:{settings.smtp_port}"
         " without TLS: set smtp.security to starttls or ssl"
     )
-
-
-# --- PIPELINING (RFC 2920): its own functions, so the plain path above stays as it was ---
-
-
-def _send_pipelined(
-    conn: Connection, smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes
-) -> str:
-    """MAIL, RCPT and DATA in one write, then their replies, each matched to its command
-    in order; the message counts as sent only on the final 250 after its data."""
-    smtp.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"))
-    mail = _group_reply(conn, smtp)
-    rcpt = _group_reply(conn, smtp)
-    go = _group_reply(conn, smtp)
-    if mail[0] != 250 or rcpt[0] not in (250, 251):
-        if go[0] == 354:
-            # A server may accept DATA although nobody is left to deliver to: end it
-            # with an empty message, so the session stays in step.
-            smtp.send(b".\r\n")
-            smtp.getreply()
-        if mail[0] != 250:
-            conn._refused_sender(sender, *mail)
-        conn._reset()
-        conn._fail(*rcpt, "RCPT TO", recipient_refused=True)
-    if go[0] != 354:
-        conn._reset()
-        conn._fail(*go, "DATA")
-    code, reply = _message(smtp, data)
-    if code != 250:
-        conn._reset()
-        conn._fail(code, reply, "DATA")
-    return f"{code} {_text(reply)}"
-
-
-def _group_reply(conn: Connection, smtp: smtplib.SMTP) -> tuple[int, bytes]:
-    """The next reply of a pipelined group; a 421 ends the session at once (the server
-    sends nothing after it), so the replies still owed are not waited for."""
-    code, reply = smtp.getreply()
-    if code == 421:
-        conn._fail(code, reply, "SMTP session")
-    return code, reply
-
-
-def _command(smtp: smtplib.SMTP, line: str) -> tuple[int, bytes]:
-    """One command and its reply. ``smtp.mail``/``rcpt`` would run ``parseaddr`` on an
-    address already checked (``envelope_address``), for every message."""
-    smtp.putcmd(line)
-    return smtp.getreply()
-
-
-def _data(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-    """DATA, then the message once the server says go ahead."""
-    smtp.putcmd("data")
-    code, reply = smtp.getreply()
-    if code != 354:
-        return code, reply
-    return _message(smtp, data)
-
-
-# A line that starts with a dot. One compiled search finds it in a 50 KB message several
-# times faster than ``bytes.replace`` or ``in`` (CPython's two-byte search is slow on text
-# with a line break every 76 octets), and most messages have no such line at all.
-_DOT_LINE = re.compile(rb"\n\.")
-
-
-def dot_stuffed(data: bytes) -> bytes:
-    """The message as DATA carries it (RFC 5321 4.5.2), ending in CRLF, without the final dot."""
-    if _DOT_LINE.search(data) is not None:
-        data = _DOT_LINE.sub(b"\n..", data)
-    if data.startswith(b"."):
-        data = b"." + data
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data
-
-
-def _message(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-    """The message after a 354, the final dot, and the server's verdict."""
-    smtp.send(dot_stuffed(data) + b".\r\n")
-    return smtp.getreply()
 
 
 def _quietly_close(smtp: smtplib.SMTP, polite: bool = False) -> None:

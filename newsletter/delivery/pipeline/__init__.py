@@ -1,8 +1,9 @@
-"""The send pipeline: plan the delivery log, take the lock, dispatch to workers, report.
+"""The send pipeline: plan the delivery log, take the lock, dispatch over lanes, report.
 
 planning (edition, delivery log, counts) -> lock -> batches and consent -> dispatcher ->
-workers -> results -> report; ``entry`` holds ``send`` and ``send_test``. Tunables live in
-their module (``lock.HEARTBEAT_EVERY``, ``consent.CONSENT_FRESH``, ``planning.FIX_CHUNK``).
+lanes (one event loop) -> results -> report; ``entry`` holds ``send`` and ``send_test``.
+Tunables live in their module (``lock.HEARTBEAT_EVERY``, ``consent.CONSENT_FRESH``,
+``planning.FIX_CHUNK``).
 """
 
 from newsletter.delivery.pipeline.entry import (

@@ -1,5 +1,5 @@
 """Handing out work: pending rows claimed in batches (consent checked for the whole batch),
-cut into slices for the workers, with due retries first.
+cut into slices for the lanes, with due retries first.
 
 A slice is re-checked just before it leaves when its batch's check is older than
 ``consent.CONSENT_FRESH``, so an unsubscribe counts from the next slice on.

@@ -1,17 +1,16 @@
-"""The dispatcher: hands slices of claimed rows to idle workers, paces the send, and writes
-the workers' results, one transaction for all results that are ready.
+"""The dispatcher: hands slices of claimed rows to idle lanes, paces the send, and writes
+the lanes' results, one transaction for all results that are ready.
 
-One dispatcher (the calling thread) owns all database writes. Each of the ``concurrency``
-workers has its own SMTP connection and sends the next message of its slice only once the
-result of the one before is written, so at most ``concurrency`` accepted messages are ever
-without their result in the database: a hard kill can make at most that many people
-receive a second copy on resume.
+One thread (the caller's) runs it all: the lanes' SMTP sessions on one event loop, and all
+database writes. Each of the ``concurrency`` lanes has its own SMTP connection and lets the
+final dot of its next message go only once the result of the one before is written, so at
+most ``concurrency`` accepted messages are ever without their result in the database: a
+hard kill can make at most that many people receive a second copy on resume.
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
 import signal
 import threading
 import time
@@ -20,13 +19,15 @@ from collections.abc import Iterator
 from sqlite_utils import Database
 
 from newsletter.config import Settings
-from newsletter.delivery.pipeline import report, workers
+from newsletter.delivery.pipeline import report
 from newsletter.delivery.pipeline.batches import Batches
-from newsletter.delivery.pipeline.jobs import Options, Progress, RateLimiter, Result, SendReport
+from newsletter.delivery.pipeline.jobs import Options, Progress, RateLimiter, SendReport
+from newsletter.delivery.pipeline.lanes import Lanes
 from newsletter.delivery.pipeline.lock import Heartbeat
 from newsletter.delivery.pipeline.planning import Edition, counts, edition_messages
 from newsletter.delivery.pipeline.results import Recorder
-from newsletter.store.db import token_key
+from newsletter.delivery.pipeline.staffing import Staffing
+from newsletter.store.db import checkpoints_aside, token_key
 
 
 class Dispatcher:
@@ -46,41 +47,32 @@ class Dispatcher:
         self.edition = edition
         self.options = options
         self.progress = progress
-        self.results: queue.Queue[Result] = queue.Queue()
         self.limiter = RateLimiter(options.rate)
         self.heartbeat = Heartbeat(db, edition.id, owner)
         start = SendReport.from_counts(edition.id, "sending", counts(db, edition.id))
         self.recorder = Recorder(db, settings, edition.id, options, start)
         self.batches = Batches(db, edition.id, options, self.recorder)
-        self.crew: list[workers.Worker] = []
-        self.busy: list[int] = []  # per worker: jobs handed out whose result has not come
-        self.in_flight = 0
+        self.in_flight = 0  # jobs handed out whose result has not come
         self.interrupted = threading.Event()
-        self.staffing = workers.Staffing(options)
-        self.template = edition_messages(db, settings, edition)
-        self.key = token_key(db, settings.secret)
+        self.staffing = Staffing(options)
+        template = edition_messages(db, settings, edition)
+        self.lanes = Lanes(settings, template, token_key(db, settings.secret), edition.id)
 
     def run(self) -> SendReport:
-        self._hire(self.options.concurrency)
+        self.lanes.hire(self.options.concurrency)
         try:
-            with interrupt_sets(self.interrupted):
+            with interrupt_sets(self.interrupted), checkpoints_aside(self.db):
                 self._loop()
                 self._drain()
         finally:
-            workers.stop(self.crew, timeout=2.0)
+            self.lanes.close()
         return report.finish(self.db, self.edition.id, self.recorder)
-
-    def _hire(self, count: int) -> None:
-        self.crew += workers.start(count, self.settings, self.template, self.key, self.results,
-                                   self.edition.id, first=len(self.crew))  # fmt: skip
-        self.busy += [0] * count
 
     def _staff(self) -> bool:
         """Keep a connection open while the send goes on; False when it must pause."""
-        live = sum(not worker.retired for worker in self.crew)
-        decision = self.staffing.decide(live, self.recorder.report.sent_now)
+        decision = self.staffing.decide(self.lanes.live(), self.recorder.report.sent_now)
         if decision == "hire":
-            self._hire(1)
+            self.lanes.hire(1)
         elif decision == "stop":
             self.recorder.fatal = self.recorder.fatal or self.recorder.busy_error
             self.recorder.stop_reason = self.recorder.stop_reason or "unreachable"
@@ -95,10 +87,7 @@ class Dispatcher:
             self._beat()
             if not self._staff():
                 return
-            idle = next(
-                (n for n, jobs in enumerate(self.busy) if not jobs and not self.crew[n].retired),
-                None,
-            )
+            idle = self.lanes.idle_lane()
             if idle is None:
                 self._collect(block=True, timeout=0.5 if self.in_flight else 0.05)
                 continue
@@ -112,9 +101,8 @@ class Dispatcher:
                 return  # the slice was not handed out: it stays pending in the database
             jobs = self.batches.still_mailable(jobs)
             if jobs:
-                self.busy[idle] += len(jobs)
                 self.in_flight += len(jobs)
-                self.crew[idle].jobs.put(jobs)
+                self.lanes.hand(idle, jobs)
 
     def _wait_for_rate(self, count: int) -> bool:
         """Wait until the rate limit lets ``count`` messages go; False when the send must stop."""
@@ -141,33 +129,24 @@ class Dispatcher:
         seconds to finish their message, then they are cut (the rows stay pending).
         """
         deadline = time.monotonic() + self.settings.smtp_deadline + 5
-        while self.in_flight > 0 and time.monotonic() < deadline + 2.0:
+        while self.in_flight > 0:
             if self.interrupted.is_set():
                 deadline = min(deadline, time.monotonic() + 2.0)
             if time.monotonic() >= deadline:
-                for worker in self.crew:
-                    worker.abort()
+                self.lanes.abort()
+                self._collect(block=False)
+                return
             self._collect(block=True, timeout=0.2)
             self._beat()
 
     def _collect(self, *, block: bool, timeout: float = 0.0) -> None:
-        """Write every finished result in one transaction, then let their workers go on."""
-        ready: list[Result] = []
-        try:
-            ready.append(self.results.get(block=block, timeout=timeout if block else None))
-            while True:
-                ready.append(self.results.get_nowait())
-        except queue.Empty:
-            pass
+        """Write every finished result in one transaction, then let their lanes go on."""
+        ready = self.lanes.poll(timeout if block else 0.0)
         if not ready:
             return
         self.in_flight -= len(ready)
         self.recorder.write(ready)
-        go_on = not self._should_stop()
-        for result in ready:
-            self.busy[result.worker] -= 1
-            if not result.last and not result.skipped:
-                self.crew[result.worker].acks.put(go_on)
+        self.lanes.proceed(not self._should_stop())
         if self.progress is not None:
             self.progress(self.recorder.report)
 

@@ -12,6 +12,7 @@ from newsletter.audience import consent, subscribers
 from newsletter.config import Settings
 from newsletter.delivery.pipeline.dispatcher import Dispatcher
 from newsletter.delivery.pipeline.jobs import Options, Progress, SendReport
+from newsletter.delivery.pipeline.lanes import render_for
 from newsletter.delivery.pipeline.lock import acquire_lock, release_lock
 from newsletter.delivery.pipeline.planning import (
     Edition,
@@ -20,7 +21,6 @@ from newsletter.delivery.pipeline.planning import (
     start,
 )
 from newsletter.delivery.pipeline.report import requeue_failed
-from newsletter.delivery.pipeline.workers import render_for
 from newsletter.errors import NewsletterError
 from newsletter.mail import smtp
 from newsletter.store.db import token_key

@@ -62,6 +62,13 @@ class SendReport:
             pending=numbers["pending"],
         )
 
+    def count_sent(self, count: int) -> None:
+        self.sent, self.sent_now, self.pending = (
+            self.sent + count,
+            self.sent_now + count,
+            self.pending - count,
+        )
+
     def as_dict(self) -> dict:
         return {
             "edition": self.edition,

@@ -70,12 +70,17 @@ class Recorder:
         self.suspects: list[tuple[Job, smtp.PermanentFailure]] = []
         self.requeued: list[Job] = []  # their connection was refused: to hand out again
         self.busy_error: smtp.ConnectionFailed | None = None
+        self._sent_rows: list[tuple[str, str, str, int]] = []  # written at the end of ``write``
+        self._stamp = ""
 
     def write(self, ready: Iterable[Result]) -> None:
-        """Record results, one transaction for all of them."""
+        """Record results in one transaction; the messages sent in one statement."""
         with writing(self.db):
+            self._stamp = now_iso()
             for result in ready:
                 self.record(result)
+            sent, self._sent_rows = self._sent_rows, []
+            self.report.count_sent(mark_sent(self.db, sent) if sent else 0)
 
     def close_refused(self, refused: dict[int, str]) -> None:
         """Close rows whose person may no longer be mailed, with the reason."""
@@ -131,15 +136,7 @@ class Recorder:
             self.stop_reason = "paused"
 
     def _sent(self, job: Job, result: Result) -> None:
-        cursor = self.db.execute(
-            "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, last_reply = ?,"
-            " message_id = ?, reason = NULL, updated = ? WHERE id = ? AND status = 'pending'",
-            [result.reply, result.message_id, now_iso(), job.delivery_id],
-        )
-        if cursor.rowcount:
-            self.report.sent += 1
-            self.report.sent_now += 1
-            self.report.pending -= 1
+        self._sent_rows.append((result.reply, result.message_id, self._stamp, job.delivery_id))
 
     def fail(self, job: Job, reason: str, reply: str, *, attempt: int = 1) -> None:
         cursor = self.db.execute(
@@ -195,6 +192,17 @@ class Recorder:
         delay = self.options.retry_base * (2 ** (job.attempts - 1))
         due = time.monotonic() + delay * (0.5 + random.random() / 2)
         heapq.heappush(self.retries, (due, job))
+
+
+def mark_sent(db: Database, rows: list[tuple[str, str, str, int]]) -> int:
+    """Turn rows (reply, Message-ID, time, id) ``sent``; how many were still pending (a row
+    someone else closed meanwhile, an erasure, is neither changed nor counted)."""
+    cursor = db.conn.executemany(
+        "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, last_reply = ?,"
+        " message_id = ?, reason = NULL, updated = ? WHERE id = ? AND status = 'pending'",
+        rows,
+    )
+    return cursor.rowcount
 
 
 def settle_suspects(run: Recorder, *, keep_young: bool = False) -> None:

@@ -1,0 +1,191 @@
+"""The send loop: all connections in one thread, each message's final dot held back until
+the result before it is written, so a server never holds more accepted messages without
+their result in the database than there are connections; and the limits of every step."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+from pipelining_server import PipeliningServer
+from send_helpers import add_people, delivery_rows, make_edition, make_topic
+from test_smtp_deadline import RawServer, _lines, drip_after_data
+
+from newsletter.delivery import pipeline
+from newsletter.delivery.pipeline import planning
+from newsletter.delivery.pipeline.batches import pending_jobs
+from newsletter.delivery.pipeline.lanes import Lanes
+from newsletter.mail import smtp
+from newsletter.store.db import token_key
+
+
+@pytest.fixture
+def server():
+    instance = PipeliningServer(hold_replies=False)
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+def on(settings, port, **changes):
+    return settings.with_overrides(
+        smtp_host="127.0.0.1", smtp_port=port, smtp_timeout=5.0, **changes
+    )
+
+
+def lanes_for(db, settings, edition_id: int) -> tuple[Lanes, list]:
+    edition = planning.load_edition(db, edition_id)
+    planning.start(db, edition, include_new=False)
+    template = planning.edition_messages(db, settings, edition)
+    lanes = Lanes(settings, template, token_key(db, settings.secret), edition_id)
+    return lanes, pending_jobs(db, edition_id, 0, 100)
+
+
+def poll_until(lanes: Lanes, wanted: int, seconds: float = 10.0) -> list:
+    found: list = []
+    end = time.monotonic() + seconds
+    while len(found) < wanted and time.monotonic() < end:
+        found += lanes.poll(0.2)
+    return found
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_the_next_message_waits_for_its_dot_until_the_result_before_is_written(
+    db, settings, server, pipelining
+):
+    server.offer_pipelining = pipelining
+    topic = make_topic(db)
+    add_people(db, topic, 3)
+    edition = make_edition(db, [topic])
+    lanes, jobs = lanes_for(db, on(settings, server.port), edition)
+    lanes.hire(1)
+    lane = lanes.lanes[0]
+    try:
+        lanes.hand(lane, jobs)
+        first = poll_until(lanes, 1)
+        # The first result is out but not written: the second message is all on the wire
+        # except its dot, and the server has accepted only the first.
+        assert [r.job.delivery_id for r in first] == [jobs[0].delivery_id]
+        assert first[0].reply.startswith("250") and not first[0].last
+        assert lane.session.awaiting_dot
+        time.sleep(0.3)
+        assert [m.recipient for m in server.messages] == [jobs[0].email]
+
+        lanes.proceed(True)  # written: the dot goes, the third message waits in turn
+        second = poll_until(lanes, 1)
+        assert [r.job.delivery_id for r in second] == [jobs[1].delivery_id]
+        assert len(server.messages) == 2
+
+        lanes.proceed(False)  # the send stops: the held third message is dropped
+        third = poll_until(lanes, 1)
+        assert [(r.job.delivery_id, r.skipped) for r in third] == [(jobs[2].delivery_id, True)]
+        time.sleep(0.3)
+        assert [m.recipient for m in server.messages] == [j.email for j in jobs[:2]]
+    finally:
+        lanes.close()
+
+
+def test_a_server_never_holds_more_unrecorded_messages_than_connections(db, settings, server):
+    topic = make_topic(db)
+    add_people(db, topic, 60)
+    edition = make_edition(db, [topic])
+    watcher = sqlite3.connect(str(settings.db), check_same_thread=False)
+    behind: list[int] = []
+
+    def data_reply(address: str) -> None:
+        # At each final dot: messages the server accepted before this one, less the rows the
+        # database already shows as sent. Only the other connections' can be missing.
+        sent = watcher.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'").fetchone()
+        behind.append(len(server.messages) - sent[0])
+        return None
+
+    server.data_reply = data_reply
+    report = pipeline.send(db, on(settings, server.port), edition, concurrency=3, batch_size=10)
+    watcher.close()
+
+    assert (report.sent, report.pending) == (60, 0)
+    assert len(behind) == 60
+    assert max(behind) <= 3 - 1  # this connection's own previous message is always written
+    assert len(server.messages) == 60
+
+
+def test_a_transaction_past_its_deadline_stops_the_send_with_the_row_pending(db, settings):
+    server = RawServer(drip_after_data)
+    try:
+        topic = make_topic(db)
+        add_people(db, topic, 2)
+        edition = make_edition(db, [topic])
+        started = time.monotonic()
+        with pytest.raises(smtp.ConnectionFailed, match=r"within 1 s \(smtp\.deadline\)"):
+            pipeline.send(db, on(settings, server.port, smtp_deadline=1.0), edition)
+        assert time.monotonic() - started < 15
+    finally:
+        server.close()
+    rows = delivery_rows(db, edition)
+    assert {row["status"] for row in rows} == {"pending"}
+
+
+def test_replies_without_end_are_cut_at_the_cap(db, settings):
+    def endless_after_mail(conn, stop):
+        conn.sendall(b"220 ok\r\n")
+        conn.recv(1024)
+        conn.sendall(b"250-big.example\r\n250 PIPELINING\r\n")
+        conn.recv(1024)
+        while not stop.is_set():
+            conn.sendall(b"250-" + b"X" * 1000 + b"\r\n")
+
+    server = RawServer(endless_after_mail)
+    try:
+        topic = make_topic(db)
+        add_people(db, topic, 1)
+        edition = make_edition(db, [topic])
+        wrong = on(settings, server.port, smtp_max_reply=8192)
+        with pytest.raises(smtp.ConnectionFailed, match=r"more than 8192 octets"):
+            pipeline.send(db, wrong, edition)
+    finally:
+        server.close()
+    assert {row["status"] for row in delivery_rows(db, edition)} == {"pending"}
+
+
+def early_verdict(conn, stop):
+    """Says 250 to each message as soon as its body starts, before its final dot."""
+    conn.sendall(b"220 ok\r\n")
+    in_data = False
+    for line in _lines(conn):
+        if in_data:
+            in_data = line != b"."
+            if line.startswith(b"Subject:"):
+                conn.sendall(b"250 2.0.0 too early\r\n")
+            continue
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            conn.sendall(b"250-early.example\r\n250 PIPELINING\r\n")
+        elif verb == b"DATA":
+            in_data = True
+            conn.sendall(b"354 go on\r\n")
+        elif verb == b"QUIT":
+            return
+        else:
+            conn.sendall(b"250 ok\r\n")
+
+
+def test_a_reply_while_the_dot_is_held_is_not_a_delivery(db, settings):
+    server = RawServer(early_verdict)
+    try:
+        topic = make_topic(db)
+        add_people(db, topic, 2)
+        edition = make_edition(db, [topic])
+        lanes, jobs = lanes_for(db, on(settings, server.port), edition)
+        lanes.hire(1)
+        try:
+            lanes.hand(lanes.lanes[0], jobs)
+            results = poll_until(lanes, 2)
+        finally:
+            lanes.close()
+    finally:
+        server.close()
+    # The first message went whole, with its dot (the server's early word aside); the
+    # second was held at its dot when the 250 came: that 250 cannot be its delivery.
+    second = next(r for r in results if r.job.delivery_id == jobs[1].delivery_id)
+    assert not second.reply and isinstance(second.error, smtp.TemporaryFailure)
