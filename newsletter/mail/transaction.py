@@ -69,6 +69,17 @@ def _before_the_dot(code: int, text: str) -> SmtpError:
     return TemporaryFailure(early, code=code, reply=early)
 
 
+def _sender_refused(transaction: Transaction, code: int, text: str) -> SmtpError:
+    """A refused MAIL FROM: permanent means no message of this send can go (a stop)."""
+    if code >= 500:
+        return ConnectionFailed(
+            f"SMTP server {transaction.where} refused the sender {transaction.sender}:"
+            f" {code} {text}",
+            code=code,
+        )
+    return failure(code, text, "MAIL FROM")
+
+
 class Replies:
     """Complete SMTP replies out of the octets a server sends: (code, text) each, the text of
     a multi-line reply joined by newlines, as smtplib gives it."""
@@ -173,7 +184,7 @@ class Transaction:
             self._group.append((code, text))
             return b""
         if code != 250:
-            return self._reset(self._sender_refused(code, text))
+            return self._reset(_sender_refused(self, code, text))
         self._expect = ["RCPT TO"]
         return f"RCPT TO:<{self.recipient}>\r\n".encode("ascii")
 
@@ -191,7 +202,7 @@ class Transaction:
             (mail, mail_text), (rcpt, rcpt_text) = self._group
             if mail != 250 or rcpt not in (250, 251):
                 if mail != 250:
-                    error = self._sender_refused(mail, mail_text)
+                    error = _sender_refused(self, mail, mail_text)
                 else:
                     error = failure(rcpt, rcpt_text, "RCPT TO", recipient_refused=True)
                 if code == 354:
@@ -230,14 +241,6 @@ class Transaction:
         return self._end(self._after_reset, close=code != 250)
 
     # --- endings ---
-
-    def _sender_refused(self, code: int, text: str) -> SmtpError:
-        if code >= 500:
-            return ConnectionFailed(
-                f"SMTP server {self.where} refused the sender {self.sender}: {code} {text}",
-                code=code,
-            )
-        return failure(code, text, "MAIL FROM")
 
     def _reset(self, error: SmtpError) -> bytes | None:
         if error.code is not None and error.code < 400:
