@@ -1,7 +1,7 @@
 """Who may be mailed: the one definition sending, export, counts and the web service share.
 
-``MAILABLE`` is the rule and ``recipient_condition`` applies it to a list of topics; the
-queries below all build on them.
+``MAILABLE`` is the rule, ``recipient_condition`` applies it to a list of topics, and the
+queries below only choose how SQLite walks the tables to apply it.
 """
 
 from __future__ import annotations
@@ -24,11 +24,14 @@ class Recipient:
 # A mailable subscription (``sub``) of a person (``s``): confirmed, the person active and
 # not unsubscribed from everything, not written by an import still marked running (an
 # import is all-or-nothing: nobody it adds is a recipient before it has finished).
+# Whether any import is running is asked once per statement (it does not depend on the
+# row), so with none running, the usual case, no row needs the journal lookup.
 MAILABLE = (
     "sub.status = 'confirmed' AND s.status = 'active' AND s.unsubscribed_all IS NULL"
-    " AND NOT EXISTS (SELECT 1 FROM import_undo u JOIN import_runs r ON r.id = u.import_id"
+    " AND (NOT EXISTS (SELECT 1 FROM import_runs WHERE status = 'running')"
+    "  OR NOT EXISTS (SELECT 1 FROM import_undo u JOIN import_runs r ON r.id = u.import_id"
     "  WHERE u.subscriber_id = sub.subscriber_id AND u.topic_id = sub.topic_id"
-    "  AND u.new = 'confirmed' AND r.status = 'running')"
+    "  AND u.new = 'confirmed' AND r.status = 'running'))"
 )
 
 
@@ -66,20 +69,34 @@ def recipients_sql(
     """The query behind ``recipients`` (id, email, name, lang, topic_id; ids in
     ``(after_id, upto_id]``, by id) with its parameters, for callers that feed it to SQL.
 
-    CROSS JOIN keeps ``subscribers`` the outer loop: rows come straight out of its primary
-    key in id order, so GROUP BY needs no temporary B-tree and a page of the list costs its
-    own size, not the size of everything after it.
+    Both forms read rows in id order straight out of an index, so neither needs a temporary
+    B-tree and a page of the list costs its own size, not the size of everything after it.
+    One topic: its part of the ``subscriptions_topic`` index (topic, status, subscriber) is
+    the outer loop and each person is found by primary key; (subscriber, topic) is the
+    primary key of ``subscriptions``, so nobody comes twice and nothing is grouped. Several
+    topics: CROSS JOIN keeps ``subscribers`` the outer loop, and GROUP BY gives each person
+    once with the lowest of their topics.
     """
-    condition, params = recipient_condition(topic_ids)
+    topics = sorted(set(topic_ids))  # a topic named twice would cost an IN loop and a sort
+    condition, params = recipient_condition(topics)
+    single = len(topics) == 1
+    key = "sub.subscriber_id" if single else "s.id"
     upto = ""
     params.append(after_id)
     if upto_id is not None:
-        upto = " AND s.id <= ?"
+        upto = f" AND {key} <= ?"
         params.append(upto_id)
+    if single:
+        return (
+            "SELECT s.id, s.email, s.name, s.lang, sub.topic_id"
+            " FROM subscriptions sub CROSS JOIN subscribers s ON s.id = sub.subscriber_id"
+            f" WHERE {condition} AND {key} > ?{upto} ORDER BY {key}",
+            params,
+        )
     sql = (
         "SELECT s.id, s.email, s.name, s.lang, MIN(sub.topic_id) AS topic_id"
         " FROM subscribers s CROSS JOIN subscriptions sub ON sub.subscriber_id = s.id"
-        f" WHERE {condition} AND s.id > ?{upto}"
+        f" WHERE {condition} AND {key} > ?{upto}"
         " GROUP BY s.id ORDER BY s.id"
     )
     return sql, params
