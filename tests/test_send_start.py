@@ -4,6 +4,8 @@ is cut into transactions, and the query behind it pages without a temporary B-tr
 from __future__ import annotations
 
 import random
+import re
+import sqlite3
 
 import pytest
 from send_helpers import make_edition, make_topic
@@ -107,3 +109,40 @@ def test_paging_the_recipients_needs_no_temporary_b_tree(settings, topic_ids, wa
         assert step in plan, plan
     # Whether any import is running is asked once, before any person's journal lookup.
     assert plan.index("SCAN import_runs") < plan.index("CORRELATED SCALAR SUBQUERY"), plan
+
+
+def test_the_log_skips_only_the_check_its_rows_satisfy(db):
+    """The start writes the log with CHECK constraints off: the one on ``status`` is
+    satisfied by the literal it writes, and any other CHECK would go unchecked."""
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'deliveries'").fetchone()[0]
+    assert tuple(re.findall(r"CHECK \((?:[^()]|\([^()]*\))*\)", sql)) == planning.DELIVERY_CHECKS
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_checks_are_back_on_after_the_start(db, monkeypatch, interrupted):
+    first, second, _other = mixed_list(db, 30, 4)
+    edition = planning.load_edition(db, make_edition(db, [first, second]))
+    monkeypatch.setattr(planning, "FIX_CHUNK", 4)
+    if interrupted:
+        original = db.execute
+
+        def fails_in_a_chunk(sql, *args):
+            if sql.startswith("INSERT OR IGNORE INTO deliveries"):
+                raise KeyboardInterrupt
+            return original(sql, *args)
+
+        monkeypatch.setattr(db, "execute", fails_in_a_chunk)
+        with pytest.raises(KeyboardInterrupt):
+            planning.start(db, edition, include_new=False)
+        monkeypatch.setattr(db, "execute", original)
+    else:
+        planning.start(db, edition, include_new=False)
+    assert db.execute("PRAGMA ignore_check_constraints").fetchone()[0] == 0
+    assert not db.conn.in_transaction
+    person = db.execute("SELECT MIN(id) FROM subscribers").fetchone()[0]
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+        db.execute(
+            "INSERT INTO deliveries (edition_id, subscriber_id, topic_id, status, created,"
+            " updated) VALUES (?, ?, ?, 'lost', 'x', 'x')",
+            [edition.id, person, first],
+        )
