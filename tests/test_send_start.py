@@ -12,6 +12,7 @@ from send_helpers import make_edition, make_topic
 
 from newsletter.audience import subscribers
 from newsletter.delivery.pipeline import planning
+from newsletter.errors import NewsletterError
 from newsletter.store.db import open_db
 
 
@@ -119,7 +120,7 @@ def test_the_log_skips_only_the_check_its_rows_satisfy(db):
 
 
 @pytest.mark.parametrize("interrupted", [False, True])
-def test_checks_are_back_on_after_the_start(db, monkeypatch, interrupted):
+def test_checks_and_foreign_keys_are_back_on_after_the_start(db, monkeypatch, interrupted):
     first, second, _other = mixed_list(db, 30, 4)
     edition = planning.load_edition(db, make_edition(db, [first, second]))
     monkeypatch.setattr(planning, "FIX_CHUNK", 4)
@@ -138,11 +139,31 @@ def test_checks_are_back_on_after_the_start(db, monkeypatch, interrupted):
     else:
         planning.start(db, edition, include_new=False)
     assert db.execute("PRAGMA ignore_check_constraints").fetchone()[0] == 0
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert not db.conn.in_transaction
     person = db.execute("SELECT MIN(id) FROM subscribers").fetchone()[0]
+    insert = (
+        "INSERT INTO deliveries (edition_id, subscriber_id, topic_id, status, created,"
+        " updated) VALUES (?, ?, ?, ?, 'x', 'x')"
+    )
     with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
-        db.execute(
-            "INSERT INTO deliveries (edition_id, subscriber_id, topic_id, status, created,"
-            " updated) VALUES (?, ?, ?, 'lost', 'x', 'x')",
-            [edition.id, person, first],
-        )
+        db.execute(insert, [edition.id, person, first, "lost"])
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY constraint failed"):
+        db.execute(insert, [edition.id + 1, person, first, "pending"])
+
+
+def test_an_edition_deleted_before_its_log_is_fixed_gets_no_rows(db, settings):
+    """The log is written with foreign keys off and its parents checked once a chunk: an
+    edition deleted meanwhile (by another connection) must not get orphan rows."""
+    first, second, _other = mixed_list(db, 20, 5)
+    edition = planning.load_edition(db, make_edition(db, [first, second]))
+    other = open_db(settings.db)
+    try:
+        other.execute("DELETE FROM editions WHERE id = ?", [edition.id])
+        other.conn.commit()
+    finally:
+        other.close()
+    with pytest.raises(NewsletterError, match=f"edition {edition.id} or one of its topics"):
+        planning._fix_recipients(db, edition)
+    assert db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
