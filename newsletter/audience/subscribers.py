@@ -1,20 +1,30 @@
 """Subscribers, their per-topic subscriptions, the consent trail and the suppression list.
 
-The functions here are the single source of truth for who may be mailed: sending, export,
-counts and the web service all go through ``recipients`` / ``mailable``.
+Who may be mailed is decided in ``audience/recipients.py`` (``recipients`` / ``mailable``),
+re-exported here: sending, export, counts and the web service all go through it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlite_utils import Database
 
 # Send, digest, serve and build call it first: a dead import's half is undone (cheaply).
 from newsletter.audience.import_undo import recover as recover_imports  # noqa: F401
+from newsletter.audience.recipients import (  # noqa: F401  (the names callers use here)
+    MAILABLE,
+    Recipient,
+    count_recipients,
+    mailable,
+    recipient_condition,
+    recipients,
+    recipients_sql,
+    sql_marks,
+)
 from newsletter.clock import now_iso
 from newsletter.errors import InvalidEmail, NotFound
 from newsletter.store.db import immediate, keyed_hash, meta_get, meta_key
@@ -32,15 +42,6 @@ SUBSCRIPTION_ACTIONS = {
 # meta key: the largest id erasure has freed (see ``next_id``).
 _ERASED_MAX_ID = "erased_max_subscriber_id"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-@dataclass(frozen=True)
-class Recipient:
-    id: int
-    email: str
-    name: str
-    lang: str
-    topic_id: int  # the edition topic this person is mailed for (their unsubscribe link's)
 
 
 def normalize_email(raw: str) -> str:
@@ -381,102 +382,6 @@ def erase(db: Database, email: str, source: str = "cli") -> bool:
     # Move the WAL's copies of the deleted pages into the main file (where secure_delete
     # zeroed them) and truncate the WAL, so no readable trace of the address remains.
     return flush_wal(db)
-
-
-# A mailable subscription (``sub``) of a person (``s``): confirmed, the person active and
-# not unsubscribed from everything, not written by an import still marked running (an
-# import is all-or-nothing: nobody it adds is a recipient before it has finished).
-MAILABLE = (
-    "sub.status = 'confirmed' AND s.status = 'active' AND s.unsubscribed_all IS NULL"
-    " AND NOT EXISTS (SELECT 1 FROM import_undo u JOIN import_runs r ON r.id = u.import_id"
-    "  WHERE u.subscriber_id = sub.subscriber_id AND u.topic_id = sub.topic_id"
-    "  AND u.new = 'confirmed' AND r.status = 'running')"
-)
-
-
-def sql_marks(values: Sequence[object]) -> str:
-    return ", ".join("?" for _ in values)
-
-
-def recipient_condition(topic_ids: Sequence[int]) -> tuple[str, list[object]]:
-    """The SQL condition (on ``subscribers s`` joined to ``subscriptions sub``) that says who
-    is a recipient of the topics, with its parameters. ``recipients``, ``count_recipients``
-    and the export all build on it, so there is one definition of who gets mailed."""
-    return (
-        f"sub.topic_id IN ({sql_marks(topic_ids)}) AND {MAILABLE}",
-        list(topic_ids),
-    )
-
-
-def recipients(
-    db: Database, topic_ids: Sequence[int], *, after_id: int = 0, limit: int | None = None
-) -> Iterator[Recipient]:
-    """The recipients of the given topics: active subscribers with a confirmed subscription,
-    each once, ordered by id. Sending, export and counts all use this."""
-    if not topic_ids:
-        return iter(())
-    sql, params = recipients_sql(topic_ids, after_id=after_id)
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(limit)
-    return (Recipient(*row) for row in db.execute(sql, params))
-
-
-def recipients_sql(
-    topic_ids: Sequence[int], *, after_id: int = 0, upto_id: int | None = None
-) -> tuple[str, list[object]]:
-    """The query behind ``recipients`` (id, email, name, lang, topic_id; ids in
-    ``(after_id, upto_id]``, by id) with its parameters, for callers that feed it to SQL.
-
-    CROSS JOIN keeps ``subscribers`` the outer loop: rows come straight out of its primary
-    key in id order, so GROUP BY needs no temporary B-tree and a page of the list costs its
-    own size, not the size of everything after it.
-    """
-    condition, params = recipient_condition(topic_ids)
-    upto = ""
-    params.append(after_id)
-    if upto_id is not None:
-        upto = " AND s.id <= ?"
-        params.append(upto_id)
-    sql = (
-        "SELECT s.id, s.email, s.name, s.lang, MIN(sub.topic_id) AS topic_id"
-        " FROM subscribers s CROSS JOIN subscriptions sub ON sub.subscriber_id = s.id"
-        f" WHERE {condition} AND s.id > ?{upto}"
-        " GROUP BY s.id ORDER BY s.id"
-    )
-    return sql, params
-
-
-def count_recipients(db: Database, topic_ids: Sequence[int]) -> int:
-    if not topic_ids:
-        return 0
-    condition, params = recipient_condition(topic_ids)
-    row = db.execute(
-        "SELECT COUNT(DISTINCT s.id) FROM subscribers s"
-        f" JOIN subscriptions sub ON sub.subscriber_id = s.id WHERE {condition}",
-        params,
-    ).fetchone()
-    return int(row[0])
-
-
-def mailable(db: Database, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
-    """Of (subscriber_id, topic_id) pairs, those that may be mailed right now."""
-    pairs = list(pairs)
-    if not pairs:
-        return set()
-    ok: set[tuple[int, int]] = set()
-    for start in range(0, len(pairs), 400):
-        chunk = pairs[start : start + 400]
-        clause = " OR ".join("(sub.subscriber_id = ? AND sub.topic_id = ?)" for _ in chunk)
-        params = [value for pair in chunk for value in pair]
-        for row in db.execute(
-            "SELECT sub.subscriber_id, sub.topic_id FROM subscriptions sub"
-            " JOIN subscribers s ON s.id = sub.subscriber_id"
-            f" WHERE ({clause}) AND {MAILABLE}",
-            params,
-        ):
-            ok.add((row[0], row[1]))
-    return ok
 
 
 def flush_wal(db: Database, *, attempts: int = 5, pause: float = 0.2) -> bool:
