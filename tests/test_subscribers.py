@@ -331,6 +331,28 @@ def test_import_is_one_transaction(cli, db, workdir, chunked) -> None:
     assert dump(db) == before
 
 
+def test_an_undone_import_puts_back_each_persons_own_time_stamp(cli, db, workdir, chunked):
+    # The import writes its own time into ``updated``; undone, the person's earlier time is
+    # back (seconds apart, the two differ: the database would not be as it was).
+    tid = topic(db)
+    subscribers.add(db, "jyrki@example.fi", name="Vanha Nimi", topic_ids=[tid])
+    db.execute("UPDATE subscribers SET updated = '2020-01-02T03:04:05+00:00'")
+    db.execute(
+        "CREATE TRIGGER refuse_john BEFORE INSERT ON events WHEN NEW.subscriber_id ="
+        " (SELECT id FROM subscribers WHERE email = 'john@example.com')"
+        " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+    )
+    before = dump(db)
+    result = cli(
+        "subscribers", "import", str(data_file(workdir, "excel_fi_cp1252.csv")),
+        "-t", "yhteisovaikuttavuus",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    stamp = db.execute("SELECT updated FROM subscribers WHERE email = 'jyrki@example.fi'")
+    assert stamp.fetchone()[0] == "2020-01-02T03:04:05+00:00"
+    assert dump(db) == before
+
+
 def test_a_broken_last_line_leaves_the_database_unchanged(cli, db, workdir, chunked) -> None:
     path = workdir / "rikki.csv"
     lines = ["email,name"] + [f"lukija{n}@example.fi,Lukija {n}" for n in range(5)]

@@ -59,6 +59,7 @@ class Batch:
     subscriptions: dict[int, dict[int, str]]  # subscriber id -> {topic id: status}
     hashes: dict[str, str]  # key -> suppression hash
     all_out: set[int] = field(default_factory=set)  # ids unsubscribed from everything
+    stamps: dict[int, str] = field(default_factory=dict)  # id -> the person's ``updated``
 
 
 @dataclass
@@ -153,7 +154,15 @@ def _add_person(
         report.pending_ids.append(sid)
 
 
-def _merge_details(plan: Plan, writes: Writes, rec: Record, known: tuple) -> bool:
+def _journal_stamp(plan: Plan, sid: int, old: str | None) -> None:
+    """The person's ``updated`` before this import touched it, for the undo to put back."""
+    if old is not None:
+        plan.undo.append((plan.import_id, "stamp", sid, None, old, plan.stamp))
+
+
+def _merge_details(
+    plan: Plan, writes: Writes, rec: Record, known: tuple, stamp: str | None = None
+) -> bool:
     """A new name, language or attributes for a known person; False when none changed."""
     sid, old_name, old_lang, _status, old_attributes = known
     changes: dict[str, object] = {}
@@ -180,6 +189,7 @@ def _merge_details(plan: Plan, writes: Writes, rec: Record, known: tuple) -> boo
     )
     old = {"name": old_name, "lang": old_lang, "attributes": old_attributes}
     plan.undo.append((plan.import_id, "details", sid, None, json.dumps(old), None))
+    _journal_stamp(plan, sid, stamp)
     detail = json.dumps(changes, ensure_ascii=False)
     writes.events.append((sid, plan.stamp, "update", None, plan.source, detail))
     return True
@@ -191,7 +201,7 @@ def _update_person(
     """Merge a row into a known person: (changed, refused a topic, has a pending topic)."""
     known = batch.existing[rec.key]
     sid = known[0]
-    changed = _merge_details(plan, writes, rec, known)
+    changed = _merge_details(plan, writes, rec, known, batch.stamps.get(sid))
     current_subs = batch.subscriptions.get(sid, {})
     wanted, left = _topics(plan, rec)
     status = _row_status(plan, rec, report) if wanted else plan.status
@@ -231,6 +241,7 @@ def _leave(plan: Plan, writes: Writes, batch: Batch, rec: Record) -> None:
     if status != rec.state and status != "blocklisted":
         writes.status_updates.append((rec.state, plan.stamp, sid))
         plan.undo.append((plan.import_id, "status", sid, None, status, rec.state))
+        _journal_stamp(plan, sid, batch.stamps.get(sid))
         writes.events.append((sid, plan.stamp, f"status:{rec.state}", None, plan.source, None))
 
 

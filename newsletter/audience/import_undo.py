@@ -93,6 +93,10 @@ def _undo_row(db: Database, kind: str, sid: int | None, tid: int | None, old, ne
             " AND status = ?",
             [old, sid, tid, new],
         )
+    elif kind == "stamp":  # the time the import wrote, unless someone changed it since
+        db.execute(
+            "UPDATE subscribers SET updated = ? WHERE id = ? AND updated = ?", [old, sid, new]
+        )
     elif kind == "status":
         db.execute("UPDATE subscribers SET status = ? WHERE id = ? AND status = ?", [old, sid, new])
     elif kind == "suppression":

@@ -236,7 +236,7 @@ def _hash(keyed: hmac.HMAC, text: str) -> str:
 
 def _lookup(db: Database, keys: Sequence[str], hkey: hmac.HMAC) -> Batch:
     rows = db.execute(
-        "SELECT id, email_key, name, lang, status, attributes, unsubscribed_all"
+        "SELECT id, email_key, name, lang, status, attributes, unsubscribed_all, updated"
         f" FROM subscribers WHERE email_key IN ({sql_marks(keys)})",
         list(keys),
     ).fetchall()
@@ -259,7 +259,9 @@ def _lookup(db: Database, keys: Sequence[str], hkey: hmac.HMAC) -> Batch:
             ids,
         ):
             subscriptions.setdefault(sid, {})[tid] = status
-    return Batch(existing, suppressed, subscriptions, {v: k for k, v in hashes.items()}, all_out)
+    stamps = {row[0]: row[7] for row in rows}
+    keyed = {v: k for k, v in hashes.items()}
+    return Batch(existing, suppressed, subscriptions, keyed, all_out, stamps)
 
 
 def _topic_ids(db: Database, plan: Plan, chunk: list[tuple[Record, str | None]]) -> None:
