@@ -67,7 +67,8 @@ def test_the_next_message_waits_for_its_dot_until_the_result_before_is_written(
         # The first result is out but not written: the second message is all on the wire
         # except its dot, and the server has accepted only the first.
         assert [r.job.delivery_id for r in first] == [jobs[0].delivery_id]
-        assert first[0].reply.startswith("250") and not first[0].last
+        assert first[0].reply.startswith("250")
+        assert [job.delivery_id for job in lane.slice] == [jobs[2].delivery_id]
         assert lane.session.awaiting_dot
         time.sleep(0.3)
         assert [m.recipient for m in server.messages] == [jobs[0].email]

@@ -116,7 +116,7 @@ class Limits:
         self.step_due = time.monotonic() + self.step
         self.received += octets
         if self.received > self.max_reply:
-            return f"sent more than {self.max_reply} octets of replies (smtp.max_reply)"
+            return smtp.said_too_much(self.max_reply)
         return ""
 
     def hold(self) -> None:
@@ -253,7 +253,7 @@ class Session:
         """Fail a transaction past its limits; the time of its next limit (0: none)."""
         passed, due = self._limits.passed(current) if self.state == "busy" else ("", 0.0)
         if passed == "deadline":
-            self._too_slow(f"did not finish within {self._limits.whole:g} s (smtp.deadline)")
+            self._too_slow(smtp.past_deadline(self._limits.whole))
         elif passed == "step":
             self._fail(dropped="timed out")
         return due

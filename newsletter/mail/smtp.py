@@ -48,6 +48,16 @@ __all__ = [
 ]
 
 
+def past_deadline(seconds: float) -> str:
+    """Why a transaction ended at ``smtp.deadline`` (the blocking and the loop's sessions)."""
+    return f"did not finish within {seconds:g} s (smtp.deadline)"
+
+
+def said_too_much(octets: int) -> str:
+    """Why a transaction ended at ``smtp.max_reply``."""
+    return f"sent more than {octets} octets of replies (smtp.max_reply)"
+
+
 class _Expired(TimeoutError):
     """The transaction's deadline passed, or the server sent more than the cap allows."""
 
@@ -75,14 +85,14 @@ class _Budget:
             raise _Expired(self.why)
         left = self.deadline - time.monotonic()
         if left <= 0:
-            self.why = f"did not finish within {self.seconds:g} s (smtp.deadline)"
+            self.why = past_deadline(self.seconds)
             raise _Expired(self.why)
         return min(self.step_timeout, left)
 
     def count(self, octets: int) -> None:
         self.received += octets
         if self.received > self.max_reply:
-            self.why = f"sent more than {self.max_reply} octets of replies (smtp.max_reply)"
+            self.why = said_too_much(self.max_reply)
             raise _Expired(self.why)
 
 

@@ -33,8 +33,6 @@ class Result:
     invalid: str = ""  # the address could not be put in a header
     crash: BaseException | None = None  # a bug, not an SMTP answer: stop, keep it pending
     skipped: bool = False  # never sent: the send stopped first; the row stays pending
-    worker: int = 0  # which worker sent it
-    last: bool = True  # the last job of the worker's slice: no go-ahead is awaited after it
 
 
 @dataclass
@@ -126,6 +124,6 @@ class RateLimiter:
         return (needed - self.tokens) / self.rate
 
     def slice_size(self) -> int:
-        """Messages one worker may be handed at once: about 50 ms of the rate, so a slow
+        """Messages one lane may be handed at once: about 50 ms of the rate, so a slow
         ``--rate`` still hands out (and paces) one message at a time."""
         return max(1, min(int(self.rate * 0.05), 32, int(self.capacity)))

@@ -161,9 +161,7 @@ class Lanes:
                 self._next(lane)  # a lane whose next job ended before the write
                 continue
             if lane.job is not None:  # its message cannot have been accepted: no dot went
-                lane.session.close(polite=False)
-                self.ready.append(Result(lane.job, skipped=True, worker=lane.number))
-                lane.job = None
+                self._drop(lane, polite=False)
             self._skip_rest(lane)
 
     def abort(self) -> None:
@@ -210,9 +208,8 @@ class Lanes:
             return  # a login finished after its lane was stopped
         if event.opened:
             if event.error is None and self.stopping:
-                lane.session.close()
-                self.ready.append(Result(lane.job, skipped=True, worker=lane.number))
-                lane.job, lane.unrecorded = None, True
+                self._drop(lane, polite=True)
+                lane.unrecorded = True
                 self._skip_rest(lane)
             elif event.error is None:
                 self._start(lane)
@@ -227,20 +224,26 @@ class Lanes:
     def _give(self, lane: Lane, result: Result) -> None:
         """Hand one result to the dispatcher; a refused session retires the lane."""
         lane.job = None
-        result.worker = lane.number
         if isinstance(result.error, smtp.ConnectionFailed):
             # This connection is refused: the rest of the slice goes back, one fewer
             # connection carries the send (``Staffing`` decides about a new one).
-            lane.retired, result.last = True, True
+            lane.retired = True
             self.ready.append(result)
             self._skip_rest(lane)
             lane.unrecorded = True  # with nothing left to do, the lane waits for the write
             return
-        result.last = not lane.slice
         self.ready.append(result)
         lane.unrecorded = True
         self._next(lane)
 
+    def _drop(self, lane: Lane, *, polite: bool) -> None:
+        """The send stops: the lane's job goes back unsent (it stays pending), the session
+        closes (``polite`` only when no message is under way: a QUIT mid-DATA is text)."""
+        assert lane.job is not None
+        lane.session.close(polite=polite)
+        self.ready.append(Result(lane.job, skipped=True))
+        lane.job = None
+
     def _skip_rest(self, lane: Lane) -> None:
         while lane.slice:
-            self.ready.append(Result(lane.slice.popleft(), skipped=True, worker=lane.number))
+            self.ready.append(Result(lane.slice.popleft(), skipped=True))

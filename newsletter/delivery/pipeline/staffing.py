@@ -9,7 +9,7 @@ from newsletter.delivery.pipeline.jobs import Options
 
 
 class Staffing:
-    """When to open a new connection. A refused one retires its worker (the concurrency
+    """When to open a new connection. A refused one retires its lane (the concurrency
     drops by one); with none left, one is tried again after a back-off, unless nothing got
     through at all (then the server is down or turns us away: waiting would hide it)."""
 
@@ -20,7 +20,7 @@ class Staffing:
         self.sent_seen = 0
 
     def decide(self, live: int, sent_now: int) -> str:
-        """``ok``, ``hire`` (one new worker now) or ``stop`` (pause the send)."""
+        """``ok``, ``hire`` (one new lane now) or ``stop`` (pause the send)."""
         if sent_now > self.sent_seen:
             self.sent_seen, self.reconnects = sent_now, 0  # refusals were about capacity
         if live > 0:
