@@ -307,16 +307,21 @@ def test_dry_run_writes_nothing_and_reports_the_same(cli, db, workdir, chunked) 
     assert dump(db) != before
 
 
-def test_import_is_one_transaction(cli, db, workdir, chunked) -> None:
-    """A failure on the last row written leaves the database exactly as it was."""
-    tid = topic(db)
-    subscribers.add(db, "jyrki@example.fi", name="Vanha Nimi", topic_ids=[tid])
-    # Fails on John's first event: by then every person, update and subscription is written.
+def fail_on_johns_first_event(db) -> None:
+    """A write that fails late in the import of excel_fi_cp1252.csv."""
     db.execute(
         "CREATE TRIGGER refuse_john BEFORE INSERT ON events WHEN NEW.subscriber_id ="
         " (SELECT id FROM subscribers WHERE email = 'john@example.com')"
         " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
     )
+
+
+def test_import_is_one_transaction(cli, db, workdir, chunked) -> None:
+    """A failure on the last row written leaves the database exactly as it was."""
+    tid = topic(db)
+    subscribers.add(db, "jyrki@example.fi", name="Vanha Nimi", topic_ids=[tid])
+    # Fails on John's first event: by then every person, update and subscription is written.
+    fail_on_johns_first_event(db)
     before = dump(db)
     result = cli(
         "subscribers",
@@ -337,11 +342,7 @@ def test_an_undone_import_puts_back_each_persons_own_time_stamp(cli, db, workdir
     tid = topic(db)
     subscribers.add(db, "jyrki@example.fi", name="Vanha Nimi", topic_ids=[tid])
     db.execute("UPDATE subscribers SET updated = '2020-01-02T03:04:05+00:00'")
-    db.execute(
-        "CREATE TRIGGER refuse_john BEFORE INSERT ON events WHEN NEW.subscriber_id ="
-        " (SELECT id FROM subscribers WHERE email = 'john@example.com')"
-        " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
-    )
+    fail_on_johns_first_event(db)
     before = dump(db)
     result = cli(
         "subscribers", "import", str(data_file(workdir, "excel_fi_cp1252.csv")),
