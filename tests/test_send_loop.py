@@ -190,3 +190,36 @@ def test_a_reply_while_the_dot_is_held_is_not_a_delivery(db, settings):
     # second was held at its dot when the 250 came: that 250 cannot be its delivery.
     second = next(r for r in results if r.job.delivery_id == jobs[1].delivery_id)
     assert not second.reply and isinstance(second.error, smtp.TemporaryFailure)
+
+
+def test_the_wal_stays_bounded_however_long_the_send(db, settings, server, monkeypatch):
+    # A send commits thousands of times; its checkpoints must still reset the WAL now and
+    # then (a checkpointing thread aside never could: the file grew with the send).
+    from newsletter.store import db as store_db
+
+    monkeypatch.setattr(store_db, "SPACED_CHECKPOINT_PAGES", 40)
+    topic = make_topic(db)
+    add_people(db, topic, 400)
+    edition = make_edition(db, [topic])
+    planning.start(db, planning.load_edition(db, edition), include_new=False)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file keeps its longest size: from 0
+    wal = settings.db.with_name(settings.db.name + "-wal")
+    during: list[int] = []
+    autocheckpoint: list[int] = []
+
+    def progress(report) -> None:
+        during.append(wal.stat().st_size)
+        autocheckpoint.append(db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+    report = pipeline.send(
+        db, on(settings, server.port), edition, concurrency=3, batch_size=50, progress=progress
+    )
+
+    assert (report.sent, report.pending) == (400, 0)
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    frames = max(during) // (page + 24)
+    # Every commit writes frames, 400 messages write several hundred: without a reset the
+    # file would hold them all. With one it holds the spacing and the commit that crossed it.
+    assert frames <= 40 + 60, frames
+    assert set(autocheckpoint) == {40}
+    assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000  # put back after

@@ -27,7 +27,7 @@ from newsletter.delivery.pipeline.lock import Heartbeat
 from newsletter.delivery.pipeline.planning import Edition, counts, edition_messages
 from newsletter.delivery.pipeline.results import Recorder
 from newsletter.delivery.pipeline.staffing import Staffing
-from newsletter.store.db import checkpoints_aside, token_key
+from newsletter.store.db import checkpoints_spaced, token_key
 
 
 class Dispatcher:
@@ -61,7 +61,7 @@ class Dispatcher:
     def run(self) -> SendReport:
         self.lanes.hire(self.options.concurrency)
         try:
-            with interrupt_sets(self.interrupted), checkpoints_aside(self.db):
+            with interrupt_sets(self.interrupted), checkpoints_spaced(self.db):
                 self._loop()
                 self._drain()
         finally:
