@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 from email import message_from_bytes, policy
 from html import escape as html_escape
@@ -142,8 +144,24 @@ def test_single_message_has_no_list_headers(settings: Settings) -> None:
 
 def test_message_ids_are_unique(settings: Settings) -> None:
     edition = _edition(settings)
-    ids = {_render(edition)[1] for _ in range(500)}
-    assert len(ids) == 500
+    ids = {_render(edition)[1] for _ in range(2500)}  # past one pool of random bits
+    assert len(ids) == 2500
+
+
+def test_a_forked_child_draws_message_ids_of_its_own() -> None:
+    # The random bits are read ahead in bulk: a child must not reuse its parent's.
+    message.make_message_id("example.fi")  # the parent has a pool
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only reports
+        os.write(writer, message.make_message_id("example.fi").encode())
+        os._exit(0)
+    os.close(writer)
+    theirs = os.read(reader, 200).decode().split(".", 1)[1]
+    os.waitpid(child, 0)
+    ours = message.make_message_id("example.fi").split(".", 1)[1]
+    assert re.fullmatch(r"[0-9a-f]{16}@example\.fi>", theirs)
+    assert theirs != ours
 
 
 def test_dkim_signature_verifies_and_covers_list_unsubscribe(

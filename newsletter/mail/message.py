@@ -11,8 +11,10 @@ from __future__ import annotations
 import binascii
 import hashlib
 import html
+import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from email.header import Header
@@ -147,9 +149,33 @@ def _address(shown: str, address: str) -> str:
     return f"{shown}{gap}<{plain}>"
 
 
+class _RandomPool:
+    """Random bits for Message-IDs, read from the system 8 KB at a time: one system call
+    per message was 3% of a send. They stay unguessable, since a bounce report that names
+    only a Message-ID can mark its recipient as bounced."""
+
+    def __init__(self) -> None:
+        self._forget()
+        os.register_at_fork(after_in_child=self._forget)  # a child draws its own
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._pool, self._at = b"", 0
+
+    def hex8(self) -> str:
+        with self._lock:
+            if self._at >= len(self._pool):
+                self._pool, self._at = secrets.token_bytes(8192), 0
+            self._at += 8
+            return self._pool[self._at - 8 : self._at].hex()
+
+
+_random = _RandomPool()
+
+
 def make_message_id(domain: str) -> str:
     # Time plus 64 random bits: unique without a host-name lookup per message.
-    return f"<{time.time_ns():x}.{secrets.token_hex(8)}@{domain}>"
+    return f"<{time.time_ns():x}.{_random.hex8()}@{domain}>"
 
 
 _last_date = (-1, "")
