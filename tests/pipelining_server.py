@@ -33,6 +33,7 @@ class PipeliningServer:
     data_reply: Callable[[str], str | None] = lambda address: None
     messages: list[Received] = field(default_factory=list)
     commands_waiting: list[int] = field(default_factory=list)  # per MAIL: lines queued behind it
+    behind_dot: list[bytes] = field(default_factory=list)  # per final dot: what came with it
     sessions: int = 0
     host: str = "127.0.0.1"
     port: int = 0
@@ -150,6 +151,7 @@ class _Session:
             if not line:
                 raise _Dropped
             lines.append(line[1:] if line.startswith(b".") else line)
+        self.server.behind_dot.append(bytes(self.reader._buffer))
         body = b"".join(lines)
         if not self.recipients:
             self.reply("554 5.5.1 no valid recipients", now=True)

@@ -223,3 +223,92 @@ def test_the_wal_stays_bounded_however_long_the_send(db, settings, server, monke
     assert frames <= 40 + 60, frames
     assert set(autocheckpoint) == {40}
     assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000  # put back after
+
+
+def test_the_next_envelope_goes_in_the_write_of_the_released_dot(db, settings, server):
+    topic = make_topic(db)
+    emails = add_people(db, topic, 6)
+    edition = make_edition(db, [topic])
+    report = pipeline.send(db, on(settings, server.port), edition, concurrency=1)
+
+    assert (report.sent, report.pending) == (6, 0)
+    assert [m.recipient for m in server.messages] == emails
+    # The first message's dot is not held; each held one after it carries the next
+    # message's MAIL, RCPT and DATA; the last has nobody behind it.
+    behind = [bytes(chunk) for chunk in server.behind_dot]
+    assert behind[0] == b"" and behind[-1] == b""
+    for chunk, email in zip(behind[1:-1], emails[2:], strict=True):
+        assert chunk.startswith(b"MAIL FROM:<") and chunk.endswith(b"\r\nDATA\r\n")
+        assert f"RCPT TO:<{email}>".encode() in chunk
+
+
+def test_a_refused_message_with_the_next_one_behind_its_dot(db, settings, server):
+    # No RSET after the refusal: it would have been the text of the message behind it.
+    topic = make_topic(db)
+    emails = add_people(db, topic, 6)
+    edition = make_edition(db, [topic])
+    spam = "554 5.7.1 looks like spam"
+    server.data_reply = lambda address: spam if address == emails[2] else None
+    report = pipeline.send(db, on(settings, server.port), edition, concurrency=1)
+
+    assert (report.sent, report.failed, report.pending) == (5, 1, 0)
+    assert [m.recipient for m in server.messages] == emails[:2] + emails[3:]
+    assert b"MAIL FROM" in server.behind_dot[2]  # the fourth was already under way
+    bodies = {m.data.split(b"\r\n\r\n", 1)[1].count(b"RSET") for m in server.messages}
+    assert bodies == {0}
+    failed = [row for row in delivery_rows(db, edition) if row["status"] == "failed"]
+    assert [(row["email"], row["last_reply"]) for row in failed] == [(emails[2], spam)]
+
+
+def test_a_dropped_connection_after_a_released_dot_sends_both_again(db, settings, server):
+    topic = make_topic(db)
+    emails = add_people(db, topic, 6)
+    edition = make_edition(db, [topic])
+    dropped: list[str] = []
+
+    def drop_third_once(address: str) -> str | None:
+        if address == emails[2] and not dropped:
+            dropped.append(address)
+            return "drop"  # after the dot, before its reply; the fourth's envelope is in
+        return None
+
+    server.data_reply = drop_third_once
+    report = pipeline.send(db, on(settings, server.port), edition, concurrency=1)
+
+    assert (report.sent, report.pending) == (6, 0)
+    assert sorted(m.recipient for m in server.messages) == emails  # each once
+    rows = {row["email"]: row for row in delivery_rows(db, edition)}
+    assert rows[emails[2]]["attempts"] == rows[emails[3]]["attempts"] == 2
+    assert server.sessions == 2
+
+
+def test_a_cut_session_gives_the_queued_job_its_result_too(db, settings, server):
+    topic = make_topic(db)
+    emails = add_people(db, topic, 4)
+    edition = make_edition(db, [topic])
+
+    def sit_on_the_second(address: str) -> None:
+        if address == emails[1]:
+            time.sleep(0.5)  # the verdict on the second message is slow to come
+
+    server.data_reply = sit_on_the_second
+    lanes, jobs = lanes_for(db, on(settings, server.port), edition)
+    lanes.hire(1)
+    lane = lanes.lanes[0]
+    try:
+        lanes.hand(lane, jobs)
+        first = poll_until(lanes, 1)
+        assert [r.job.delivery_id for r in first] == [jobs[0].delivery_id]
+        lanes.proceed(True)  # the second one's dot goes, the third's envelope behind it
+        assert lane.queued is not None and lane.queued[0] is jobs[2]
+        time.sleep(0.1)
+        lanes.abort()
+        rest = lanes.poll(0)
+    finally:
+        lanes.close()
+    # Each job has exactly one result: the two under way stopped, the last one unsent.
+    assert sorted(r.job.delivery_id for r in first + rest) == [j.delivery_id for j in jobs]
+    by_id = {r.job.delivery_id: r for r in rest}
+    assert isinstance(by_id[jobs[1].delivery_id].error, smtp.ConnectionFailed)
+    assert isinstance(by_id[jobs[2].delivery_id].error, smtp.ConnectionFailed)
+    assert by_id[jobs[3].delivery_id].skipped

@@ -4,10 +4,13 @@ the reply parser reads the same replies however the octets are cut."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from newsletter.mail.session import Turns
 from newsletter.mail.transaction import (
     ConnectionFailed,
     PermanentFailure,
@@ -59,7 +62,9 @@ def test_every_answer_sequence_ends_in_one_verdict(pipelining, answers, hold):
         assert wire.index(b"DATA\r\n") < wire.index(BODY[:-3])
     error = transaction.error
     if error is not None and not transaction.close_session:
-        assert writes[-1] == b"RSET\r\n"  # the session is reset for the next message
+        # The session is ready for the next message: reset, or the refused message's final
+        # dot ended the transaction (an RSET there would be the next message's text).
+        assert writes[-1] == b"RSET\r\n" or (wire.endswith(BODY) and b"RSET" not in wire)
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
@@ -193,3 +198,41 @@ def test_a_reply_that_fits_no_command_is_temporary_and_ends_the_session(pipelini
     _, shifted = run(pipelining, [250, 354] if not pipelining else [250, 354, 354])
     assert isinstance(shifted.error, TemporaryFailure)
     assert not getattr(shifted.error, "hard_bounce", False)
+
+
+@given(answers=st.lists(CODES, max_size=10))
+def test_a_transaction_queued_behind_a_dot_ends_after_the_one_before(answers):
+    # Replies come in the order of the commands; whatever they say, the message under way
+    # gets its verdict first, the queued one second, and each exactly one.
+    limits = SimpleNamespace(smtp_timeout=5.0, smtp_deadline=60.0, smtp_max_reply=65536)
+    turns = Turns(limits, "127.0.0.1:25")  # type: ignore[arg-type]
+    first, second = (
+        Transaction("a@example.fi", f"{who}@example.org", BODY, pipelining=True,
+                    where="x", hold=True)
+        for who in ("eka", "toka")
+    )  # fmt: skip
+    turns.start(first)
+    for code in (250, 250, 354):
+        turns.feed(code, "ok")
+    assert first.awaiting_dot
+    wire = turns.release(second)
+    assert wire.startswith(b".\r\nMAIL FROM:<a@example.fi>\r\nRCPT TO:<toka@example.org>")
+    ended = []
+    answers = list(answers)
+    for _ in range(20):
+        if turns.current is None:
+            break
+        out, done = turns.feed(answers.pop(0) if answers else 250, "ok")
+        wire += out
+        if done is not None:
+            ended.append(done)
+        if turns.current is not None and turns.current.awaiting_dot:
+            wire += turns.release()
+    ended += turns.drain()  # what a closed session still owes a verdict
+    assert ended == [first, second]
+    assert turns.current is None and turns.queued is None
+    if second.reply:
+        assert not first.close_session
+        assert wire.endswith(BODY[:-3] + b".\r\n")
+    if first.close_session:
+        assert second.error is None and not second.reply  # the session ends it as dropped

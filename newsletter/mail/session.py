@@ -75,7 +75,7 @@ class Wire:
             self.selector.modify(self.sock, events, self.owner)
 
     def read(self) -> bytes | None:
-        """What arrived (b"" when the server closed), None when nothing has yet."""
+        """What arrived, None when nothing has yet; OSError when the server closed."""
         try:
             data = self.sock.recv(65536)
             if isinstance(self.sock, ssl.SSLSocket):
@@ -83,6 +83,8 @@ class Wire:
                     data += self.sock.recv(65536)
         except _WOULD_BLOCK:
             return None
+        if not data:
+            raise ConnectionError("Connection unexpectedly closed")
         return data
 
     def close(self, goodbye: bytes = b"") -> None:
@@ -140,9 +142,69 @@ class Limits:
         return "", min(self.deadline, self.step_due)
 
 
+class Turns:
+    """The transactions of one connection in the order the server answers them, and the
+    limits the one under way runs under: at most one is queued behind the current one's
+    released final dot (RFC 2920 lets message content open a pipelined group). No I/O."""
+
+    def __init__(self, settings: Settings, where: str) -> None:
+        self.limits = Limits(settings)
+        self.where = where
+        self.replies = Replies()
+        self.current: Transaction | None = None
+        self.queued: Transaction | None = None
+
+    def hear(self, data: bytes) -> list[tuple[int, str]]:
+        """The replies in what the server sent; SmtpError when it broke a rule."""
+        if why := self.limits.heard(len(data)):
+            raise smtp.ConnectionFailed(f"SMTP server {self.where} {why}")
+        return self.replies.feed(data)
+
+    def start(self, transaction: Transaction) -> bytes:
+        assert self.current is None
+        self.current = transaction
+        self.limits.start()
+        return transaction.first()
+
+    def release(self, then: Transaction | None = None) -> bytes:
+        """The current one's held dot, and ``then``'s commands behind it."""
+        assert self.current is not None and self.queued is None
+        self.limits.resume()
+        out = self.current.release()
+        if then is not None:
+            assert out and then.pipelining and then.hold  # behind a dot, held in turn
+            self.queued = then
+            out += then.first()
+        return out
+
+    def feed(self, code: int, text: str) -> tuple[bytes, Transaction | None]:
+        """Give a reply to the current transaction: what to write, and the transaction
+        when this reply ended it (the queued one is current then, unless the session must
+        close: it stays queued, for ``drain`` to end)."""
+        current = self.current
+        assert current is not None
+        out = current.feed(code, text)
+        if out is not None:
+            if current.awaiting_dot:
+                self.limits.hold()
+            return out, None
+        self.current = None
+        if not current.close_session and self.queued is not None:
+            self.current, self.queued = self.queued, None
+            self.limits.start()
+        return b"", current
+
+    def drain(self) -> list[Transaction]:
+        """Every transaction still without its verdict, in order; none is left."""
+        left = [t for t in (self.current, self.queued) if t is not None]
+        self.current = self.queued = None
+        return left
+
+
 class Session:
     """One connection: ``open`` (a login on its own thread), then ``send`` one transaction at
-    a time; the outcome of each comes back as an ``Event`` from the loop's ``poll``."""
+    a time, or queue the next behind a released dot (``release``); the outcome of each comes
+    back as an ``Event`` from the loop's ``poll``, in order."""
 
     def __init__(self, settings: Settings, loop: Loop) -> None:
         self.settings = settings
@@ -152,13 +214,16 @@ class Session:
         self._login = smtp.Connection(settings)
         self.where = self._login.where
         self._wire: Wire | None = None
-        self._replies = Replies()
-        self._transaction: Transaction | None = None
-        self._limits = Limits(settings)
+        self._turns = Turns(settings, self.where)
 
     @property
     def awaiting_dot(self) -> bool:  # all but the held final dot is out (see ``release``)
-        return self._limits.held_at != 0.0
+        return self._turns.limits.held_at != 0.0
+
+    @property
+    def can_queue(self) -> bool:
+        """``release`` can send the next transaction's commands with the dot."""
+        return self.pipelining and self.awaiting_dot and self._turns.queued is None
 
     def open(self) -> None:
         assert self.state == "closed"
@@ -169,24 +234,28 @@ class Session:
     def attach(self, sock: socket.socket) -> None:
         """From the loop's thread: the logged-in socket joins the loop."""
         self._wire, self.state = Wire(sock, self.loop.selector, self), "idle"
-        self._replies = Replies()
+        self._turns = Turns(self.settings, self.where)
 
     def send(self, sender: str, recipient: str, stuffed: bytes, *, hold: bool = False) -> None:
         """Start one transaction; ``stuffed`` is the dot-stuffed message with its final dot,
         which with ``hold`` waits for ``release``."""
         assert self.state == "idle"
-        self._transaction = Transaction(
+        transaction = Transaction(
             sender, recipient, stuffed, pipelining=self.pipelining, where=self.where, hold=hold
         )
         self.state = "busy"
-        self._limits.start()
-        self._write(self._transaction.first())
+        self._write(self._turns.start(transaction))
 
-    def release(self) -> None:
-        """The held final dot may go; the wait does not count against the step limits."""
-        if self.state == "busy" and self._transaction is not None:
-            self._limits.resume()
-            self._write(self._transaction.release())
+    def release(self, then: tuple[str, str, bytes] | None = None) -> None:
+        """The held final dot may go; the wait does not count against the step limits.
+        ``then`` (sender, recipient, message: as for ``send``, held), when ``can_queue``:
+        the next transaction starts in the same write, one round trip less."""
+        if self.state != "busy":
+            return
+        queued = None
+        if then is not None and self.can_queue:
+            queued = Transaction(*then, pipelining=True, where=self.where, hold=True)
+        self._write(self._turns.release(queued))
 
     def abort(self) -> None:
         """End at once: a transaction under way fails as stopped, a login is cut short."""
@@ -199,7 +268,7 @@ class Session:
         polite = polite and self.state == "idle"  # mid-DATA a QUIT would be message text
         if self.state != "opening":
             self.state = "closed"
-        self._transaction = None
+        self._turns.drain()
         if wire is not None:
             wire.close(b"QUIT\r\n" if polite else b"")
 
@@ -214,46 +283,43 @@ class Session:
             return
         if data is None:
             return
-        if not data:
-            self._fail(dropped="Connection unexpectedly closed")
-            return
         if self.state != "busy":
             self.close(polite=False)  # an idle session's server spoke (a goodbye): done
             return
-        if why := self._limits.heard(len(data)):
-            self._too_slow(why)
-            return
         try:
-            replies = self._replies.feed(data)
+            replies = self._turns.hear(data)
         except SmtpError as exc:
             self._fail(exc)
             return
         self._take(replies)
 
     def _take(self, replies: list[tuple[int, str]]) -> None:
-        transaction = self._transaction
         for index, (code, text) in enumerate(replies):
-            assert transaction is not None
-            out = transaction.feed(code, text)
-            if out is None:
-                closing = transaction.close_session or index < len(replies) - 1
-                self._finish(transaction.error)
-                if closing:  # a 421, or replies nobody asked for: out of step
-                    self.close(polite=False)
-                return
+            out, ended = self._turns.feed(code, text)
             if out:
                 self._write(out)
-            if transaction.awaiting_dot:
-                self._limits.hold()
+            if ended is None:
+                continue
+            self._emit(ended, ended.error)
+            if ended.close_session:  # a 421, or out of step
+                self._fail(dropped="the server ended the session")
+                return
+            if self._turns.current is not None:  # the queued one: its replies follow
+                continue
+            self.state = "idle"
+            if index < len(replies) - 1:  # replies nobody asked for: out of step
+                self.close(polite=False)
+            return
 
     def writable(self) -> None:
         self._write(b"")
 
     def check_time(self, current: float) -> float:
         """Fail a transaction past its limits; the time of its next limit (0: none)."""
-        passed, due = self._limits.passed(current) if self.state == "busy" else ("", 0.0)
+        limits = self._turns.limits
+        passed, due = limits.passed(current) if self.state == "busy" else ("", 0.0)
         if passed == "deadline":
-            self._too_slow(smtp.past_deadline(self._limits.whole))
+            self._too_slow(smtp.past_deadline(limits.whole))
         elif passed == "step":
             self._fail(dropped="timed out")
         return due
@@ -269,23 +335,20 @@ class Session:
             self._fail(dropped=str(exc))
 
     def _fail(self, error: SmtpError | None = None, *, dropped: str = "") -> None:
-        """End the transaction under way with ``error`` (a dropped connection: with the
-        failure already known, else a temporary one), and close the session."""
-        transaction = self._transaction
-        if self.state == "busy" and transaction is not None:
+        """End every transaction still under way (the one queued too) with ``error`` (a
+        dropped connection: with the failure already known, else a temporary one), and
+        close the session."""
+        for transaction in self._turns.drain():
             if dropped:
                 lost = TemporaryFailure(f"connection to {self.where} dropped: {dropped}")
                 error = transaction.known_failure or lost
-            self._finish(error)
+            self._emit(transaction, error)
         self.close(polite=False)
 
     def _too_slow(self, why: str) -> None:
         self._fail(smtp.ConnectionFailed(f"SMTP server {self.where} {why}"))
 
-    def _finish(self, error: SmtpError | None) -> None:
-        transaction, self._transaction = self._transaction, None
-        assert transaction is not None
-        self.state = "idle"
+    def _emit(self, transaction: Transaction, error: SmtpError | None) -> None:
         reply = transaction.reply if error is None else ""
         self.loop.events.append(Event(self, reply=reply, error=error))
 

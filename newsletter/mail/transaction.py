@@ -232,7 +232,10 @@ class Transaction:
 
     def _on_message(self, code: int, text: str) -> bytes | None:
         if code != 250:
-            return self._reset(failure(code, text, "DATA"))
+            # The final dot ends the transaction whatever the verdict (RFC 5321 4.1.1.4):
+            # no RSET, which would land in the next message when it is pipelined behind.
+            error = failure(code, text, "DATA")
+            return self._end(error, close=code < 400)  # below 400: out of step
         self.reply = f"{code} {text}"
         return None
 

@@ -7,7 +7,8 @@ until the dispatcher has written the result of the one before (``proceed``): wit
 dot no server accepts a message. So each lane has at most one accepted message whose result
 is not yet in the database, which bounds the second copies a hard kill can cause to the
 number of lanes, while the rendering, the envelope and the body of the next message overlap
-the wait, and one write covers the results of all lanes.
+the wait, and one write covers the results of all lanes. When the server pipelines, the
+envelope of the message after goes in the same write as the released dot.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class Lane:
         self.slice: deque[Job] = deque()
         self.job: Job | None = None  # sent or being sent, its result not yet given
         self.message_id = ""
+        # The next one, its commands already behind the job's final dot (Session.release).
+        self.queued: tuple[Job, str] | None = None
         self.unrecorded = False  # its last result is not written yet: the next dot waits
         # Set before its last result goes out: the dispatcher hands a retired lane nothing.
         self.retired = False
@@ -95,6 +98,33 @@ class Lane:
     @property
     def idle(self) -> bool:
         return not self.retired and self.job is None and not self.slice
+
+    def release(self, letters: Letters) -> None:
+        """Let the held dot go, with the next message's envelope behind it when the
+        session can take it (its letter is made now, so a bad address is met later)."""
+        session = self.session
+        if self.job is None or not self.slice or not session.can_queue:
+            session.release()
+            return
+        letter = letters.prepare(self.slice[0])
+        if isinstance(letter, Result):
+            session.release()  # the job stays first in the slice: its result comes in turn
+            return
+        sender, recipient, data, message_id = letter
+        session.release((sender, recipient, data))
+        self.queued = (self.slice.popleft(), message_id)
+
+    def rest_skipped(self) -> list[Result]:
+        """The rest of the slice, handed back unsent (its rows stay pending)."""
+        rest = [Result(job, skipped=True) for job in self.slice]
+        self.slice.clear()
+        return rest
+
+    def next_in_line(self) -> None:
+        """The job's result is out: the queued one, if any, is the job now."""
+        self.job = None
+        if self.queued is not None:  # its session already runs it
+            (self.job, self.message_id), self.queued = self.queued, None
 
 
 class Lanes:
@@ -157,12 +187,12 @@ class Lanes:
                 continue
             lane.unrecorded = False
             if not self.stopping:
-                lane.session.release()
+                lane.release(self.letters)
                 self._next(lane)  # a lane whose next job ended before the write
                 continue
             if lane.job is not None:  # its message cannot have been accepted: no dot went
                 self._drop(lane, polite=False)
-            self._skip_rest(lane)
+            self.ready += lane.rest_skipped()
 
     def abort(self) -> None:
         """Cut every session: what is under way ends as stopped (its row stays pending)."""
@@ -184,7 +214,7 @@ class Lanes:
         if lane.job is not None or not lane.slice:
             return
         if self.stopping:
-            self._skip_rest(lane)
+            self.ready += lane.rest_skipped()
             return
         lane.job = lane.slice.popleft()
         session = lane.session
@@ -210,7 +240,7 @@ class Lanes:
             if event.error is None and self.stopping:
                 self._drop(lane, polite=True)
                 lane.unrecorded = True
-                self._skip_rest(lane)
+                self.ready += lane.rest_skipped()
             elif event.error is None:
                 self._start(lane)
             else:
@@ -223,13 +253,13 @@ class Lanes:
 
     def _give(self, lane: Lane, result: Result) -> None:
         """Hand one result to the dispatcher; a refused session retires the lane."""
-        lane.job = None
+        lane.next_in_line()
         if isinstance(result.error, smtp.ConnectionFailed):
             # This connection is refused: the rest of the slice goes back, one fewer
             # connection carries the send (``Staffing`` decides about a new one).
             lane.retired = True
             self.ready.append(result)
-            self._skip_rest(lane)
+            self.ready += lane.rest_skipped()
             lane.unrecorded = True  # with nothing left to do, the lane waits for the write
             return
         self.ready.append(result)
@@ -242,8 +272,6 @@ class Lanes:
         assert lane.job is not None
         lane.session.close(polite=polite)
         self.ready.append(Result(lane.job, skipped=True))
-        lane.job = None
-
-    def _skip_rest(self, lane: Lane) -> None:
-        while lane.slice:
-            self.ready.append(Result(lane.slice.popleft(), skipped=True))
+        if lane.queued is not None:
+            self.ready.append(Result(lane.queued[0], skipped=True))
+        lane.job = lane.queued = None
