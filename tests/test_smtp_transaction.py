@@ -200,10 +200,10 @@ def test_a_reply_that_fits_no_command_is_temporary_and_ends_the_session(pipelini
     assert not getattr(shifted.error, "hard_bounce", False)
 
 
-@given(answers=st.lists(CODES, max_size=10))
-def test_a_transaction_queued_behind_a_dot_ends_after_the_one_before(answers):
-    # Replies come in the order of the commands; whatever they say, the message under way
-    # gets its verdict first, the queued one second, and each exactly one.
+def two_in_turn(answers: list[int]):
+    """A message under way with its dot held, a second queued behind the released dot, and
+    ``answers`` (then 250s) to whatever comes next: (first, second, what the wire carried,
+    the transactions a closed session left without a verdict)."""
     limits = SimpleNamespace(smtp_timeout=5.0, smtp_deadline=60.0, smtp_max_reply=65536)
     turns = Turns(limits, "127.0.0.1:25")  # type: ignore[arg-type]
     first, second = (
@@ -218,21 +218,39 @@ def test_a_transaction_queued_behind_a_dot_ends_after_the_one_before(answers):
     wire = turns.release(second)
     assert wire.startswith(b".\r\nMAIL FROM:<a@example.fi>\r\nRCPT TO:<toka@example.org>")
     ended = []
-    answers = list(answers)
+    given = list(answers)
     for _ in range(20):
         if turns.current is None:
             break
-        out, done = turns.feed(answers.pop(0) if answers else 250, "ok")
+        out, done = turns.feed(given.pop(0) if given else 250, "ok")
         wire += out
         if done is not None:
             ended.append(done)
         if turns.current is not None and turns.current.awaiting_dot:
             wire += turns.release()
-    ended += turns.drain()  # what a closed session still owes a verdict
-    assert ended == [first, second]
+    left = turns.drain()
+    assert ended + left == [first, second]  # in order, each once
     assert turns.current is None and turns.queued is None
+    return first, second, wire, left
+
+
+@given(answers=st.lists(CODES, max_size=10))
+def test_a_transaction_queued_behind_a_dot_ends_after_the_one_before(answers):
+    # Replies come in the order of the commands; whatever they say, the message under way
+    # gets its verdict first, the queued one second, and each exactly one.
+    first, second, wire, left = two_in_turn(answers)
+    # The queued one is left over only when the first one's verdict closed the session;
+    # otherwise it took the replies after that verdict and ended with them.
+    assert left == ([second] if first.close_session else [])
     if second.reply:
-        assert not first.close_session
         assert wire.endswith(BODY[:-3] + b".\r\n")
     if first.close_session:
-        assert second.error is None and not second.reply  # the session ends it as dropped
+        assert second.error is None and not second.reply  # the session ends it as unsent
+
+
+def test_the_queued_transaction_takes_the_replies_after_the_verdict():
+    first, second, _, _ = two_in_turn([250, 250, 250, 354, 250])
+    assert first.reply and second.reply
+    refused, second, wire, _ = two_in_turn([550, 250, 250, 354, 250])
+    assert isinstance(refused.error, PermanentFailure) and second.reply
+    assert b"RSET" not in wire  # it would have been the second message's text

@@ -39,6 +39,13 @@ class Event:
     opened: bool = False
     reply: str = ""
     error: SmtpError | None = None
+    # It was queued behind a dot and the session ended first: its message never went, so
+    # it goes again, uncharged, like a job still in its slice.
+    unsent: bool = False
+
+    @classmethod
+    def ended(cls, session: Session, transaction: Transaction, error: SmtpError | None) -> Event:
+        return cls(session, reply=transaction.reply if error is None else "", error=error)
 
 
 class Wire:
@@ -172,7 +179,9 @@ class Turns:
         self.limits.resume()
         out = self.current.release()
         if then is not None:
-            assert out and then.pipelining and then.hold  # behind a dot, held in turn
+            # The duplicate bound rests on this: behind a dot that went, and held in turn.
+            if not (out and then.pipelining and then.hold):
+                raise RuntimeError("a queued transaction goes behind a released dot, held")
             self.queued = then
             out += then.first()
         return out
@@ -193,6 +202,10 @@ class Turns:
             self.current, self.queued = self.queued, None
             self.limits.start()
         return b"", current
+
+    @property
+    def awaiting_dot(self) -> bool:
+        return self.current is not None and self.current.awaiting_dot
 
     def drain(self) -> list[Transaction]:
         """Every transaction still without its verdict, in order; none is left."""
@@ -218,7 +231,7 @@ class Session:
 
     @property
     def awaiting_dot(self) -> bool:  # all but the held final dot is out (see ``release``)
-        return self._turns.limits.held_at != 0.0
+        return self.state == "busy" and self._turns.awaiting_dot
 
     @property
     def can_queue(self) -> bool:
@@ -246,16 +259,18 @@ class Session:
         self.state = "busy"
         self._write(self._turns.start(transaction))
 
-    def release(self, then: tuple[str, str, bytes] | None = None) -> None:
+    def release(self, then: tuple[str, str, bytes] | None = None) -> bool:
         """The held final dot may go; the wait does not count against the step limits.
         ``then`` (sender, recipient, message: as for ``send``, held), when ``can_queue``:
-        the next transaction starts in the same write, one round trip less."""
+        the next transaction starts in the same write, one round trip less. Whether
+        ``then`` went."""
         if self.state != "busy":
-            return
+            return False
         queued = None
         if then is not None and self.can_queue:
             queued = Transaction(*then, pipelining=True, where=self.where, hold=True)
         self._write(self._turns.release(queued))
+        return queued is not None
 
     def abort(self) -> None:
         """End at once: a transaction under way fails as stopped, a login is cut short."""
@@ -268,7 +283,7 @@ class Session:
         polite = polite and self.state == "idle"  # mid-DATA a QUIT would be message text
         if self.state != "opening":
             self.state = "closed"
-        self._turns.drain()
+        self._turns = Turns(self.settings, self.where)  # no limit of the old one lingers
         if wire is not None:
             wire.close(b"QUIT\r\n" if polite else b"")
 
@@ -300,9 +315,9 @@ class Session:
                 self._write(out)
             if ended is None:
                 continue
-            self._emit(ended, ended.error)
+            self.loop.events.append(Event.ended(self, ended, ended.error))
             if ended.close_session:  # a 421, or out of step
-                self._fail(dropped="the server ended the session")
+                self._fail(dropped="the session ended")
                 return
             if self._turns.current is not None:  # the queued one: its replies follow
                 continue
@@ -319,7 +334,8 @@ class Session:
         limits = self._turns.limits
         passed, due = limits.passed(current) if self.state == "busy" else ("", 0.0)
         if passed == "deadline":
-            self._too_slow(smtp.past_deadline(limits.whole))
+            why = smtp.past_deadline(limits.whole)
+            self._fail(smtp.ConnectionFailed(f"SMTP server {self.where} {why}"))
         elif passed == "step":
             self._fail(dropped="timed out")
         return due
@@ -335,22 +351,19 @@ class Session:
             self._fail(dropped=str(exc))
 
     def _fail(self, error: SmtpError | None = None, *, dropped: str = "") -> None:
-        """End every transaction still under way (the one queued too) with ``error`` (a
-        dropped connection: with the failure already known, else a temporary one), and
-        close the session."""
+        """End the transaction under way with ``error`` (a dropped connection: with the
+        failure already known, else a temporary one), hand the one queued behind its dot
+        back unsent, and close the session."""
+        queued = self._turns.queued
         for transaction in self._turns.drain():
+            if transaction is queued:
+                self.loop.events.append(Event(self, unsent=True))
+                continue
             if dropped:
                 lost = TemporaryFailure(f"connection to {self.where} dropped: {dropped}")
                 error = transaction.known_failure or lost
-            self._emit(transaction, error)
+            self.loop.events.append(Event.ended(self, transaction, error))
         self.close(polite=False)
-
-    def _too_slow(self, why: str) -> None:
-        self._fail(smtp.ConnectionFailed(f"SMTP server {self.where} {why}"))
-
-    def _emit(self, transaction: Transaction, error: SmtpError | None) -> None:
-        reply = transaction.reply if error is None else ""
-        self.loop.events.append(Event(self, reply=reply, error=error))
 
 
 def _log_in(session: Session, connection: smtp.Connection) -> None:

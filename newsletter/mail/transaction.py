@@ -6,8 +6,8 @@ reply or the ``SmtpError`` that sorts the failure. So both paths classify every 
 
 With PIPELINING (RFC 2920) MAIL, RCPT and DATA go in one write and their replies are matched
 to them in order; without it each command waits for its reply. Either way the message counts
-as sent only on the 250 after its data, and a failed transaction is reset (RSET) so the
-session can carry the next one.
+as sent only on the 250 after its data. A transaction refused before its data is reset (RSET)
+so the session can carry the next one; the final dot ends it whatever the verdict.
 """
 
 from __future__ import annotations

@@ -214,9 +214,9 @@ SPACED_CHECKPOINT_PAGES = 10_000
 @contextlib.contextmanager
 def checkpoints_spaced(db: Database) -> Iterator[None]:
     """While a busy writer runs: its commits checkpoint the WAL every
-    ``SPACED_CHECKPOINT_PAGES`` pages
-    instead of every 1,000, so thousands of small commits (a send writing its results)
-    copy and fsync ten times less often, and the WAL still stays bounded.
+    ``SPACED_CHECKPOINT_PAGES`` pages instead of every 1,000, so thousands of small commits
+    (a send writing its results) copy and fsync ten times less often, and the WAL still
+    stays bounded.
 
     A checkpoint on a thread of its own looked cheaper but starves: the WAL is reset only
     when a checkpoint has copied every frame, which never happens while commits keep

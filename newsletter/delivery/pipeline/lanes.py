@@ -111,8 +111,8 @@ class Lane:
             session.release()  # the job stays first in the slice: its result comes in turn
             return
         sender, recipient, data, message_id = letter
-        session.release((sender, recipient, data))
-        self.queued = (self.slice.popleft(), message_id)
+        if session.release((sender, recipient, data)):
+            self.queued = (self.slice.popleft(), message_id)
 
     def rest_skipped(self) -> list[Result]:
         """The rest of the slice, handed back unsent (its rows stay pending)."""
@@ -246,9 +246,12 @@ class Lanes:
             else:
                 self._give(lane, Result(lane.job, error=event.error))
             return
-        result = Result(lane.job, reply=event.reply, message_id=lane.message_id)
-        if event.error is not None:
+        if event.unsent:
+            result = Result(lane.job, skipped=True)
+        elif event.error is not None:
             result = Result(lane.job, error=event.error)
+        else:
+            result = Result(lane.job, reply=event.reply, message_id=lane.message_id)
         self._give(lane, result)
 
     def _give(self, lane: Lane, result: Result) -> None:
@@ -270,8 +273,7 @@ class Lanes:
         """The send stops: the lane's job goes back unsent (it stays pending), the session
         closes (``polite`` only when no message is under way: a QUIT mid-DATA is text)."""
         assert lane.job is not None
+        assert lane.queued is None  # a job is queued only behind a dot, and this one's is held
         lane.session.close(polite=polite)
         self.ready.append(Result(lane.job, skipped=True))
-        if lane.queued is not None:
-            self.ready.append(Result(lane.queued[0], skipped=True))
-        lane.job = lane.queued = None
+        lane.job = None
