@@ -378,3 +378,59 @@ def test_a_server_gone_while_a_dot_is_held_leaves_no_job_behind(db, settings, go
     report = done["report"]
     assert (report.sent, report.pending) == (5, 0)
     assert sorted(delivered) == emails  # each once: the cut one went again on a new session
+
+
+def test_a_write_that_fails_among_replies_ends_the_session_not_the_send(db, settings, monkeypatch):
+    # 354 and 421 in one read: the body's write fails; the 421 behind it must find the
+    # session already ended, not crash the loop.
+    from newsletter.mail import session as session_module
+
+    real_write = session_module.Wire.write
+    broken: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not broken and len(data) > 200 and not data.endswith(b"\r\n.\r\n"):  # a held body
+            broken.append(data)
+            raise BrokenPipeError("Broken pipe")
+        real_write(self, data)
+
+    monkeypatch.setattr(session_module.Wire, "write", write)
+    delivered: list[str] = []
+    server = RawServer(_going_down_after_354(b"421 4.3.2 shutting down\r\n", delivered))
+    topic = make_topic(db)
+    emails = add_people(db, topic, 4)
+    edition = make_edition(db, [topic])
+    try:
+        report = pipeline.send(db, on(settings, server.port), edition, concurrency=1)
+    finally:
+        server.close()
+    assert broken
+    assert (report.sent, report.pending) == (4, 0)
+    assert sorted(delivered) == emails
+
+
+def test_after_a_drop_with_its_dot_held_a_session_queues_nothing(db, settings):
+    server = RawServer(_going_down_after_354(b"421 4.3.2 shutting down\r\n", []))
+    topic = make_topic(db)
+    add_people(db, topic, 4)
+    edition = make_edition(db, [topic])
+    lanes, jobs = lanes_for(db, on(settings, server.port), edition)
+    lanes.hire(1)
+    lane = lanes.lanes[0]
+    try:
+        lanes.hand(lane, jobs)
+        results = poll_until(lanes, 2)  # the first sent, the second cut with its dot held
+        assert [r.job.delivery_id for r in results] == [j.delivery_id for j in jobs[:2]]
+        session = lane.session
+        assert session.state == "opening"  # a new login for the third, not yet back
+        assert not session.can_queue
+        assert session.release(("a@example.fi", "b@example.org", b"x\r\n.\r\n")) is False
+        lanes.proceed(True)
+        assert lane.queued is None
+        results += poll_until(lanes, 1)
+        lanes.proceed(True)
+        results += poll_until(lanes, 1)
+    finally:
+        lanes.close()
+        server.close()
+    assert sorted(r.job.delivery_id for r in results) == [j.delivery_id for j in jobs]

@@ -240,7 +240,7 @@ class Session:
 
     def open(self) -> None:
         assert self.state == "closed"
-        self.state = "opening"
+        self.state, self.pipelining = "opening", False  # the new login says again
         self._login = smtp.Connection(self.settings)  # an aborted one stays aborted
         threading.Thread(target=_log_in, args=(self, self._login), daemon=True).start()
 
@@ -313,6 +313,8 @@ class Session:
             out, ended = self._turns.feed(code, text)
             if out:
                 self._write(out)
+                if self._wire is None:
+                    return  # the write failed: ``_fail`` ended every turn, none is left
             if ended is None:
                 continue
             self.loop.events.append(Event.ended(self, ended, ended.error))

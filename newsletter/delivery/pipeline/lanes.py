@@ -273,7 +273,8 @@ class Lanes:
         """The send stops: the lane's job goes back unsent (it stays pending), the session
         closes (``polite`` only when no message is under way: a QUIT mid-DATA is text)."""
         assert lane.job is not None
-        assert lane.queued is None  # a job is queued only behind a dot, and this one's is held
+        if lane.queued is not None:  # a job is queued only behind a dot, and this one's is held
+            raise RuntimeError("a lane with a queued job cannot be dropped")
         lane.session.close(polite=polite)
         self.ready.append(Result(lane.job, skipped=True))
         lane.job = None
