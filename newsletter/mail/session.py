@@ -164,7 +164,7 @@ class Turns:
     def hear(self, data: bytes) -> list[tuple[int, str]]:
         """The replies in what the server sent; SmtpError when it broke a rule."""
         if why := self.limits.heard(len(data)):
-            raise smtp.ConnectionFailed(f"SMTP server {self.where} {why}")
+            raise _too_slow(self.where, why)
         return self.replies.feed(data)
 
     def start(self, transaction: Transaction) -> bytes:
@@ -227,7 +227,7 @@ class Session:
         self._login = smtp.Connection(settings)
         self.where = self._login.where
         self._wire: Wire | None = None
-        self._turns = Turns(settings, self.where)
+        self._turns = Turns(settings, self.where)  # a new one for each connection
 
     @property
     def awaiting_dot(self) -> bool:  # all but the held final dot is out (see ``release``)
@@ -260,10 +260,9 @@ class Session:
         self._write(self._turns.start(transaction))
 
     def release(self, then: tuple[str, str, bytes] | None = None) -> bool:
-        """The held final dot may go; the wait does not count against the step limits.
-        ``then`` (sender, recipient, message: as for ``send``, held), when ``can_queue``:
-        the next transaction starts in the same write, one round trip less. Whether
-        ``then`` went."""
+        """The held final dot may go (its wait counts against no limit); with ``then`` (as
+        for ``send``, held) and ``can_queue``, the next transaction's commands go in the
+        same write, one round trip less. Whether ``then`` went."""
         if self.state != "busy":
             return False
         queued = None
@@ -336,8 +335,7 @@ class Session:
         limits = self._turns.limits
         passed, due = limits.passed(current) if self.state == "busy" else ("", 0.0)
         if passed == "deadline":
-            why = smtp.past_deadline(limits.whole)
-            self._fail(smtp.ConnectionFailed(f"SMTP server {self.where} {why}"))
+            self._fail(_too_slow(self.where, smtp.past_deadline(limits.whole)))
         elif passed == "step":
             self._fail(dropped="timed out")
         return due
@@ -366,6 +364,11 @@ class Session:
                 error = transaction.known_failure or lost
             self.loop.events.append(Event.ended(self, transaction, error))
         self.close(polite=False)
+
+
+def _too_slow(where: str, why: str) -> smtp.ConnectionFailed:
+    # The server, not the message: no message of this send would fare better through it.
+    return smtp.ConnectionFailed(f"SMTP server {where} {why}")
 
 
 def _log_in(session: Session, connection: smtp.Connection) -> None:

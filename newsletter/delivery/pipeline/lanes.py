@@ -114,6 +114,13 @@ class Lane:
         if session.release((sender, recipient, data)):
             self.queued = (self.slice.popleft(), message_id)
 
+    def give_back(self) -> Result:
+        """The job under way, unsent: its session closes before its dot could go."""
+        if self.job is None or self.queued is not None:  # queued only behind a dot that went
+            raise RuntimeError("only a job whose dot is held can be given back")
+        result, self.job = Result(self.job, skipped=True), None
+        return result
+
     def rest_skipped(self) -> list[Result]:
         """The rest of the slice, handed back unsent (its rows stay pending)."""
         rest = [Result(job, skipped=True) for job in self.slice]
@@ -272,9 +279,5 @@ class Lanes:
     def _drop(self, lane: Lane, *, polite: bool) -> None:
         """The send stops: the lane's job goes back unsent (it stays pending), the session
         closes (``polite`` only when no message is under way: a QUIT mid-DATA is text)."""
-        assert lane.job is not None
-        if lane.queued is not None:  # a job is queued only behind a dot, and this one's is held
-            raise RuntimeError("a lane with a queued job cannot be dropped")
         lane.session.close(polite=polite)
-        self.ready.append(Result(lane.job, skipped=True))
-        lane.job = None
+        self.ready.append(lane.give_back())
