@@ -143,7 +143,7 @@ def test_sigkill_and_resume_of_a_multi_language_edition(workdir, settings, db, s
     rng = random.Random(seed)
     topic = topics.add_topic(db, TOPIC_SLUG, TOPIC, names={"sv": "Samhälle", "en": "Society"})
     langs = {}
-    for number in range(180):
+    for number in range(300):  # enough left after the last kill point (147) at --rate 400
         lang = ("fi", "sv", "en")[number % 3]
         email = f"lukija{number:05d}@example.org"
         subscribers.add(db, email, lang=lang, topic_ids=[topic.id], status="confirmed")
@@ -165,7 +165,7 @@ def test_sigkill_and_resume_of_a_multi_language_edition(workdir, settings, db, s
     second = start_send(workdir, smtp_sink, edition, "--rate", "400")
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
-    assert "pending 0 of 180" in out
+    assert "pending 0 of 300" in out
 
     copies = Counter(r for m in smtp_sink.messages for r in m.rcpt_tos)
     assert set(copies) == set(langs) and max(copies.values()) <= 2
@@ -176,4 +176,4 @@ def test_sigkill_and_resume_of_a_multi_language_edition(workdir, settings, db, s
         found = re.search(r'<html[^>]*\blang="(\w+)"', html)
         assert found and found.group(1) == langs[to], to
     by_lang = pipeline.language_counts(db, edition)
-    assert {lang: n["sent"] for lang, n in by_lang.items()} == {"en": 60, "fi": 60, "sv": 60}
+    assert {lang: n["sent"] for lang, n in by_lang.items()} == {"en": 100, "fi": 100, "sv": 100}
