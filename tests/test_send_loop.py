@@ -43,6 +43,16 @@ def lanes_for(db, settings, edition_id: int) -> tuple[Lanes, list]:
     return lanes, pending_jobs(db, edition_id, 0, 100)
 
 
+def one_lane(db, settings, port: int, people: int) -> tuple[Lanes, list]:
+    """Lanes for a new edition to ``people`` confirmed readers, with one lane hired; the
+    jobs of the whole delivery log."""
+    topic = make_topic(db)
+    add_people(db, topic, people)
+    lanes, jobs = lanes_for(db, on(settings, port), make_edition(db, [topic]))
+    lanes.hire(1)
+    return lanes, jobs
+
+
 def poll_until(lanes: Lanes, wanted: int, seconds: float = 10.0) -> list:
     found: list = []
     end = time.monotonic() + seconds
@@ -56,11 +66,7 @@ def test_the_next_message_waits_for_its_dot_until_the_result_before_is_written(
     db, settings, server, pipelining
 ):
     server.offer_pipelining = pipelining
-    topic = make_topic(db)
-    add_people(db, topic, 3)
-    edition = make_edition(db, [topic])
-    lanes, jobs = lanes_for(db, on(settings, server.port), edition)
-    lanes.hire(1)
+    lanes, jobs = one_lane(db, settings, server.port, 3)
     lane = lanes.lanes[0]
     try:
         lanes.hand(lane, jobs)
@@ -175,11 +181,7 @@ def early_verdict(conn, stop):
 def test_a_reply_while_the_dot_is_held_is_not_a_delivery(db, settings):
     server = RawServer(early_verdict)
     try:
-        topic = make_topic(db)
-        add_people(db, topic, 2)
-        edition = make_edition(db, [topic])
-        lanes, jobs = lanes_for(db, on(settings, server.port), edition)
-        lanes.hire(1)
+        lanes, jobs = one_lane(db, settings, server.port, 2)
         try:
             lanes.hand(lanes.lanes[0], jobs)
             results = poll_until(lanes, 2)
@@ -287,18 +289,14 @@ def test_a_dropped_connection_after_a_released_dot_sends_both_again(db, settings
 
 
 def test_a_cut_session_gives_the_queued_job_its_result_too(db, settings, server):
-    topic = make_topic(db)
-    emails = add_people(db, topic, 4)
-    edition = make_edition(db, [topic])
+    lanes, jobs = one_lane(db, settings, server.port, 4)
+    lane = lanes.lanes[0]
 
     def sit_on_the_second(address: str) -> None:
-        if address == emails[1]:
+        if address == jobs[1].email:
             time.sleep(0.5)  # the verdict on the second message is slow to come
 
     server.data_reply = sit_on_the_second
-    lanes, jobs = lanes_for(db, on(settings, server.port), edition)
-    lanes.hire(1)
-    lane = lanes.lanes[0]
     try:
         lanes.hand(lane, jobs)
         first = poll_until(lanes, 1)
@@ -411,11 +409,7 @@ def test_a_write_that_fails_among_replies_ends_the_session_not_the_send(db, sett
 
 def test_after_a_drop_with_its_dot_held_a_session_queues_nothing(db, settings):
     server = RawServer(_going_down_after_354(b"421 4.3.2 shutting down\r\n", []))
-    topic = make_topic(db)
-    add_people(db, topic, 4)
-    edition = make_edition(db, [topic])
-    lanes, jobs = lanes_for(db, on(settings, server.port), edition)
-    lanes.hire(1)
+    lanes, jobs = one_lane(db, settings, server.port, 4)
     lane = lanes.lanes[0]
     try:
         lanes.hand(lane, jobs)
