@@ -16,7 +16,7 @@ from test_smtp_deadline import RawServer, _lines, drip_after_data
 from newsletter.delivery import pipeline
 from newsletter.delivery.pipeline import planning
 from newsletter.delivery.pipeline.batches import pending_jobs
-from newsletter.delivery.pipeline.lanes import Lanes
+from newsletter.delivery.pipeline.lanes import Lanes, Letters
 from newsletter.mail import smtp
 from newsletter.store.db import token_key
 
@@ -428,3 +428,31 @@ def test_after_a_drop_with_its_dot_held_a_session_queues_nothing(db, settings):
         lanes.close()
         server.close()
     assert sorted(r.job.delivery_id for r in results) == [j.delivery_id for j in jobs]
+
+
+def test_a_bad_address_behind_a_held_dot_fails_alone_and_is_made_once(
+    db, settings, server, monkeypatch
+):
+    topic = make_topic(db)
+    emails = add_people(db, topic, 5)
+    # A legacy row with a non-ASCII local part: its message cannot be made (no SMTPUTF8).
+    db.execute("UPDATE subscribers SET email = 'pävi@example.org' WHERE email = ?", [emails[2]])
+    edition = make_edition(db, [topic])
+    made: list[int] = []
+    real_prepare = Letters.prepare
+
+    def prepare(self, job):
+        made.append(job.delivery_id)
+        return real_prepare(self, job)
+
+    monkeypatch.setattr(Letters, "prepare", prepare)
+    report = pipeline.send(db, on(settings, server.port), edition, concurrency=1)
+
+    rows = delivery_rows(db, edition)
+    assert [(r["status"], r["reason"]) for r in rows] == [
+        ("sent", None), ("sent", None), ("failed", "invalid address"), ("sent", None),
+        ("sent", None),
+    ]  # fmt: skip
+    assert report.sent == 4
+    assert [m.recipient for m in server.messages] == emails[:2] + emails[3:]
+    assert sorted(made) == sorted(set(made)) == [r["id"] for r in rows]  # each made once

@@ -99,20 +99,23 @@ class Lane:
     def idle(self) -> bool:
         return not self.retired and self.job is None and not self.slice
 
-    def release(self, letters: Letters) -> None:
+    def release(self, letters: Letters) -> Result | None:
         """Let the held dot go, with the next message's envelope behind it when the
-        session can take it (its letter is made now, so a bad address is met later)."""
+        session can take it; the next job's result when it has no message (a bad address:
+        nothing to queue, and no reason to make its letter again later)."""
         session = self.session
         if self.job is None or not self.slice or not session.can_queue:
             session.release()
-            return
+            return None
         letter = letters.prepare(self.slice[0])
         if isinstance(letter, Result):
-            session.release()  # the job stays first in the slice: its result comes in turn
-            return
+            session.release()
+            self.slice.popleft()
+            return letter
         sender, recipient, data, message_id = letter
         if session.release((sender, recipient, data)):
             self.queued = (self.slice.popleft(), message_id)
+        return None
 
     def give_back(self) -> Result:
         """The job under way, unsent: its session closes before its dot could go."""
@@ -194,7 +197,8 @@ class Lanes:
                 continue
             lane.unrecorded = False
             if not self.stopping:
-                lane.release(self.letters)
+                if (unsendable := lane.release(self.letters)) is not None:
+                    self.ready.append(unsendable)
                 self._next(lane)  # a lane whose next job ended before the write
                 continue
             if lane.job is not None:  # its message cannot have been accepted: no dot went
